@@ -1,0 +1,28 @@
+//! Builds the long-lived clients once per container (cold start), from the configuration.
+
+use std::sync::Arc;
+
+use aws_config::BehaviorVersion;
+
+use crate::config::Config;
+use crate::leadspace::LeadspaceClient;
+use crate::leadspace::retry::RetryPolicy;
+use crate::pipeline::App;
+use crate::secrets::SecretsManagerTokens;
+use crate::storage::S3Store;
+
+pub async fn build_app(config: Config) -> Result<App, lambda_runtime::Error> {
+    let sdk_config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let mut s3 = aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(config.s3_force_path_style);
+    if sdk_config.endpoint_url().is_some() {
+        // S3-compatible endpoints (moto, MinIO...) often reject the SDK's default checksums.
+        s3 = s3
+            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+    }
+    let store = Arc::new(S3Store::new(aws_sdk_s3::Client::from_conf(s3.build())));
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
+    let tokens = Arc::new(SecretsManagerTokens::new(secrets, config.secret_id.clone()));
+    let enricher = Arc::new(LeadspaceClient::new(&config.base_url, tokens, config.tps, RetryPolicy::default())?);
+    Ok(App { config, store, enricher })
+}

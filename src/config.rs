@@ -1,0 +1,288 @@
+//! Every environment variable, parsed and validated once at cold start. A wrong value fails the
+//! cold start with a message naming the variable, rather than failing each invocation later.
+
+use std::fmt;
+
+use crate::mapping::FieldMapping;
+
+pub const DEFAULT_BASE_URL: &str = "https://apigw.leadspace.com";
+/// Bulk jobs or single requests outstanding at once. With bulks ready about a second after
+/// submission, 16 in flight keeps a 30 TPS contract busy without building a backlog anywhere
+/// near Leadspace's 100,000-lead ceiling (16 x 500 = 8,000 leads).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+pub const MAX_BATCH_SIZE: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Single,
+    Bulk,
+    Auto,
+}
+
+/// Leadspace's matching confidence, ordered so that `HIGH > MEDIUM > LOW > VERY LOW`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Confidence {
+    VeryLow,
+    Low,
+    Medium,
+    High,
+}
+
+impl Confidence {
+    pub fn parse(text: &str) -> Option<Self> {
+        let normalised: String =
+            text.chars().filter(|c| c.is_ascii_alphabetic()).map(|c| c.to_ascii_uppercase()).collect();
+        match normalised.as_str() {
+            "HIGH" => Some(Self::High),
+            "MEDIUM" => Some(Self::Medium),
+            "LOW" => Some(Self::Low),
+            "VERYLOW" => Some(Self::VeryLow),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub secret_id: String,
+    pub base_url: String,
+    pub data_sharing_consent: bool,
+    pub input_prefix: String,
+    pub output_bucket: Option<String>,
+    pub output_prefix: String,
+    pub field_mapping: Option<FieldMapping>,
+    pub mode: Mode,
+    pub batch_size: usize,
+    pub tps: u32,
+    pub max_in_flight: usize,
+    pub min_confidence: Confidence,
+    pub enrichment_name: String,
+    pub source_bucket: Option<String>,
+    pub s3_force_path_style: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration variable {}: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { variable, problem: problem.into() }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration from any lookup, so tests need not mutate the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+
+        let secret_id = get("LEADSPACE_SECRET_ID").ok_or_else(|| {
+            invalid(
+                "LEADSPACE_SECRET_ID",
+                "is required: set it to the Secrets Manager id or ARN holding the Leadspace token",
+            )
+        })?;
+        let base_url =
+            get("LEADSPACE_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_string()).trim_end_matches('/').to_string();
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            return Err(invalid("LEADSPACE_BASE_URL", format!("{base_url:?} is not an http(s) URL")));
+        }
+        let data_sharing_consent = match get("DATA_SHARING_CONSENT") {
+            None => false,
+            Some(v) => parse_bool("DATA_SHARING_CONSENT", &v)?,
+        };
+        let input_prefix = normalise_prefix(get("INPUT_PREFIX").unwrap_or_else(|| "incoming/".into()));
+        let output_prefix = normalise_prefix(get("OUTPUT_PREFIX").unwrap_or_else(|| "enriched/".into()));
+        let output_bucket = get("OUTPUT_BUCKET");
+        let source_bucket = get("SOURCE_BUCKET");
+
+        let field_mapping = match get("FIELD_MAPPING") {
+            None => None,
+            Some(json) => Some(FieldMapping::from_json(&json).map_err(|e| invalid("FIELD_MAPPING", e.to_string()))?),
+        };
+        let mode = match get("LEADSPACE_MODE").map(|m| m.to_ascii_lowercase()) {
+            None => Mode::Auto,
+            Some(m) if m == "auto" => Mode::Auto,
+            Some(m) if m == "single" => Mode::Single,
+            Some(m) if m == "bulk" => Mode::Bulk,
+            Some(m) => return Err(invalid("LEADSPACE_MODE", format!("{m:?} is not one of single, bulk, auto"))),
+        };
+        let batch_size = parse_number("BATCH_SIZE", get("BATCH_SIZE"), 500, 1, MAX_BATCH_SIZE as u64)? as usize;
+        let tps = parse_number("LEADSPACE_TPS", get("LEADSPACE_TPS"), 25, 1, 10_000)? as u32;
+        let max_in_flight =
+            parse_number("MAX_IN_FLIGHT", get("MAX_IN_FLIGHT"), DEFAULT_MAX_IN_FLIGHT as u64, 1, 1_000)? as usize;
+        let min_confidence = match get("MIN_CONFIDENCE") {
+            None => Confidence::Low,
+            Some(v) => Confidence::parse(&v)
+                .ok_or_else(|| invalid("MIN_CONFIDENCE", format!("{v:?} is not one of HIGH, MEDIUM, LOW, VERY LOW")))?,
+        };
+        let enrichment_name = get("ENRICHMENT_NAME").unwrap_or_else(|| "leadspace".into());
+        let s3_force_path_style = match get("S3_FORCE_PATH_STYLE") {
+            None => false,
+            Some(v) => parse_bool("S3_FORCE_PATH_STYLE", &v)?,
+        };
+
+        let config = Config {
+            secret_id,
+            base_url,
+            data_sharing_consent,
+            input_prefix,
+            output_bucket,
+            output_prefix,
+            field_mapping,
+            mode,
+            batch_size,
+            tps,
+            max_in_flight,
+            min_confidence,
+            enrichment_name,
+            source_bucket,
+            s3_force_path_style,
+        };
+        config.refuse_overlapping_prefixes()?;
+        Ok(config)
+    }
+
+    /// Writing results where inputs are picked up would trigger the function on its own output,
+    /// forever. When output may land in the input bucket, the prefixes must be disjoint.
+    fn refuse_overlapping_prefixes(&self) -> Result<(), ConfigError> {
+        let may_share_bucket = match (&self.output_bucket, &self.source_bucket) {
+            (None, _) => true,
+            (Some(output), Some(source)) => output == source,
+            // Direct invocations may name any bucket; the per-object guard covers those.
+            (Some(_), None) => false,
+        };
+        let overlap =
+            self.input_prefix.starts_with(&self.output_prefix) || self.output_prefix.starts_with(&self.input_prefix);
+        if may_share_bucket && overlap {
+            return Err(invalid(
+                "OUTPUT_PREFIX",
+                format!(
+                    "{:?} overlaps INPUT_PREFIX {:?} in the same bucket, so results would be enriched again; \
+                     use disjoint prefixes or set OUTPUT_BUCKET to another bucket",
+                    self.output_prefix, self.input_prefix
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bucket results go to for an object found in `source_bucket`.
+    pub fn output_bucket_for<'a>(&'a self, source_bucket: &'a str) -> &'a str {
+        self.output_bucket.as_deref().unwrap_or(source_bucket)
+    }
+}
+
+/// `incoming` and `incoming/` mean the same folder to a user; only the empty prefix stays empty.
+fn normalise_prefix(prefix: String) -> String {
+    let trimmed = prefix.trim_start_matches('/');
+    if trimmed.is_empty() || trimmed.ends_with('/') { trimmed.to_string() } else { format!("{trimmed}/") }
+}
+
+fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(variable, format!("{value:?} is not true or false"))),
+    }
+}
+
+fn parse_number(
+    variable: &'static str,
+    value: Option<String>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(value) = value else { return Ok(default) };
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(variable, format!("{value:?} is not a whole number from {min} to {max}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_interface() {
+        let c = config(&[("LEADSPACE_SECRET_ID", "ls")]).unwrap();
+        assert_eq!(c.base_url, DEFAULT_BASE_URL);
+        assert!(!c.data_sharing_consent);
+        assert_eq!(c.input_prefix, "incoming/");
+        assert_eq!(c.output_prefix, "enriched/");
+        assert_eq!(c.mode, Mode::Auto);
+        assert_eq!(c.batch_size, 500);
+        assert_eq!(c.tps, 25);
+        assert_eq!(c.min_confidence, Confidence::Low);
+        assert_eq!(c.enrichment_name, "leadspace");
+        assert!(!c.s3_force_path_style);
+    }
+
+    #[test]
+    fn missing_secret_id_names_the_variable() {
+        let err = config(&[]).unwrap_err();
+        assert_eq!(err.variable, "LEADSPACE_SECRET_ID");
+    }
+
+    #[test]
+    fn batch_size_above_the_bulk_limit_is_refused() {
+        let err = config(&[("LEADSPACE_SECRET_ID", "ls"), ("BATCH_SIZE", "501")]).unwrap_err();
+        assert_eq!(err.variable, "BATCH_SIZE");
+        assert!(err.to_string().contains("1 to 500"), "{err}");
+    }
+
+    #[test]
+    fn field_mapping_that_is_not_json_fails_naming_the_variable() {
+        let err = config(&[("LEADSPACE_SECRET_ID", "ls"), ("FIELD_MAPPING", "{company_name:")]).unwrap_err();
+        assert_eq!(err.variable, "FIELD_MAPPING");
+    }
+
+    #[test]
+    fn overlapping_prefixes_in_one_bucket_are_refused() {
+        let err = config(&[("LEADSPACE_SECRET_ID", "ls"), ("INPUT_PREFIX", "data/"), ("OUTPUT_PREFIX", "data/out/")])
+            .unwrap_err();
+        assert_eq!(err.variable, "OUTPUT_PREFIX");
+        assert!(
+            config(&[
+                ("LEADSPACE_SECRET_ID", "ls"),
+                ("INPUT_PREFIX", "data/"),
+                ("OUTPUT_PREFIX", "data/out/"),
+                ("OUTPUT_BUCKET", "results"),
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn prefixes_gain_a_trailing_slash() {
+        let c = config(&[("LEADSPACE_SECRET_ID", "ls"), ("INPUT_PREFIX", "in"), ("OUTPUT_PREFIX", "out")]).unwrap();
+        assert_eq!((c.input_prefix.as_str(), c.output_prefix.as_str()), ("in/", "out/"));
+    }
+
+    #[test]
+    fn confidence_levels_are_ordered_and_parsed_leniently() {
+        assert!(Confidence::High > Confidence::Medium && Confidence::Low > Confidence::VeryLow);
+        assert_eq!(Confidence::parse("very low"), Some(Confidence::VeryLow));
+        assert_eq!(Confidence::parse("VERY_LOW"), Some(Confidence::VeryLow));
+    }
+}

@@ -1,0 +1,150 @@
+//! What a row gets: its status and the `leadspace_*` values, derived from Leadspace's answer for
+//! its company.
+
+use serde::Serialize;
+
+use crate::config::Confidence;
+use crate::leadspace::model::{EnrichedCompany, scalar_text};
+
+/// Appended to every output row, in this order.
+pub const COLUMNS: [&str; 21] = [
+    "leadspace_status",
+    "leadspace_error",
+    "leadspace_company_id",
+    "leadspace_name",
+    "leadspace_website",
+    "leadspace_industry",
+    "leadspace_sub_industry",
+    "leadspace_employees",
+    "leadspace_employees_range",
+    "leadspace_revenue",
+    "leadspace_revenue_range",
+    "leadspace_country",
+    "leadspace_state",
+    "leadspace_city",
+    "leadspace_address",
+    "leadspace_zipcode",
+    "leadspace_phone",
+    "leadspace_sic",
+    "leadspace_naics",
+    "leadspace_linkedin",
+    "leadspace_confidence",
+];
+
+/// Number of columns after status and error: the values that come from Leadspace.
+pub const ATTRIBUTE_COUNT: usize = COLUMNS.len() - 2;
+
+pub fn is_output_column(name: &str) -> bool {
+    COLUMNS.contains(&name)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowStatus {
+    Enriched,
+    NotMatched,
+    LowConfidence,
+    InvalidInput,
+    Failed,
+    NotAttempted,
+}
+
+impl RowStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowStatus::Enriched => "enriched",
+            RowStatus::NotMatched => "not_matched",
+            RowStatus::LowConfidence => "low_confidence",
+            RowStatus::InvalidInput => "invalid_input",
+            RowStatus::Failed => "failed",
+            RowStatus::NotAttempted => "not_attempted",
+        }
+    }
+}
+
+/// The final answer for one company (or one row, for rows that never became a company).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enrichment {
+    pub status: RowStatus,
+    pub error: Option<String>,
+    /// Leadspace's values, in `COLUMNS[2..]` order; empty strings when there is nothing.
+    pub attributes: Vec<String>,
+}
+
+impl Enrichment {
+    pub fn without_attributes(status: RowStatus, error: Option<String>) -> Self {
+        Enrichment { status, error, attributes: Vec::new() }
+    }
+
+    /// A matched company: `enriched`, or `low_confidence` with only its confidence kept when the
+    /// match is weaker than `min_confidence`. A match without a stated confidence is accepted.
+    pub fn matched(company: &EnrichedCompany, min_confidence: Confidence) -> Self {
+        let level = company.matching_confidence.as_ref().and_then(|c| c.level.clone()).unwrap_or_default();
+        if Confidence::parse(&level).is_some_and(|c| c < min_confidence) {
+            let mut attributes = vec![String::new(); ATTRIBUTE_COUNT];
+            attributes[ATTRIBUTE_COUNT - 1] = level;
+            return Enrichment { status: RowStatus::LowConfidence, error: None, attributes };
+        }
+        let address = company.address.clone().unwrap_or_default();
+        let employees = company.employees.clone().unwrap_or_default();
+        let revenue = company.revenue_dollar.clone().unwrap_or_default();
+        let id = company.ug_company_id.as_ref().or(company.ls_id.as_ref());
+        let attributes = vec![
+            scalar_text(id),
+            scalar_text(company.name.as_ref()),
+            scalar_text(company.website.as_ref()),
+            scalar_text(company.industry.as_ref()),
+            scalar_text(company.sub_industry.as_ref()),
+            scalar_text(employees.exact.as_ref()),
+            scalar_text(employees.range.as_ref()),
+            scalar_text(revenue.exact.as_ref()),
+            scalar_text(revenue.range.as_ref()),
+            scalar_text(address.country.as_ref()),
+            scalar_text(address.state.as_ref()),
+            scalar_text(address.city.as_ref()),
+            scalar_text(address.address.as_ref()),
+            scalar_text(address.zipcode.as_ref()),
+            scalar_text(company.phone.as_ref()),
+            scalar_text(company.sic.as_ref()),
+            scalar_text(company.naics.as_ref()),
+            scalar_text(company.linkedin_profile.as_ref()),
+            level,
+        ];
+        Enrichment { status: RowStatus::Enriched, error: None, attributes }
+    }
+
+    /// The attribute in `COLUMNS[2 + i]`, empty when absent.
+    pub fn attribute(&self, i: usize) -> &str {
+        self.attributes.get(i).map_or("", String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::leadspace::model::MatchingConfidence;
+
+    fn company(level: &str) -> EnrichedCompany {
+        EnrichedCompany {
+            name: Some("Contoso".into()),
+            matching_confidence: Some(MatchingConfidence { level: Some(level.into()) }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn matches_below_the_minimum_confidence_keep_only_their_confidence() {
+        let e = Enrichment::matched(&company("VERY LOW"), Confidence::Low);
+        assert_eq!(e.status, RowStatus::LowConfidence);
+        assert_eq!(e.attribute(1), "");
+        assert_eq!(e.attribute(ATTRIBUTE_COUNT - 1), "VERY LOW");
+    }
+
+    #[test]
+    fn matches_at_the_minimum_are_enriched() {
+        let e = Enrichment::matched(&company("LOW"), Confidence::Low);
+        assert_eq!(e.status, RowStatus::Enriched);
+        assert_eq!(e.attribute(1), "Contoso");
+        assert_eq!(e.attributes.len(), ATTRIBUTE_COUNT);
+    }
+}

@@ -1,0 +1,79 @@
+//! Error classes at the Lambda boundary. A permanent problem with one file never surfaces here:
+//! it becomes a `failed` summary and a successful invocation, so Lambda does not retry it. What
+//! reaches this module is either transient (worth Lambda's retry and on-failure destination) or
+//! an invocation Lambda should not retry (a payload this function does not understand).
+
+use lambda_runtime::Diagnostic;
+
+use crate::records::ReadError;
+use crate::secrets::SecretError;
+use crate::storage::StorageError;
+
+/// A failure of one job that a later attempt may not see: S3 or Secrets Manager unavailable,
+/// the body stream cut off.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("reading s3://{bucket}/{key} failed")]
+    Read {
+        bucket: String,
+        key: String,
+        #[source]
+        source: ReadError,
+    },
+    #[error("writing the output for s3://{bucket}/{key} failed")]
+    Write {
+        bucket: String,
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("{0}")]
+    InvalidEvent(String),
+    #[error("{error}")]
+    Job {
+        #[source]
+        error: JobError,
+        message: String,
+    },
+}
+
+impl HandlerError {
+    pub fn job(error: JobError) -> Self {
+        let message = error_chain(&error);
+        HandlerError::Job { error, message }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, HandlerError::Job { .. })
+    }
+}
+
+/// "outer: inner: root", so the Lambda response keeps the cause chain rather than its top line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(error: HandlerError) -> Self {
+        let (error_type, error_message) = match &error {
+            HandlerError::InvalidEvent(message) => ("NonRetryable.InvalidEvent", message.clone()),
+            HandlerError::Job { message, .. } => ("Retryable.TransientFailure", message.clone()),
+        };
+        Diagnostic { error_type: error_type.to_string(), error_message }
+    }
+}

@@ -1,0 +1,193 @@
+//! HTTP client for Leadspace. Every request passes the shared rate limiter, carries a timeout,
+//! and goes through the one retry loop in `send`.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+
+use super::model::{BulkAccepted, BulkRequest, BulkResults, EnrichRequest, EnrichmentResult};
+use super::retry::RetryPolicy;
+use super::{CallStats, Enricher, LeadspaceError};
+use crate::secrets::TokenSource;
+
+const SINGLE_PATH: &str = "/enrichment/enrich/single";
+const BULK_PATH: &str = "/enrichment/enrich/bulk";
+
+pub struct LeadspaceClient {
+    http: reqwest::Client,
+    base_url: String,
+    tokens: Arc<dyn TokenSource>,
+    limiter: DefaultDirectRateLimiter,
+    policy: RetryPolicy,
+}
+
+/// What `send` hands back: statuses the caller interprets itself (2xx, and 404 for polls).
+struct Answer {
+    status: StatusCode,
+    body: bytes::Bytes,
+}
+
+impl LeadspaceClient {
+    pub fn new(
+        base_url: &str,
+        tokens: Arc<dyn TokenSource>,
+        tps: u32,
+        policy: RetryPolicy,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(policy.request_timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("leadspace-enrich/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        // A burst of one keeps requests evenly spaced, so no one-second window ever sees more
+        // than LEADSPACE_TPS (+1 at its edges): staying under the contract never provokes a 429.
+        let per_second = NonZeroU32::new(tps).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::direct(Quota::per_second(per_second).allow_burst(NonZeroU32::MIN));
+        Ok(LeadspaceClient { http, base_url: base_url.trim_end_matches('/').to_string(), tokens, limiter, policy })
+    }
+
+    /// Sends one logical request, retrying what is worth retrying. `build` is called once per
+    /// attempt with the current token.
+    async fn send(
+        &self,
+        endpoint: &'static str,
+        stats: &CallStats,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Send + Sync,
+    ) -> Result<Answer, LeadspaceError> {
+        let started = Instant::now();
+        let mut token_refreshed = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.limiter.until_ready().await;
+            let token = self.tokens.token().await?;
+            CallStats::add(&stats.requests, 1);
+            let outcome = build(&self.http, token.expose_secret()).send().await;
+            let failure = match outcome {
+                Ok(response) => {
+                    let status = response.status();
+                    match status.as_u16() {
+                        200..=299 | 404 => match response.bytes().await {
+                            Ok(body) => return Ok(Answer { status, body }),
+                            Err(e) => describe(&e),
+                        },
+                        401 if !token_refreshed => {
+                            // Rotated tokens are the usual cause after months of service.
+                            tracing::warn!(endpoint, "Leadspace rejected the token; re-reading the secret once");
+                            self.tokens.refresh().await?;
+                            token_refreshed = true;
+                            CallStats::add(&stats.retries, 1);
+                            continue;
+                        }
+                        401 => return Err(LeadspaceError::TokenRejected),
+                        427 => return Err(LeadspaceError::CreditsExhausted),
+                        400 => {
+                            let body = response.bytes().await.unwrap_or_default();
+                            return Err(LeadspaceError::Rejected { reason: rejection_reason(&body) });
+                        }
+                        429 => {
+                            CallStats::add(&stats.throttled, 1);
+                            "429 rate limit exceeded".to_string()
+                        }
+                        500..=599 => format!("HTTP {}", status.as_u16()),
+                        other => return Err(LeadspaceError::Unexpected { status: other, endpoint }),
+                    }
+                }
+                Err(e) => describe(&e),
+            };
+            let delay = self.policy.backoff(attempt);
+            if attempt >= self.policy.max_attempts || started.elapsed() + delay > self.policy.budget {
+                return Err(LeadspaceError::RetriesExhausted { attempts: attempt, last: failure });
+            }
+            tracing::debug!(endpoint, attempt, delay_ms = delay.as_millis() as u64, failure = %failure, "retrying Leadspace request");
+            CallStats::add(&stats.retries, 1);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}/{}", self.base_url, path.trim_start_matches('/'))
+        }
+    }
+}
+
+/// A transport failure in words, without the URL's query or anything from the request body.
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "request timed out".into()
+    } else if error.is_connect() {
+        "could not connect".into()
+    } else {
+        "connection failed while reading the answer".into()
+    }
+}
+
+/// Leadspace's 400 body is `{error, tracking_id, request_timestamp, details}`. Only `error` and
+/// the tracking id are kept: `details` may quote the customer's input back.
+fn rejection_reason(body: &[u8]) -> String {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let error = json.get("error").and_then(|e| e.as_str()).unwrap_or("bad or insufficient input");
+    let error: String = error.chars().take(200).collect();
+    match json.get("tracking_id").and_then(|t| t.as_str()) {
+        Some(id) => format!("{error} (tracking id {id})"),
+        None => error,
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, LeadspaceError> {
+    serde_json::from_slice(body).map_err(|e| LeadspaceError::Decode(format!("{what}: {e}")))
+}
+
+#[async_trait]
+impl Enricher for LeadspaceClient {
+    async fn single(&self, record: &EnrichRequest, stats: &CallStats) -> Result<EnrichmentResult, LeadspaceError> {
+        let url = self.url(SINGLE_PATH);
+        CallStats::add(&stats.records_sent, 1);
+        let answer = self.send("single", stats, |http, token| http.post(&url).bearer_auth(token).json(record)).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Err(LeadspaceError::Unexpected { status: 404, endpoint: "single" });
+        }
+        decode(&answer.body, "single enrichment result")
+    }
+
+    async fn bulk(
+        &self,
+        records: &[EnrichRequest],
+        stats: &CallStats,
+    ) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+        let url = self.url(BULK_PATH);
+        let external_bulk_id = format!("bulk-{:016x}", rand::random::<u64>());
+        let body = BulkRequest { data: records, external_bulk_id: &external_bulk_id };
+        CallStats::add(&stats.records_sent, records.len() as u64);
+        let answer = self.send("bulk", stats, |http, token| http.post(&url).bearer_auth(token).json(&body)).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Err(LeadspaceError::Unexpected { status: 404, endpoint: "bulk" });
+        }
+        let accepted: BulkAccepted = decode(&answer.body, "bulk submission answer")?;
+        let poll_url = self.url(&accepted.id);
+
+        let started = Instant::now();
+        for poll in 0.. {
+            tokio::time::sleep(self.policy.poll_delay(poll)).await;
+            let answer = self.send("poll", stats, |http, token| http.get(&poll_url).bearer_auth(token)).await?;
+            match answer.status {
+                StatusCode::OK => return Ok(decode::<BulkResults>(&answer.body, "bulk results")?.results),
+                StatusCode::NOT_FOUND => return Err(LeadspaceError::BulkNotFound),
+                _ if started.elapsed() >= self.policy.poll_timeout => {
+                    return Err(LeadspaceError::PollTimedOut { seconds: self.policy.poll_timeout.as_secs() });
+                }
+                _ => {} // 204: still processing
+            }
+        }
+        Err(LeadspaceError::PollTimedOut { seconds: self.policy.poll_timeout.as_secs() })
+    }
+}

@@ -1,0 +1,18 @@
+//! Enriches company records stored in S3 with Leadspace firmographics, as an AWS Lambda.
+//!
+//! Data flows one way: `trigger` (event → jobs) → `pipeline` (read rows, dedupe companies,
+//! enrich in bounded batches, write rows, summary), with `records`, `mapping`, `leadspace`,
+//! `secrets` and `storage` at the edges.
+
+pub mod bootstrap;
+pub mod config;
+pub mod enrichment;
+pub mod error;
+pub mod handler;
+pub mod leadspace;
+pub mod mapping;
+pub mod pipeline;
+pub mod records;
+pub mod secrets;
+pub mod storage;
+pub mod trigger;

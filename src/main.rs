@@ -1,0 +1,13 @@
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use leadspace_enrich::{bootstrap::build_app, config::Config, handler::handle};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let app = build_app(config).await?;
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(app, event.payload).await }))
+        .await
+}

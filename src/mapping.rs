@@ -1,0 +1,455 @@
+//! Which input column (CSV header) or field (JSON key or dotted path) plays which role, and the
+//! normalisation that turns a row's mapped values into a company match key.
+//!
+//! Only the roles below are ever read from a row, which is what keeps e-mails, notes and ids
+//! inside the account: the Leadspace request is built from a `CompanyQuery`, nothing else.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::leadspace::model::{AddressInput, CompanyInput, EnrichRequest};
+use crate::records::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    CompanyName,
+    Website,
+    Country,
+    State,
+    City,
+    Street,
+    PostalCode,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] =
+        [Role::CompanyName, Role::Website, Role::Country, Role::State, Role::City, Role::Street, Role::PostalCode];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::CompanyName => "company_name",
+            Role::Website => "website",
+            Role::Country => "country",
+            Role::State => "state",
+            Role::City => "city",
+            Role::Street => "street",
+            Role::PostalCode => "postal_code",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// Header names recognised by auto-detection, compared after `squash` (lower case, letters
+    /// and digits only), best first.
+    fn synonyms(self) -> &'static [&'static str] {
+        match self {
+            Role::CompanyName => &[
+                "companyname",
+                "company",
+                "accountname",
+                "account",
+                "organizationname",
+                "organisationname",
+                "organization",
+                "organisation",
+                "businessname",
+                "companylegalname",
+                "legalname",
+                "employer",
+            ],
+            Role::Website => &[
+                "website",
+                "companywebsite",
+                "websiteurl",
+                "domain",
+                "companydomain",
+                "domainname",
+                "url",
+                "web",
+                "homepage",
+                "site",
+            ],
+            Role::Country => &["country", "countrycode", "countryregion", "billingcountry", "countryname"],
+            Role::State => &["state", "stateprovince", "stateorprovince", "province", "region", "billingstate"],
+            Role::City => &["city", "town", "locality", "billingcity"],
+            Role::Street => {
+                &["street", "streetaddress", "address", "address1", "addressline1", "billingstreet", "street1"]
+            }
+            Role::PostalCode => {
+                &["postalcode", "zip", "zipcode", "postcode", "zippostalcode", "billingpostalcode", "billingzip"]
+            }
+        }
+    }
+}
+
+/// Lower case, letters and digits only: `Company Name`, `company_name` and `COMPANY-NAME` agree.
+fn squash(header: &str) -> String {
+    header.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+}
+
+/// A mapping from role to column or field name, as configured or as detected.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FieldMapping {
+    entries: Vec<(Role, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MappingError {
+    Json(String),
+    NotAnObject,
+    UnknownRole(String),
+    NotAString(String),
+    MissingCompanyName,
+    ColumnNotFound { role: Role, column: String, available: Vec<String> },
+    NoCompanyColumn { available: Vec<String> },
+}
+
+impl fmt::Display for MappingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let roles = Role::ALL.map(Role::name).join(", ");
+        match self {
+            MappingError::Json(e) => {
+                write!(f, "is not valid JSON ({e}); expected e.g. {{\"company_name\": \"Account Name\"}}")
+            }
+            MappingError::NotAnObject => {
+                write!(f, "must be a JSON object from role to column, e.g. {{\"company_name\": \"Account Name\"}}")
+            }
+            MappingError::UnknownRole(r) => write!(f, "has unknown role {r:?}; roles are: {roles}"),
+            MappingError::NotAString(r) => {
+                write!(f, "maps role {r:?} to something that is not a column name (a string)")
+            }
+            MappingError::MissingCompanyName => write!(f, "must map company_name, the one required role"),
+            MappingError::ColumnNotFound { role, column, available } => write!(
+                f,
+                "FIELD_MAPPING maps {} to {column:?}, which is not in the file; columns are: {}; fix FIELD_MAPPING",
+                role.name(),
+                list(available)
+            ),
+            MappingError::NoCompanyColumn { available } => write!(
+                f,
+                "no company name column found; columns are: {}; set FIELD_MAPPING, e.g. {{\"company_name\": \"<column>\"}}",
+                list(available)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MappingError {}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".to_string()
+    } else {
+        names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl FieldMapping {
+    pub fn from_json(text: &str) -> Result<Self, MappingError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| MappingError::Json(e.to_string()))?;
+        Self::from_value(&value)
+    }
+
+    pub fn from_value(value: &Value) -> Result<Self, MappingError> {
+        let object = value.as_object().ok_or(MappingError::NotAnObject)?;
+        let mut entries = Vec::new();
+        for (role_name, column) in object {
+            let role = Role::from_name(role_name).ok_or_else(|| MappingError::UnknownRole(role_name.clone()))?;
+            let column = column.as_str().ok_or_else(|| MappingError::NotAString(role_name.clone()))?;
+            entries.push((role, column.to_string()));
+        }
+        if !entries.iter().any(|(r, _)| *r == Role::CompanyName) {
+            return Err(MappingError::MissingCompanyName);
+        }
+        entries.sort_by_key(|(r, _)| *r);
+        Ok(Self { entries })
+    }
+
+    /// The mapping as the summary reports it: `{"company_name": "Account Name", ...}`.
+    pub fn to_json(&self) -> Value {
+        let map: Map<String, Value> =
+            self.entries.iter().map(|(r, c)| (r.name().to_string(), Value::String(c.clone()))).collect();
+        Value::Object(map)
+    }
+
+    /// Resolves the mapping against a CSV header; auto-detects when `self` is `None`.
+    pub fn resolve_columns(configured: Option<&Self>, header: &[String]) -> Result<ResolvedMapping, MappingError> {
+        let squashed: Vec<String> = header.iter().map(|h| squash(h)).collect();
+        let mut fields = Vec::new();
+        let mut described = Vec::new();
+        match configured {
+            Some(mapping) => {
+                for (role, column) in &mapping.entries {
+                    let index = header
+                        .iter()
+                        .position(|h| h == column)
+                        .or_else(|| squashed.iter().position(|h| *h == squash(column)))
+                        .ok_or_else(|| MappingError::ColumnNotFound {
+                            role: *role,
+                            column: column.clone(),
+                            available: header.to_vec(),
+                        })?;
+                    fields.push((*role, FieldRef::Column(index)));
+                    described.push((*role, header[index].clone()));
+                }
+            }
+            None => {
+                for role in Role::ALL {
+                    let found = role.synonyms().iter().find_map(|syn| squashed.iter().position(|h| h == syn));
+                    if let Some(index) = found {
+                        fields.push((role, FieldRef::Column(index)));
+                        described.push((role, header[index].clone()));
+                    }
+                }
+                if !fields.iter().any(|(r, _)| *r == Role::CompanyName) {
+                    return Err(MappingError::NoCompanyColumn { available: header.to_vec() });
+                }
+            }
+        }
+        Ok(ResolvedMapping { fields, description: FieldMapping { entries: described } })
+    }
+
+    /// Resolves the mapping for JSON Lines. Configured names are kept as given (a dotted path may
+    /// reach into nested objects); auto-detection looks at the keys of the first object.
+    pub fn resolve_fields(
+        configured: Option<&Self>,
+        first: Option<&Map<String, Value>>,
+    ) -> Result<ResolvedMapping, MappingError> {
+        if let Some(mapping) = configured {
+            let fields = mapping.entries.iter().map(|(r, name)| (*r, FieldRef::Key(name.clone()))).collect();
+            return Ok(ResolvedMapping { fields, description: mapping.clone() });
+        }
+        let keys: Vec<String> = first.map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let mut resolved = Self::resolve_columns(None, &keys)?;
+        for (_, field) in &mut resolved.fields {
+            if let FieldRef::Column(i) = field {
+                *field = FieldRef::Key(keys[*i].clone());
+            }
+        }
+        Ok(resolved)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldRef {
+    Column(usize),
+    /// A JSON key; if no key has this exact name, a dotted path into nested objects.
+    Key(String),
+}
+
+/// A mapping bound to one file's layout.
+#[derive(Debug, Clone)]
+pub struct ResolvedMapping {
+    fields: Vec<(Role, FieldRef)>,
+    description: FieldMapping,
+}
+
+impl ResolvedMapping {
+    pub fn description(&self) -> &FieldMapping {
+        &self.description
+    }
+
+    /// The company this row asks about, or `None` when it has no usable company name.
+    pub fn query(&self, row: &Row) -> Option<CompanyQuery> {
+        let mut query = CompanyQuery::default();
+        for (role, field) in &self.fields {
+            let value = field_value(row, field).map(|v| clean(&v)).filter(|v| !v.is_empty());
+            let slot = match role {
+                Role::CompanyName => {
+                    query.name = value.unwrap_or_default();
+                    continue;
+                }
+                Role::Website => &mut query.website,
+                Role::Country => &mut query.country,
+                Role::State => &mut query.state,
+                Role::City => &mut query.city,
+                Role::Street => &mut query.street,
+                Role::PostalCode => &mut query.postal_code,
+            };
+            *slot = value;
+        }
+        (!query.name.is_empty()).then_some(query)
+    }
+}
+
+fn field_value<'r>(row: &'r Row, field: &FieldRef) -> Option<Cow<'r, str>> {
+    match (row, field) {
+        (Row::Csv(record), FieldRef::Column(i)) => record.get(*i).map(Cow::Borrowed),
+        (Row::Json(json), FieldRef::Key(name)) => {
+            let value = json.object.get(name).or_else(|| {
+                let mut parts = name.split('.');
+                let first = json.object.get(parts.next()?)?;
+                parts.try_fold(first, |v, part| v.as_object()?.get(part))
+            })?;
+            match value {
+                Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+                Value::Number(n) => Some(Cow::Owned(n.to_string())),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Trimmed, inner whitespace collapsed to single spaces.
+fn clean(value: &str) -> String {
+    value.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What is sent to Leadspace for one company: the mapped fields, cleaned, and nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompanyQuery {
+    pub name: String,
+    pub website: Option<String>,
+    pub country: Option<String>,
+    pub state: Option<String>,
+    pub city: Option<String>,
+    pub street: Option<String>,
+    pub postal_code: Option<String>,
+}
+
+impl CompanyQuery {
+    /// Two rows with the same key are the same question to Leadspace and are sent once.
+    /// Case and whitespace never change the answer; a website's scheme, `www.` and path don't
+    /// either.
+    pub fn key(&self) -> String {
+        let website = self.website.as_deref().map(website_key);
+        let parts = [
+            Some(self.name.as_str()),
+            website.as_deref(),
+            self.country.as_deref(),
+            self.state.as_deref(),
+            self.city.as_deref(),
+            self.street.as_deref(),
+            self.postal_code.as_deref(),
+        ];
+        let mut key = String::with_capacity(self.name.len() + 16);
+        for part in parts {
+            key.extend(part.unwrap_or("").chars().flat_map(char::to_lowercase));
+            key.push('\u{1f}');
+        }
+        key
+    }
+
+    pub fn to_request(&self, external_id: String) -> EnrichRequest {
+        let address = AddressInput {
+            country: self.country.clone(),
+            state: self.state.clone(),
+            city: self.city.clone(),
+            street: self.street.clone(),
+            postalcode: self.postal_code.clone(),
+        };
+        let address = (address != AddressInput::default()).then_some(address);
+        EnrichRequest {
+            external_id,
+            company: CompanyInput { name: self.name.clone(), website: self.website.clone(), address },
+        }
+    }
+}
+
+fn website_key(website: &str) -> String {
+    let lower = website.trim().to_lowercase();
+    let without_scheme = lower.split_once("://").map_or(lower.as_str(), |(_, rest)| rest);
+    let host = without_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    host.strip_prefix("www.").unwrap_or(host).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::JsonRow;
+
+    fn header(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn csv_row(fields: &[&str]) -> Row {
+        Row::Csv(csv::StringRecord::from(fields.to_vec()))
+    }
+
+    #[test]
+    fn auto_detection_ignores_case_and_punctuation() {
+        let h = header(&["ID", "E-mail", "ACCOUNT_NAME", "Web Site", "Zip", "Country/Region"]);
+        let m = FieldMapping::resolve_columns(None, &h).unwrap();
+        assert_eq!(
+            m.description().to_json(),
+            serde_json::json!({"company_name": "ACCOUNT_NAME", "website": "Web Site", "country": "Country/Region", "postal_code": "Zip"})
+        );
+    }
+
+    #[test]
+    fn auto_detection_prefers_the_better_synonym() {
+        let h = header(&["Account", "Company Name"]);
+        let m = FieldMapping::resolve_columns(None, &h).unwrap();
+        assert_eq!(m.description().to_json(), serde_json::json!({"company_name": "Company Name"}));
+    }
+
+    #[test]
+    fn a_file_without_a_company_column_names_its_columns_and_the_fix() {
+        let err = FieldMapping::resolve_columns(None, &header(&["Email", "Notes"])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("\"Email\", \"Notes\"") && text.contains("FIELD_MAPPING"), "{text}");
+    }
+
+    #[test]
+    fn a_configured_column_that_is_missing_is_named() {
+        let mapping = FieldMapping::from_json(r#"{"company_name": "Firm"}"#).unwrap();
+        let err = FieldMapping::resolve_columns(Some(&mapping), &header(&["Company"])).unwrap_err();
+        assert!(err.to_string().contains("\"Firm\""), "{err}");
+    }
+
+    #[test]
+    fn field_mapping_must_name_known_roles_and_company_name() {
+        assert_eq!(FieldMapping::from_json(r#"{"website": "Web"}"#), Err(MappingError::MissingCompanyName));
+        assert!(matches!(
+            FieldMapping::from_json(r#"{"company_name": "C", "email": "E"}"#),
+            Err(MappingError::UnknownRole(r)) if r == "email"
+        ));
+    }
+
+    #[test]
+    fn only_mapped_fields_reach_the_request() {
+        let h = header(&["Company", "Email", "Website", "Notes"]);
+        let m = FieldMapping::resolve_columns(None, &h).unwrap();
+        let query =
+            m.query(&csv_row(&["  Contoso   Ltd ", "ceo@contoso.com", "https://www.contoso.com/", "secret"])).unwrap();
+        let body = serde_json::to_value(query.to_request("c0".into())).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"external_id": "c0", "company": {"name": "Contoso Ltd", "website": "https://www.contoso.com/"}})
+        );
+    }
+
+    #[test]
+    fn the_same_company_in_other_case_and_spacing_has_one_key() {
+        let h = header(&["Company", "Website"]);
+        let m = FieldMapping::resolve_columns(None, &h).unwrap();
+        let a = m.query(&csv_row(&["Contoso Ltd", "contoso.com"])).unwrap();
+        let b = m.query(&csv_row(&["  CONTOSO   ltd", "https://www.Contoso.com/about"])).unwrap();
+        let c = m.query(&csv_row(&["Contoso Ltd", "fabrikam.com"])).unwrap();
+        assert_eq!(a.key(), b.key());
+        assert_ne!(a.key(), c.key());
+    }
+
+    #[test]
+    fn a_blank_company_name_is_no_query() {
+        let m = FieldMapping::resolve_columns(None, &header(&["Company"])).unwrap();
+        assert_eq!(m.query(&csv_row(&["   "])), None);
+        assert_eq!(m.query(&csv_row(&[])), None);
+    }
+
+    #[test]
+    fn dotted_paths_reach_into_nested_json() {
+        let mapping =
+            FieldMapping::from_json(r#"{"company_name": "account.name", "postal_code": "account.zip"}"#).unwrap();
+        let m = FieldMapping::resolve_fields(Some(&mapping), None).unwrap();
+        let object = serde_json::json!({"account": {"name": "Contoso", "zip": 98052}});
+        let row = Row::Json(JsonRow { raw: String::new(), object: object.as_object().unwrap().clone() });
+        let q = m.query(&row).unwrap();
+        assert_eq!((q.name.as_str(), q.postal_code.as_deref()), ("Contoso", Some("98052")));
+    }
+}

@@ -1,0 +1,493 @@
+//! One job: one S3 object in, one enriched object and one summary out.
+//!
+//! trigger → job → read rows (pass 1: mapping, unique companies) → enrich (bounded) → read rows
+//! again (pass 2, pinned to the same ETag) and write them with their answers → summary, last.
+//! Two passes keep memory proportional to the number of unique companies, not rows, and let the
+//! mode and batch plan be chosen knowing how many companies there are.
+
+pub mod companies;
+pub mod enrich;
+pub mod summary;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::enrichment::{Enrichment, RowStatus};
+use crate::error::JobError;
+use crate::leadspace::{CallStats, Enricher, LeadspaceError};
+use crate::mapping::{FieldMapping, ResolvedMapping};
+use crate::records::{Format, Layout, ReadError, Row, RowStream, RowWriter};
+use crate::storage::{ObjectMeta, ObjectStore, OutputUpload, PART_SIZE};
+use companies::CompanyTable;
+use enrich::{EnrichPlan, enrich_companies};
+use summary::{LeadspaceCounts, OutputInfo, RowCounts, RunStatus, SourceInfo, Summary, now_utc};
+
+/// Everything a job needs, built once per container.
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn ObjectStore>,
+    pub enricher: Arc<dyn Enricher>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Job {
+    pub bucket: String,
+    pub key: String,
+    pub force: bool,
+    pub dry_run: bool,
+    /// Overrides FIELD_MAPPING for this job (direct invocations).
+    pub field_mapping: Option<FieldMapping>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Enriched,
+    Skipped,
+    Ignored,
+    Failed,
+}
+
+/// What a dry run reports instead of enriching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Estimate {
+    pub rows: u64,
+    pub unique_companies: u64,
+    pub rows_without_company_name: u64,
+    pub credits_at_most: u64,
+}
+
+/// One entry of the invocation's response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobReport {
+    pub bucket: String,
+    pub key: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<RowCounts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
+}
+
+impl JobReport {
+    fn new(job: &Job, outcome: Outcome) -> Self {
+        JobReport {
+            bucket: job.bucket.clone(),
+            key: job.key.clone(),
+            outcome,
+            status: None,
+            output_key: None,
+            summary_key: None,
+            rows: None,
+            message: None,
+            estimate: None,
+        }
+    }
+
+    fn ignored(job: &Job, why: &str) -> Self {
+        tracing::info!(bucket = %job.bucket, key = %job.key, why, "ignoring object");
+        JobReport { message: Some(why.to_string()), ..Self::new(job, Outcome::Ignored) }
+    }
+}
+
+/// Where a source object's results go: `OUTPUT_PREFIX` + the key below `INPUT_PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPaths {
+    pub bucket: String,
+    pub output_key: String,
+    pub summary_key: String,
+}
+
+impl OutputPaths {
+    pub fn for_object(config: &Config, bucket: &str, key: &str) -> Self {
+        let relative = key.strip_prefix(config.input_prefix.as_str()).unwrap_or(key);
+        let output_key = format!("{}{relative}", config.output_prefix);
+        OutputPaths {
+            bucket: config.output_bucket_for(bucket).to_string(),
+            summary_key: format!("{output_key}.summary.json"),
+            output_key,
+        }
+    }
+}
+
+/// Why an object is not for this function, if it is not.
+pub fn ignore_reason(config: &Config, bucket: &str, key: &str) -> Option<&'static str> {
+    let output_bucket = config.output_bucket_for(bucket);
+    let in_output =
+        key.starts_with(config.output_prefix.as_str()) && (bucket == output_bucket || !config.output_prefix.is_empty());
+    if in_output {
+        Some("the object is under OUTPUT_PREFIX: results are never enriched again")
+    } else if !key.starts_with(config.input_prefix.as_str()) {
+        Some("the object is not under INPUT_PREFIX")
+    } else if key.ends_with('/') {
+        Some("the key is a folder marker, not a file")
+    } else {
+        None
+    }
+}
+
+/// A problem with the file itself, reported in a `failed` summary rather than retried.
+struct Problem(String);
+
+/// What pass 1 learns about the file.
+struct Scan {
+    mapping: ResolvedMapping,
+    companies: CompanyTable,
+    rows: u64,
+    rows_without_company: u64,
+}
+
+/// The context shared by the steps of one run, and the summary it ends with.
+struct Run<'a> {
+    app: &'a App,
+    job: &'a Job,
+    meta: ObjectMeta,
+    format_label: String,
+    paths: OutputPaths,
+    started_at: String,
+}
+
+pub async fn run_job(app: &App, job: &Job) -> Result<JobReport, JobError> {
+    let config = &app.config;
+    if let Some(why) = ignore_reason(config, &job.bucket, &job.key) {
+        return Ok(JobReport::ignored(job, why));
+    }
+    let Some(meta) = app.store.head(&job.bucket, &job.key).await? else {
+        return Ok(JobReport::ignored(job, "the object no longer exists"));
+    };
+    let paths = OutputPaths::for_object(config, &job.bucket, &job.key);
+    let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key, size = meta.size);
+    let _entered = span.enter();
+
+    if !job.force
+        && !job.dry_run
+        && let Some(previous) = read_summary(app.store.as_ref(), &paths).await?
+        && previous.status == RunStatus::Complete
+        && previous.source.etag == meta.etag
+    {
+        tracing::info!("already enriched with this ETag; skipping");
+        return Ok(JobReport {
+            status: Some(previous.status),
+            output_key: Some(paths.output_key.clone()),
+            summary_key: Some(paths.summary_key.clone()),
+            rows: Some(previous.rows),
+            message: Some("already enriched: the summary is complete for this ETag; pass force to redo".into()),
+            ..JobReport::new(job, Outcome::Skipped)
+        });
+    }
+
+    let format = Format::detect(&job.key);
+    let run = Run {
+        app,
+        job,
+        meta,
+        format_label: format.as_ref().map(|f| f.label().to_string()).unwrap_or_default(),
+        paths,
+        started_at: now_utc(),
+    };
+    let format = match format {
+        Ok(format) => format,
+        Err(unsupported) => return run.fail(&unsupported.to_string(), None).await,
+    };
+    let mapping = job.field_mapping.as_ref().or(config.field_mapping.as_ref());
+    let scan = match run.scan(format, mapping).await? {
+        Ok(scan) => scan,
+        Err(Problem(why)) => return run.fail(&why, None).await,
+    };
+    tracing::info!(
+        rows = scan.rows,
+        unique_companies = scan.companies.len(),
+        rows_without_company = scan.rows_without_company,
+        "scanned"
+    );
+
+    if job.dry_run {
+        return Ok(run.estimate(&scan));
+    }
+    if !config.data_sharing_consent {
+        let why = "DATA_SHARING_CONSENT is not set to true: no customer data was sent to Leadspace. \
+                   Set DATA_SHARING_CONSENT=true to record consent to send the mapped fields outside this AWS account";
+        return run.fail(why, Some(&scan)).await;
+    }
+
+    let stats = CallStats::default();
+    let plan = EnrichPlan {
+        mode: config.mode,
+        batch_size: config.batch_size,
+        max_in_flight: config.max_in_flight,
+        min_confidence: config.min_confidence,
+    };
+    let enriched = enrich_companies(app.enricher.as_ref(), scan.companies.queries(), plan, &stats).await;
+    if let Some(LeadspaceError::Secret(error)) = enriched.stopped_by {
+        if error.is_transient() {
+            return Err(JobError::Secret(error));
+        }
+        return run.fail(&error.to_string(), Some(&scan)).await;
+    }
+
+    let rows = match run.write_output(format, &scan, &enriched.answers).await? {
+        Ok(rows) => rows,
+        Err(Problem(why)) => return run.fail(&why, Some(&scan)).await,
+    };
+    let (status, error) = match (&enriched.stopped_by, rows.unfinished()) {
+        (Some(stop), _) => (RunStatus::Partial, Some(stop.to_string())),
+        (None, 0) => (RunStatus::Complete, None),
+        (None, n) => (
+            RunStatus::Partial,
+            Some(format!("{n} rows have no final answer (failed); running the file again retries them")),
+        ),
+    };
+    let summary =
+        run.summary(status, error.clone(), rows.clone(), scan.companies.len() as u64, counts(&stats), Some(&scan));
+    run.write_summary(&summary).await?;
+    tracing::info!(status = ?status, rows = rows.total, enriched = rows.enriched, requests = summary.leadspace.requests, "job finished");
+    Ok(JobReport {
+        status: Some(status),
+        output_key: Some(run.paths.output_key.clone()),
+        summary_key: Some(run.paths.summary_key.clone()),
+        rows: Some(rows),
+        message: error,
+        ..JobReport::new(job, Outcome::Enriched)
+    })
+}
+
+fn counts(stats: &CallStats) -> LeadspaceCounts {
+    LeadspaceCounts {
+        requests: CallStats::get(&stats.requests),
+        records_sent: CallStats::get(&stats.records_sent),
+        retries: CallStats::get(&stats.retries),
+        throttled: CallStats::get(&stats.throttled),
+    }
+}
+
+pub async fn read_summary(store: &dyn ObjectStore, paths: &OutputPaths) -> Result<Option<Summary>, JobError> {
+    let Some(bytes) = store.get_small(&paths.bucket, &paths.summary_key).await? else {
+        return Ok(None);
+    };
+    // A summary this version cannot read is treated as absent: the object is enriched again.
+    Ok(serde_json::from_slice(&bytes).ok())
+}
+
+/// The answer a row gets when it never became a company question.
+fn row_without_company(row: &Row) -> Enrichment {
+    let why = match row {
+        Row::Invalid(invalid) => invalid.reason.clone(),
+        _ => "the row has no company name in the mapped column".to_string(),
+    };
+    Enrichment::without_attributes(RowStatus::InvalidInput, Some(why))
+}
+
+impl Run<'_> {
+    async fn open(&self, format: Format) -> Result<Result<RowStream, Problem>, JobError> {
+        let body = self.app.store.get(&self.job.bucket, &self.job.key, Some(&self.meta.etag)).await?;
+        match RowStream::open(body, format).await {
+            Ok(stream) => Ok(Ok(stream)),
+            Err(error) => self.read_failure(error),
+        }
+    }
+
+    fn read_failure<T>(&self, error: ReadError) -> Result<Result<T, Problem>, JobError> {
+        match error {
+            ReadError::Malformed(why) => Ok(Err(Problem(why))),
+            io => Err(JobError::Read { bucket: self.job.bucket.clone(), key: self.job.key.clone(), source: io }),
+        }
+    }
+
+    /// Pass 1: resolve the mapping and collect the unique companies.
+    async fn scan(&self, format: Format, mapping: Option<&FieldMapping>) -> Result<Result<Scan, Problem>, JobError> {
+        let mut stream = match self.open(format).await? {
+            Ok(stream) => stream,
+            Err(problem) => return Ok(Err(problem)),
+        };
+        let resolved = match &stream.layout {
+            Layout::Csv { columns, .. } => FieldMapping::resolve_columns(mapping, columns),
+            Layout::JsonLines { first_object } => FieldMapping::resolve_fields(mapping, first_object.as_ref()),
+        };
+        let mapping = match resolved {
+            Ok(mapping) => mapping,
+            Err(error) => return Ok(Err(Problem(error.to_string()))),
+        };
+        let mut scan = Scan { mapping, companies: CompanyTable::default(), rows: 0, rows_without_company: 0 };
+        while let Some(batch) = stream.next_batch().await {
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => return self.read_failure(error),
+            };
+            for row in &batch {
+                scan.rows += 1;
+                match scan.mapping.query(row) {
+                    Some(query) => {
+                        scan.companies.intern(query);
+                    }
+                    None => scan.rows_without_company += 1,
+                }
+            }
+        }
+        Ok(Ok(scan))
+    }
+
+    /// Pass 2: every row once, in order, with its company's answer; streamed to S3.
+    async fn write_output(
+        &self,
+        format: Format,
+        scan: &Scan,
+        answers: &[Enrichment],
+    ) -> Result<Result<RowCounts, Problem>, JobError> {
+        let mut stream = match self.open(format).await? {
+            Ok(stream) => stream,
+            Err(problem) => return Ok(Err(problem)),
+        };
+        let write_error = |source: std::io::Error| JobError::Write {
+            bucket: self.paths.bucket.clone(),
+            key: self.paths.output_key.clone(),
+            source,
+        };
+        let mut writer = RowWriter::new(format, &stream.layout).map_err(write_error)?;
+        let mut upload = OutputUpload::new(
+            self.app.store.as_ref(),
+            &self.paths.bucket,
+            &self.paths.output_key,
+            format.content_type(),
+        );
+        let mut rows = RowCounts::default();
+        let result: Result<Result<(), Problem>, JobError> = async {
+            while let Some(batch) = stream.next_batch().await {
+                let batch = match batch {
+                    Ok(batch) => batch,
+                    Err(error) => return self.read_failure(error),
+                };
+                for row in &batch {
+                    let own;
+                    let enrichment = match scan.mapping.query(row).and_then(|q| scan.companies.lookup(&q)) {
+                        Some(company) => &answers[company as usize],
+                        None => {
+                            own = row_without_company(row);
+                            &own
+                        }
+                    };
+                    rows.count(enrichment.status);
+                    writer.write(row, enrichment).map_err(write_error)?;
+                }
+                if writer.pending_len() >= PART_SIZE {
+                    upload.write(writer.take()).await?;
+                }
+            }
+            Ok(Ok(()))
+        }
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(problem)) => {
+                upload.abort().await;
+                return Ok(Err(problem));
+            }
+            Err(error) => {
+                upload.abort().await;
+                return Err(error);
+            }
+        }
+        let rest = writer.finish().map_err(write_error)?;
+        upload.finish(rest).await?;
+        if rows.total != scan.rows {
+            // The ETag pin makes this impossible unless S3 served different bytes; never report
+            // counts that do not add up.
+            return Ok(Err(Problem(format!(
+                "the object read {} rows the first time and {} the second",
+                scan.rows, rows.total
+            ))));
+        }
+        Ok(Ok(rows))
+    }
+
+    fn summary(
+        &self,
+        status: RunStatus,
+        error: Option<String>,
+        rows: RowCounts,
+        unique: u64,
+        leadspace: LeadspaceCounts,
+        scan: Option<&Scan>,
+    ) -> Summary {
+        Summary {
+            enrichment_name: self.app.config.enrichment_name.clone(),
+            status,
+            error,
+            source: SourceInfo {
+                bucket: self.job.bucket.clone(),
+                key: self.job.key.clone(),
+                etag: self.meta.etag.clone(),
+                version_id: self.meta.version_id.clone(),
+                size: self.meta.size,
+            },
+            output: OutputInfo {
+                bucket: self.paths.bucket.clone(),
+                key: self.paths.output_key.clone(),
+                format: self.format_label.clone(),
+            },
+            field_mapping: scan.map_or(serde_json::Value::Null, |s| s.mapping.description().to_json()),
+            started_at: self.started_at.clone(),
+            finished_at: now_utc(),
+            rows,
+            unique_companies: unique,
+            leadspace,
+        }
+    }
+
+    async fn write_summary(&self, summary: &Summary) -> Result<(), JobError> {
+        let body = serde_json::to_vec_pretty(summary).unwrap_or_default();
+        self.app.store.put(&self.paths.bucket, &self.paths.summary_key, body, "application/json").await?;
+        Ok(())
+    }
+
+    /// A `failed` summary: the file could not be processed; nothing was sent for it.
+    async fn fail(&self, why: &str, scan: Option<&Scan>) -> Result<JobReport, JobError> {
+        tracing::warn!(why, "the file could not be enriched");
+        let mut rows = RowCounts::default();
+        if let Some(scan) = scan {
+            rows.total = scan.rows;
+            rows.invalid_input = scan.rows_without_company;
+            rows.not_attempted = scan.rows - scan.rows_without_company;
+        }
+        let unique = scan.map_or(0, |s| s.companies.len() as u64);
+        let summary = self.summary(
+            RunStatus::Failed,
+            Some(why.to_string()),
+            rows.clone(),
+            unique,
+            LeadspaceCounts::default(),
+            scan,
+        );
+        self.write_summary(&summary).await?;
+        Ok(JobReport {
+            status: Some(RunStatus::Failed),
+            summary_key: Some(self.paths.summary_key.clone()),
+            rows: Some(rows),
+            message: Some(why.to_string()),
+            ..JobReport::new(self.job, Outcome::Failed)
+        })
+    }
+
+    fn estimate(&self, scan: &Scan) -> JobReport {
+        let estimate = Estimate {
+            rows: scan.rows,
+            unique_companies: scan.companies.len() as u64,
+            rows_without_company_name: scan.rows_without_company,
+            credits_at_most: scan.companies.len() as u64,
+        };
+        JobReport {
+            estimate: Some(estimate),
+            message: Some("dry run: nothing was sent or written".into()),
+            ..JobReport::new(self.job, Outcome::Skipped)
+        }
+    }
+}

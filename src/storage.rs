@@ -1,0 +1,317 @@
+//! Objects in S3 behind a narrow trait, so the pipeline can run on an in-memory store in unit
+//! tests and on the real SDK (against S3 or moto) everywhere else.
+
+use std::error::Error as StdError;
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use tokio::io::AsyncRead;
+
+/// Multipart parts must be at least 5 MiB except the last; 8 MiB keeps memory and request
+/// count both small.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub etag: String,
+    pub size: u64,
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("s3://{bucket}/{key} does not exist")]
+    NotFound { bucket: String, key: String },
+    #[error("s3://{bucket}/{key} changed while it was being read; the newer version triggers its own run")]
+    Changed { bucket: String, key: String },
+    #[error("access to s3://{bucket}/{key} was denied for {operation}: grant the function's role that permission")]
+    AccessDenied { operation: &'static str, bucket: String, key: String },
+    #[error("S3 {operation} on s3://{bucket}/{key} failed")]
+    Service {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+}
+
+impl StorageError {
+    /// Whether trying again later may succeed (a network or service fault), as opposed to a
+    /// fact about the object or permissions.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Service { .. })
+    }
+}
+
+pub type Body = Box<dyn AsyncRead + Send + Unpin>;
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, StorageError>;
+    /// Streams the object; with `etag`, fails with `Changed` if it is no longer that version.
+    async fn get(&self, bucket: &str, key: &str, etag: Option<&str>) -> Result<Body, StorageError>;
+    /// Reads a small object whole (summaries); `None` when it does not exist.
+    async fn get_small(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StorageError>;
+    async fn create_multipart(&self, bucket: &str, key: &str, content_type: &str) -> Result<String, StorageError>;
+    /// Uploads part `number` (from 1) and returns its ETag.
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Vec<u8>,
+    ) -> Result<String, StorageError>;
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+    ) -> Result<(), StorageError>;
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(), StorageError>;
+}
+
+/// Writes one output object from a sequence of chunks: a single PutObject when it stays under
+/// a part, a multipart upload otherwise (aborted if the job fails, so no orphan parts bill).
+pub struct OutputUpload<'s> {
+    store: &'s dyn ObjectStore,
+    bucket: String,
+    key: String,
+    content_type: String,
+    buffer: Vec<u8>,
+    multipart: Option<(String, Vec<(i32, String)>)>,
+}
+
+impl<'s> OutputUpload<'s> {
+    pub fn new(store: &'s dyn ObjectStore, bucket: &str, key: &str, content_type: &str) -> Self {
+        OutputUpload {
+            store,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            content_type: content_type.to_string(),
+            buffer: Vec::new(),
+            multipart: None,
+        }
+    }
+
+    pub async fn write(&mut self, bytes: Vec<u8>) -> Result<(), StorageError> {
+        if self.buffer.is_empty() {
+            self.buffer = bytes;
+        } else {
+            self.buffer.extend_from_slice(&bytes);
+        }
+        if self.buffer.len() >= PART_SIZE {
+            let part = std::mem::take(&mut self.buffer);
+            self.upload_part(part).await?;
+        }
+        Ok(())
+    }
+
+    async fn upload_part(&mut self, part: Vec<u8>) -> Result<(), StorageError> {
+        if self.multipart.is_none() {
+            let id = self.store.create_multipart(&self.bucket, &self.key, &self.content_type).await?;
+            self.multipart = Some((id, Vec::new()));
+        }
+        if let Some((id, parts)) = &mut self.multipart {
+            let number = parts.len() as i32 + 1;
+            let etag = self.store.upload_part(&self.bucket, &self.key, id, number, part).await?;
+            parts.push((number, etag));
+        }
+        Ok(())
+    }
+
+    pub async fn finish(mut self, last: Vec<u8>) -> Result<(), StorageError> {
+        self.buffer.extend_from_slice(&last);
+        let rest = std::mem::take(&mut self.buffer);
+        match self.multipart.take() {
+            None => self.store.put(&self.bucket, &self.key, rest, &self.content_type).await,
+            Some((id, mut parts)) => {
+                if !rest.is_empty() {
+                    let number = parts.len() as i32 + 1;
+                    let etag = self.store.upload_part(&self.bucket, &self.key, &id, number, rest).await?;
+                    parts.push((number, etag));
+                }
+                self.store.complete_multipart(&self.bucket, &self.key, &id, parts).await
+            }
+        }
+    }
+
+    /// Abandons a started multipart upload; best effort, the job's own error is what matters.
+    pub async fn abort(mut self) {
+        if let Some((id, _)) = self.multipart.take()
+            && let Err(error) = self.store.abort_multipart(&self.bucket, &self.key, &id).await
+        {
+            tracing::warn!(error = %error, "could not abort the multipart upload of the output");
+        }
+    }
+}
+
+/// The real store: the AWS SDK's S3 client.
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Store {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        S3Store { client }
+    }
+}
+
+fn classify<E>(operation: &'static str, bucket: &str, key: &str, error: SdkError<E>) -> StorageError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    let code = error.code().unwrap_or_default().to_string();
+    let (bucket, key) = (bucket.to_string(), key.to_string());
+    match (status, code.as_str()) {
+        (Some(404), _) | (_, "NoSuchKey") | (_, "NotFound") | (_, "NoSuchBucket") => {
+            StorageError::NotFound { bucket, key }
+        }
+        (Some(412), _) | (_, "PreconditionFailed") => StorageError::Changed { bucket, key },
+        (Some(403), _) | (_, "AccessDenied") => StorageError::AccessDenied { operation, bucket, key },
+        _ => StorageError::Service { operation, bucket, key, source: Box::new(error) },
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
+        match self.client.head_object().bucket(bucket).key(key).send().await {
+            Ok(out) => Ok(Some(ObjectMeta {
+                etag: out.e_tag().unwrap_or_default().to_string(),
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                version_id: out.version_id().map(str::to_string),
+            })),
+            Err(e) => match classify("HeadObject", bucket, key, e) {
+                StorageError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn get(&self, bucket: &str, key: &str, etag: Option<&str>) -> Result<Body, StorageError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_if_match(etag.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| classify("GetObject", bucket, key, e))?;
+        Ok(Box::new(out.body.into_async_read()))
+    }
+
+    async fn get_small(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let out = match self.client.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                return match classify("GetObject", bucket, key, e) {
+                    StorageError::NotFound { .. } => Ok(None),
+                    other => Err(other),
+                };
+            }
+        };
+        let bytes = out.body.collect().await.map_err(|e| StorageError::Service {
+            operation: "GetObject",
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            source: Box::new(e),
+        })?;
+        Ok(Some(bytes.to_vec()))
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StorageError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify("PutObject", bucket, key, e))?;
+        Ok(())
+    }
+
+    async fn create_multipart(&self, bucket: &str, key: &str, content_type: &str) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| classify("CreateMultipartUpload", bucket, key, e))?;
+        out.upload_id().map(str::to_string).ok_or_else(|| StorageError::Service {
+            operation: "CreateMultipartUpload",
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            source: "the response carried no upload id".into(),
+        })
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Vec<u8>,
+    ) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify("UploadPart", bucket, key, e))?;
+        Ok(out.e_tag().unwrap_or_default().to_string())
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+    ) -> Result<(), StorageError> {
+        let parts = parts
+            .into_iter()
+            .map(|(number, etag)| CompletedPart::builder().part_number(number).e_tag(etag).build())
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| classify("CompleteMultipartUpload", bucket, key, e))?;
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(), StorageError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| classify("AbortMultipartUpload", bucket, key, e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! Turns whatever invoked the function into jobs: S3 event notifications, EventBridge "Object
+//! Created" events, and direct JSON payloads. Keys are decoded here and nowhere else.
+
+use serde_json::Value;
+
+use crate::mapping::FieldMapping;
+use crate::pipeline::Job;
+
+const ACCEPTED_SHAPES: &str = "expected an S3 event notification ({\"Records\": [{\"eventSource\": \"aws:s3\", ...}]}), \
+an EventBridge S3 \"Object Created\" event, or {\"action\": \"enrich\", \"bucket\": \"...\", \"key\": \"...\"} \
+(optional \"force\", \"dry_run\", \"field_mapping\")";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{problem}; {ACCEPTED_SHAPES}")]
+pub struct TriggerError {
+    pub problem: String,
+}
+
+fn problem(text: impl Into<String>) -> TriggerError {
+    TriggerError { problem: text.into() }
+}
+
+/// The jobs an event asks for. Records that are not object creations are skipped (and logged).
+pub fn jobs_from_event(event: &Value) -> Result<Vec<Job>, TriggerError> {
+    if let Some(records) = event.get("Records") {
+        return s3_notification(records);
+    }
+    if event.get("source").and_then(Value::as_str) == Some("aws.s3") {
+        return eventbridge_object_created(event);
+    }
+    if let Some(action) = event.get("action") {
+        return direct(action, event);
+    }
+    Err(problem("the event is not one this function understands"))
+}
+
+fn string_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
+    path.iter().try_fold(value, |v, part| v.get(part))?.as_str()
+}
+
+fn s3_notification(records: &Value) -> Result<Vec<Job>, TriggerError> {
+    let records = records.as_array().ok_or_else(|| problem("\"Records\" is not a list"))?;
+    let mut jobs = Vec::new();
+    for record in records {
+        let source = record.get("eventSource").and_then(Value::as_str).unwrap_or_default();
+        let name = record.get("eventName").and_then(Value::as_str).unwrap_or_default();
+        if source != "aws:s3" || !name.starts_with("ObjectCreated:") {
+            tracing::info!(
+                event_source = source,
+                event_name = name,
+                "skipping a record that is not an S3 object creation"
+            );
+            continue;
+        }
+        let bucket = string_at(record, &["s3", "bucket", "name"])
+            .ok_or_else(|| problem("an S3 record has no s3.bucket.name"))?;
+        let raw_key =
+            string_at(record, &["s3", "object", "key"]).ok_or_else(|| problem("an S3 record has no s3.object.key"))?;
+        jobs.push(Job { bucket: bucket.to_string(), key: decode_s3_event_key(raw_key)?, ..Job::default() });
+    }
+    Ok(jobs)
+}
+
+/// S3 notifications URL-encode keys with `+` for spaces: `+` is decoded first (a literal plus
+/// arrives as `%2B`), then percent-escapes.
+pub fn decode_s3_event_key(raw: &str) -> Result<String, TriggerError> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| problem(format!("the object key {raw:?} does not decode to UTF-8")))
+}
+
+fn eventbridge_object_created(event: &Value) -> Result<Vec<Job>, TriggerError> {
+    let detail_type = event.get("detail-type").and_then(Value::as_str).unwrap_or_default();
+    if detail_type != "Object Created" {
+        tracing::info!(detail_type, "skipping an S3 EventBridge event that is not Object Created");
+        return Ok(Vec::new());
+    }
+    let bucket = string_at(event, &["detail", "bucket", "name"])
+        .ok_or_else(|| problem("the event has no detail.bucket.name"))?;
+    // EventBridge keys are not URL-encoded.
+    let key =
+        string_at(event, &["detail", "object", "key"]).ok_or_else(|| problem("the event has no detail.object.key"))?;
+    Ok(vec![Job { bucket: bucket.to_string(), key: key.to_string(), ..Job::default() }])
+}
+
+fn direct(action: &Value, event: &Value) -> Result<Vec<Job>, TriggerError> {
+    match action.as_str() {
+        Some("enrich") => {
+            let bucket = event.get("bucket").and_then(Value::as_str).filter(|b| !b.is_empty());
+            let key = event.get("key").and_then(Value::as_str).filter(|k| !k.is_empty());
+            let (Some(bucket), Some(key)) = (bucket, key) else {
+                return Err(problem("\"enrich\" needs \"bucket\" and \"key\" strings"));
+            };
+            let flag = |name: &str| -> Result<bool, TriggerError> {
+                match event.get(name) {
+                    None | Some(Value::Null) => Ok(false),
+                    Some(Value::Bool(b)) => Ok(*b),
+                    Some(_) => Err(problem(format!("\"{name}\" must be true or false"))),
+                }
+            };
+            let field_mapping = match event.get("field_mapping") {
+                None | Some(Value::Null) => None,
+                Some(value) => {
+                    Some(FieldMapping::from_value(value).map_err(|e| problem(format!("\"field_mapping\" {e}")))?)
+                }
+            };
+            Ok(vec![Job {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                force: flag("force")?,
+                dry_run: flag("dry_run")?,
+                field_mapping,
+            }])
+        }
+        Some(other) => Err(problem(format!("unknown action {other:?}"))),
+        None => Err(problem("\"action\" must be a string")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn s3_event(keys: &[&str]) -> Value {
+        let records: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": k}}}))
+            .collect();
+        json!({ "Records": records })
+    }
+
+    #[test]
+    fn s3_keys_decode_plus_before_percent_escapes() {
+        let jobs = jobs_from_event(&s3_event(&["incoming/Q4+%282026%29+%2B+more+%C3%9Cml.csv"])).unwrap();
+        assert_eq!(jobs[0].key, "incoming/Q4 (2026) + more Üml.csv");
+        assert_eq!(jobs[0].bucket, "b");
+    }
+
+    #[test]
+    fn every_created_record_becomes_a_job_and_others_are_skipped() {
+        let mut event = s3_event(&["incoming/a.csv", "incoming/b.csv"]);
+        event["Records"][1]["eventName"] = json!("ObjectRemoved:Delete");
+        let jobs = jobs_from_event(&event).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].key, "incoming/a.csv");
+    }
+
+    #[test]
+    fn eventbridge_keys_are_taken_verbatim() {
+        let event = json!({"source": "aws.s3", "detail-type": "Object Created",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "incoming/a+b%20c.csv"}}});
+        assert_eq!(jobs_from_event(&event).unwrap()[0].key, "incoming/a+b%20c.csv");
+    }
+
+    #[test]
+    fn a_direct_enrich_payload_carries_its_options() {
+        let event = json!({"action": "enrich", "bucket": "b", "key": "incoming/x.csv", "force": true,
+            "field_mapping": {"company_name": "Firm"}});
+        let job = &jobs_from_event(&event).unwrap()[0];
+        assert!(job.force && !job.dry_run);
+        assert_eq!(job.field_mapping.as_ref().unwrap().to_json(), json!({"company_name": "Firm"}));
+    }
+
+    #[test]
+    fn unknown_payloads_name_the_accepted_shapes() {
+        let err = jobs_from_event(&json!({"action": "explode"})).unwrap_err();
+        assert!(err.to_string().contains("unknown action \"explode\"") && err.to_string().contains("\"enrich\""));
+        assert!(jobs_from_event(&json!({"hello": 1})).is_err());
+        assert!(jobs_from_event(&json!({"action": "enrich", "bucket": "b"})).is_err());
+    }
+}
