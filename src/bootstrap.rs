@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::Config;
 use crate::leadspace::LeadspaceClient;
@@ -11,9 +11,15 @@ use crate::pipeline::App;
 use crate::secrets::SecretsManagerTokens;
 use crate::storage::S3Store;
 
+/// Builds the app from the standard AWS SDK environment (region, credentials, endpoint).
 pub async fn build_app(config: Config) -> Result<App, lambda_runtime::Error> {
     let sdk_config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let mut s3 = aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(config.s3_force_path_style);
+    build_app_with(config, &sdk_config)
+}
+
+/// Builds the app from an explicit SDK configuration (tests point it at a local moto).
+pub fn build_app_with(config: Config, sdk_config: &SdkConfig) -> Result<App, lambda_runtime::Error> {
+    let mut s3 = aws_sdk_s3::config::Builder::from(sdk_config).force_path_style(config.s3_force_path_style);
     if sdk_config.endpoint_url().is_some() {
         // S3-compatible endpoints (moto, MinIO...) often reject the SDK's default checksums.
         s3 = s3
@@ -21,7 +27,7 @@ pub async fn build_app(config: Config) -> Result<App, lambda_runtime::Error> {
             .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
     }
     let store = Arc::new(S3Store::new(aws_sdk_s3::Client::from_conf(s3.build())));
-    let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
+    let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
     let tokens = Arc::new(SecretsManagerTokens::new(secrets, config.secret_id.clone()));
     let enricher = Arc::new(LeadspaceClient::new(&config.base_url, tokens, config.tps, RetryPolicy::default())?);
     Ok(App { config, store, enricher })

@@ -1,0 +1,112 @@
+use serde_json::json;
+
+use crate::harness::{TestEnv, invoke};
+
+#[tokio::test]
+async fn an_event_for_an_object_under_the_output_prefix_is_ignored() {
+    let env = TestEnv::new().await;
+    env.put("enriched/already.csv", "Company\nContoso\n").await;
+    let before = env.keys().await;
+    let app = env.app(&[]);
+
+    let response = invoke(&app, env.s3_event("enriched/already.csv")).await;
+
+    assert_eq!(response["results"][0]["outcome"], "ignored", "{response}");
+    assert_eq!(env.keys().await, before, "nothing written");
+    assert_eq!(env.emulator.stats().requests, 0);
+}
+
+#[tokio::test]
+async fn an_object_outside_the_input_prefix_is_ignored() {
+    let env = TestEnv::new().await;
+    env.put("elsewhere/x.csv", "Company\nContoso\n").await;
+    let app = env.app(&[]);
+
+    let response = invoke(&app, env.s3_event("elsewhere/x.csv")).await;
+
+    assert_eq!(response["results"][0]["outcome"], "ignored");
+    assert_eq!(env.keys().await, ["elsewhere/x.csv"]);
+}
+
+#[tokio::test]
+async fn a_redelivered_event_is_skipped_without_calling_leadspace() {
+    let env = TestEnv::new().await;
+    env.put("incoming/a.csv", "Company\nContoso\nFabrikam\n").await;
+    let app = env.app(&[]);
+    invoke(&app, env.s3_event("incoming/a.csv")).await;
+    let requests = env.emulator.stats().requests;
+
+    let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    assert_eq!(response["results"][0]["outcome"], "skipped", "{response}");
+    assert_eq!(env.emulator.stats().requests, requests, "zero Leadspace calls on redelivery");
+}
+
+#[tokio::test]
+async fn without_consent_no_record_leaves_and_the_summary_names_the_variable() {
+    let env = TestEnv::new().await;
+    env.put("incoming/a.csv", "Company\nContoso\n").await;
+    let app = env.app(&[("DATA_SHARING_CONSENT", "false")]);
+
+    let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    assert_eq!(response["results"][0]["outcome"], "failed");
+    assert_eq!(env.emulator.stats().requests, 0);
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert_eq!(summary["status"], "failed");
+    assert!(summary["error"].as_str().unwrap().contains("DATA_SHARING_CONSENT=true"), "{summary}");
+}
+
+#[tokio::test]
+async fn a_file_without_a_company_column_fails_naming_its_columns() {
+    let env = TestEnv::new().await;
+    env.put("incoming/a.csv", "Email,Notes\nx@y.z,hello\n").await;
+    let app = env.app(&[]);
+
+    invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert_eq!(summary["status"], "failed");
+    let error = summary["error"].as_str().unwrap();
+    assert!(error.contains("\"Email\", \"Notes\"") && error.contains("FIELD_MAPPING"), "{error}");
+    assert_eq!(env.get("enriched/a.csv").await, None, "no output for a file that could not be processed");
+}
+
+#[tokio::test]
+async fn an_unsupported_format_gets_a_failed_summary_naming_the_supported_ones() {
+    let env = TestEnv::new().await;
+    env.put("incoming/book.xlsx", "PK\x03\x04").await;
+    let app = env.app(&[]);
+
+    invoke(&app, env.s3_event("incoming/book.xlsx")).await;
+
+    let summary = env.summary("enriched/book.xlsx.summary.json").await;
+    assert_eq!(summary["status"], "failed");
+    assert!(summary["error"].as_str().unwrap().contains(".jsonl.gz"), "{summary}");
+}
+
+#[tokio::test]
+async fn an_event_the_function_does_not_understand_is_refused_with_the_accepted_shapes() {
+    let env = TestEnv::new().await;
+    let app = env.app(&[]);
+
+    let error = leadspace_enrich::handler::handle(&app, json!({"action": "explode"})).await.unwrap_err();
+
+    assert!(!error.is_retryable());
+    assert!(error.to_string().contains("\"enrich\""), "{error}");
+}
+
+#[tokio::test]
+async fn the_token_never_appears_in_outputs_or_summaries() {
+    let env = TestEnv::new().await;
+    env.put("incoming/a.csv", "Company\nContoso\n").await;
+    let app = env.app(&[]);
+
+    let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    assert!(!response.to_string().contains(crate::harness::TOKEN));
+    for key in env.keys().await {
+        let body = env.get(&key).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains(crate::harness::TOKEN), "token in {key}");
+    }
+}

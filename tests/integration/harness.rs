@@ -1,0 +1,200 @@
+//! Shared set-up for the integration tests: a real moto server (S3 and Secrets Manager) over
+//! HTTP, the real AWS SDK clients, and the Leadspace emulator on a loopback port.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use leadspace_emulator::{Emulator, Knobs};
+use leadspace_enrich::bootstrap::build_app_with;
+use leadspace_enrich::config::Config;
+use leadspace_enrich::handler::handle;
+use leadspace_enrich::pipeline::App;
+use serde_json::Value;
+
+pub const TOKEN: &str = "integration-test-token";
+
+/// The moto endpoint: `MOTO_ENDPOINT` when the test script started one, otherwise a server
+/// started here for this test process, which stops when the process does.
+pub fn moto_endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
+            return endpoint.trim_end_matches('/').to_string();
+        }
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port();
+        // A watchdog shell kills moto once this test process is gone, so no server outlives it.
+        let script = format!(
+            "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+             while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill $m",
+            pid = std::process::id()
+        );
+        Command::new("bash")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("moto_server could not be started: run scripts/test.sh, which installs it");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start on port {port} within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        format!("http://127.0.0.1:{port}")
+    })
+}
+
+pub fn sdk_config() -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(moto_endpoint())
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "tests",
+        )))
+        .build()
+}
+
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}-{:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), rand_suffix())
+}
+
+fn rand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    nanos ^ std::process::id()
+}
+
+/// One test's world: its own bucket and secret in moto, its own emulator.
+pub struct TestEnv {
+    pub sdk: SdkConfig,
+    pub s3: aws_sdk_s3::Client,
+    pub emulator: Emulator,
+    pub bucket: String,
+    pub secret_id: String,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        Self::with_knobs(Knobs::default()).await
+    }
+
+    pub async fn with_knobs(knobs: Knobs) -> Self {
+        let sdk = sdk_config();
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+        let bucket = unique("bucket");
+        s3.create_bucket().bucket(&bucket).send().await.expect("create bucket in moto");
+        let secret_id = unique("leadspace-token");
+        aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name(&secret_id)
+            .secret_string(format!(r#"{{"token": "{TOKEN}", "program_id": "P-TEST"}}"#))
+            .send()
+            .await
+            .expect("create secret in moto");
+        let emulator = Emulator::start(Knobs { token: TOKEN.into(), ..knobs }).await.expect("start the emulator");
+        TestEnv { sdk, s3, emulator, bucket, secret_id }
+    }
+
+    /// The function as deployed, configured by `vars` on top of test defaults.
+    pub fn app(&self, vars: &[(&str, &str)]) -> App {
+        let mut env: HashMap<String, String> = [
+            ("LEADSPACE_SECRET_ID", self.secret_id.as_str()),
+            ("LEADSPACE_BASE_URL", &self.emulator.base_url()),
+            ("DATA_SHARING_CONSENT", "true"),
+            ("S3_FORCE_PATH_STYLE", "true"),
+            ("LEADSPACE_TPS", "500"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_lookup(|name| env.get(name).cloned()).expect("valid test configuration");
+        build_app_with(config, &self.sdk).expect("build the app")
+    }
+
+    pub async fn put(&self, key: &str, body: impl Into<Vec<u8>>) {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(body.into().into())
+            .send()
+            .await
+            .expect("upload to moto");
+    }
+
+    pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let out = self.s3.get_object().bucket(&self.bucket).key(key).send().await.ok()?;
+        Some(out.body.collect().await.expect("read object body").to_vec())
+    }
+
+    pub async fn summary(&self, key: &str) -> Value {
+        let bytes = self.get(key).await.unwrap_or_else(|| panic!("no summary at {key}"));
+        serde_json::from_slice(&bytes).expect("summary is JSON")
+    }
+
+    pub async fn keys(&self) -> Vec<String> {
+        let out = self.s3.list_objects_v2().bucket(&self.bucket).send().await.expect("list objects");
+        let mut keys: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
+        keys.sort();
+        keys
+    }
+
+    /// The sample S3 notification from `events/`, pointed at this test's bucket and `raw_key`
+    /// (URL-encoded, as S3 sends it).
+    pub fn s3_event(&self, raw_key: &str) -> Value {
+        let mut event: Value = serde_json::from_str(include_str!("../../events/s3-put.json")).expect("event JSON");
+        event["Records"][0]["s3"]["bucket"]["name"] = Value::String(self.bucket.clone());
+        event["Records"][0]["s3"]["object"]["key"] = Value::String(raw_key.to_string());
+        event
+    }
+}
+
+pub async fn invoke(app: &App, event: Value) -> Value {
+    match handle(app, event).await {
+        Ok(response) => response,
+        Err(error) => panic!("the handler failed: {error}"),
+    }
+}
+
+pub fn parse_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+    let header = reader.headers().expect("CSV header").iter().map(str::to_string).collect();
+    let rows = reader.records().map(|r| r.expect("CSV row").iter().map(str::to_string).collect()).collect();
+    (header, rows)
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("gzip in memory");
+    encoder.finish().expect("gzip in memory")
+}
+
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out).expect("output is gzip");
+    out
+}
+
+/// What a row with this company should show, per the emulator's deterministic rules:
+/// (status, leadspace_name).
+pub fn expected(name: &str, website: Option<&str>) -> (&'static str, String) {
+    match leadspace_emulator::firmographics_for(name, website) {
+        None => ("not_matched", String::new()),
+        Some(company) => {
+            let level = company["matching_confidence"]["level"].as_str().unwrap_or_default();
+            if level == "VERY LOW" {
+                ("low_confidence", String::new())
+            } else {
+                ("enriched", company["name"].as_str().unwrap_or_default().to_string())
+            }
+        }
+    }
+}
