@@ -34,11 +34,13 @@ pub fn moto_endpoint() -> &'static str {
              while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill $m",
             pid = std::process::id()
         );
-        Command::new("bash")
+        let mut watchdog = Command::new("bash")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .spawn()
             .expect("moto_server could not be started: run scripts/test.sh, which installs it");
+        // Reap the watchdog when it exits, so it never lingers as a zombie.
+        std::thread::spawn(move || watchdog.wait());
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "moto_server did not start on port {port} within 30 s");
