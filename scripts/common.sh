@@ -1,0 +1,65 @@
+# Shared helpers for the project's scripts: install what is missing, start and stop local
+# stand-ins, wait for ports. Sourced, not run.
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PIDS=()
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+pip_install() {
+  log "installing $* (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check "$@"
+  hash -r
+}
+
+# moto's standalone server (S3, Secrets Manager...). moto 5 needs its [server] extra.
+ensure_moto() {
+  if ! command -v moto_server >/dev/null 2>&1; then
+    pip_install "moto[server]>=5"
+  fi
+}
+
+ensure_aws_cli() {
+  if ! command -v aws >/dev/null 2>&1; then
+    pip_install awscli
+  fi
+}
+
+ensure_cargo_lambda() {
+  if ! cargo lambda --version >/dev/null 2>&1; then
+    pip_install cargo-lambda
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for_port() { # port, name, seconds
+  local port=$1 name=$2 limit=${3:-60} waited=0
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    sleep 0.2
+    waited=$((waited + 1))
+    if [ "$waited" -ge $((limit * 5)) ]; then
+      echo "error: $name did not start listening on port $port within ${limit}s" >&2
+      return 1
+    fi
+  done
+}
+
+start_moto() { # port, log file
+  ensure_moto
+  moto_server -H 127.0.0.1 -p "$1" >"$2" 2>&1 &
+  PIDS+=($!)
+  wait_for_port "$1" moto_server 60
+}
+
+stop_all() {
+  local pid
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+}
