@@ -1,6 +1,7 @@
 //! The Lambda handler: event in, one job per object, a JSON report out.
 
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::error::HandlerError;
 use crate::pipeline::{App, run_job};
@@ -13,7 +14,8 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, HandlerError> {
     let jobs = jobs_from_event(&event).map_err(|e| HandlerError::InvalidEvent(e.to_string()))?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in &jobs {
-        let report = run_job(app, job).await.map_err(|error| {
+        let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key);
+        let report = run_job(app, job).instrument(span).await.map_err(|error| {
             let error = HandlerError::job(error);
             tracing::error!(bucket = %job.bucket, key = %job.key, error = %error, "job failed; Lambda may retry");
             error

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::config::{Confidence, Mode};
 use crate::enrichment::{Enrichment, RowStatus};
@@ -76,12 +77,15 @@ pub async fn enrich_companies(
                 let requests: Vec<EnrichRequest> =
                     range.clone().map(|i| companies[i].to_request(external_id(i))).collect();
                 let span = tracing::debug_span!("batch", first = range.start, records = requests.len());
-                let _entered = span.enter();
-                let result = if bulk {
-                    enricher.bulk(&requests, stats).await
-                } else {
-                    enricher.single(&requests[0], stats).await.map(|r| vec![r])
-                };
+                let result = async {
+                    if bulk {
+                        enricher.bulk(&requests, stats).await
+                    } else {
+                        enricher.single(&requests[0], stats).await.map(|r| vec![r])
+                    }
+                }
+                .instrument(span)
+                .await;
                 match result {
                     Err(error) if error.stops_the_run() => {
                         stopped.store(true, Ordering::SeqCst);

@@ -166,8 +166,7 @@ pub async fn run_job(app: &App, job: &Job) -> Result<JobReport, JobError> {
         return Ok(JobReport::ignored(job, "the object no longer exists"));
     };
     let paths = OutputPaths::for_object(config, &job.bucket, &job.key);
-    let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key, size = meta.size);
-    let _entered = span.enter();
+    tracing::info!(size = meta.size, "starting");
 
     if !job.force
         && !job.dry_run
