@@ -11,6 +11,12 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+if ! command -v cfn-lint >/dev/null 2>&1; then
+  pip_install cfn-lint
+fi
+log "cfn-lint template.yaml"
+cfn-lint template.yaml
+
 port=$(free_port)
 log "starting moto_server on 127.0.0.1:$port"
 start_moto "$port" "${TMPDIR:-/tmp}/leadspace-enrich-moto-$port.log"
