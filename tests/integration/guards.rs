@@ -110,3 +110,46 @@ async fn the_token_never_appears_in_outputs_or_summaries() {
         assert!(!String::from_utf8_lossy(&body).contains(crate::harness::TOKEN), "token in {key}");
     }
 }
+
+#[tokio::test]
+async fn a_dry_run_estimates_without_calling_leadspace_or_writing() {
+    let env = TestEnv::new().await;
+    env.put("incoming/a.csv", "Company\nContoso\nCONTOSO\n\"\"\nFabrikam\n").await;
+    let app = env.app(&[]);
+
+    let response =
+        invoke(&app, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/a.csv", "dry_run": true})).await;
+
+    let result = &response["results"][0];
+    assert_eq!(
+        result["estimate"],
+        json!({"rows": 4, "unique_companies": 2, "rows_without_company_name": 1, "credits_at_most": 2}),
+        "{response}"
+    );
+    assert_eq!(env.emulator.stats().requests, 0);
+    assert_eq!(env.keys().await, ["incoming/a.csv"], "nothing written");
+}
+
+#[tokio::test]
+async fn credits_running_out_leaves_the_rest_not_attempted_and_still_writes_everything() {
+    let env = TestEnv::with_knobs(leadspace_emulator::Knobs { credits: Some(3), ..Default::default() }).await;
+    let csv: String = std::iter::once("Company".to_string())
+        .chain((0..8).map(|i| format!("Firm {i}")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    env.put("incoming/a.csv", csv).await;
+    let app = env.app(&[("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "1")]);
+
+    let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    assert_eq!(response["results"][0]["outcome"], "enriched", "{response}");
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert_eq!(summary["status"], "partial");
+    assert!(summary["error"].as_str().unwrap().contains("427"), "{summary}");
+    let rows = &summary["rows"];
+    assert_eq!(rows["total"], 8);
+    assert!(rows["not_attempted"].as_u64().unwrap() >= 1, "{summary}");
+    assert_eq!(env.emulator.stats().insufficient_credits, 1, "no request after the 427");
+    let output = String::from_utf8(env.get("enriched/a.csv").await.unwrap()).unwrap();
+    assert_eq!(output.lines().count(), 9, "every row written, answered or not");
+}
