@@ -29,6 +29,11 @@ pub fn build_app_with(config: Config, sdk_config: &SdkConfig) -> Result<App, lam
     let store = Arc::new(S3Store::new(aws_sdk_s3::Client::from_conf(s3.build())));
     let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
     let tokens = Arc::new(SecretsManagerTokens::new(secrets, config.secret_id.clone()));
-    let enricher = Arc::new(LeadspaceClient::new(&config.base_url, tokens, config.tps, RetryPolicy::default())?);
+    let enricher = Arc::new(LeadspaceClient::new(
+        &config.base_url,
+        tokens,
+        config.tps,
+        RetryPolicy { poll_timeout: config.poll_timeout, ..RetryPolicy::default() },
+    )?);
     Ok(App { config, store, enricher })
 }

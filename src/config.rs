@@ -2,6 +2,7 @@
 //! cold start with a message naming the variable, rather than failing each invocation later.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::mapping::FieldMapping;
 
@@ -59,6 +60,13 @@ pub struct Config {
     pub enrichment_name: String,
     pub source_bucket: Option<String>,
     pub s3_force_path_style: bool,
+    /// Stop starting Leadspace work this long before the Lambda deadline (capped at a fifth of
+    /// the time an invocation has), to write the output and summary in time.
+    pub deadline_margin: Duration,
+    /// A lease older than this was left by an invocation that died; it can be taken over.
+    pub lease_timeout: Duration,
+    /// A bulk still processing after this long is resubmitted once, then given up.
+    pub poll_timeout: Duration,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -134,6 +142,18 @@ impl Config {
             Some(v) => parse_bool("S3_FORCE_PATH_STYLE", &v)?,
         };
 
+        let deadline_margin =
+            Duration::from_secs(parse_number("DEADLINE_MARGIN_SECONDS", get("DEADLINE_MARGIN_SECONDS"), 60, 0, 900)?);
+        let lease_timeout =
+            Duration::from_secs(parse_number("LEASE_TIMEOUT_SECONDS", get("LEASE_TIMEOUT_SECONDS"), 900, 1, 86_400)?);
+        let poll_timeout = Duration::from_secs(parse_number(
+            "LEADSPACE_POLL_TIMEOUT_SECONDS",
+            get("LEADSPACE_POLL_TIMEOUT_SECONDS"),
+            900,
+            1,
+            86_400,
+        )?);
+
         let config = Config {
             secret_id,
             base_url,
@@ -150,6 +170,9 @@ impl Config {
             enrichment_name,
             source_bucket,
             s3_force_path_style,
+            deadline_margin,
+            lease_timeout,
+            poll_timeout,
         };
         config.refuse_overlapping_prefixes()?;
         Ok(config)

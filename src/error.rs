@@ -24,6 +24,8 @@ pub enum JobError {
         #[source]
         source: ReadError,
     },
+    #[error("Leadspace is unavailable ({0}); its rows are written as failed, and a retry sends only those")]
+    LeadspaceUnavailable(String),
     #[error("writing the output for s3://{bucket}/{key} failed")]
     Write {
         bucket: String,

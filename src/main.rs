@@ -1,5 +1,9 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use leadspace_enrich::{bootstrap::build_app, config::Config, handler::handle};
+use leadspace_enrich::{
+    bootstrap::build_app,
+    config::Config,
+    handler::{deadline_of, handle},
+};
 use serde_json::Value;
 
 #[tokio::main]
@@ -8,6 +12,9 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let app = build_app(config).await?;
     let app = &app;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(app, event.payload).await }))
-        .await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = deadline_of(&event.context);
+        handle(app, event.payload, deadline).await
+    }))
+    .await
 }

@@ -56,6 +56,9 @@ pub trait ObjectStore: Send + Sync {
     /// Reads a small object whole (summaries); `None` when it does not exist.
     async fn get_small(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StorageError>;
+    /// Writes only if no object has the key (`If-None-Match: *`); `false` when one does.
+    async fn put_if_absent(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<bool, StorageError>;
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError>;
     async fn create_multipart(&self, bucket: &str, key: &str, content_type: &str) -> Result<String, StorageError>;
     /// Uploads part `number` (from 1) and returns its ETag.
     async fn upload_part(
@@ -237,6 +240,39 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| classify("PutObject", bucket, key, e))?;
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<bool, StorageError> {
+        let result = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .if_none_match("*")
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // 409 ConditionalRequestConflict: another conditional write to the key is in flight.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 409) => Ok(false),
+            Err(e) => match classify("PutObject", bucket, key, e) {
+                StorageError::Changed { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteObject", bucket, key, e))?;
         Ok(())
     }
 

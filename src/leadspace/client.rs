@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::model::{BulkAccepted, BulkRequest, BulkResults, EnrichRequest, EnrichmentResult};
 use super::retry::RetryPolicy;
-use super::{CallStats, Enricher, LeadspaceError};
+use super::{CallContext, CallStats, Enricher, LeadspaceError};
 use crate::secrets::TokenSource;
 
 const SINGLE_PATH: &str = "/enrichment/enrich/single";
@@ -45,10 +45,7 @@ impl LeadspaceClient {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("leadspace-enrich/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        // A burst of one keeps requests evenly spaced, so no one-second window ever sees more
-        // than LEADSPACE_TPS (+1 at its edges): staying under the contract never provokes a 429.
-        let per_second = NonZeroU32::new(tps).unwrap_or(NonZeroU32::MIN);
-        let limiter = RateLimiter::direct(Quota::per_second(per_second).allow_burst(NonZeroU32::MIN));
+        let limiter = RateLimiter::direct(pacing(tps));
         Ok(LeadspaceClient { http, base_url: base_url.trim_end_matches('/').to_string(), tokens, limiter, policy })
     }
 
@@ -57,14 +54,18 @@ impl LeadspaceClient {
     async fn send(
         &self,
         endpoint: &'static str,
-        stats: &CallStats,
+        call: &CallContext,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Send + Sync,
     ) -> Result<Answer, LeadspaceError> {
         let started = Instant::now();
         let mut token_refreshed = false;
         let mut attempt = 0u32;
+        let stats = &call.stats;
         loop {
             attempt += 1;
+            if call.would_overrun(Duration::ZERO) {
+                return Err(LeadspaceError::DeadlineReached);
+            }
             self.limiter.until_ready().await;
             let token = self.tokens.token().await?;
             CallStats::add(&stats.requests, 1);
@@ -105,6 +106,9 @@ impl LeadspaceClient {
             if attempt >= self.policy.max_attempts || started.elapsed() + delay > self.policy.budget {
                 return Err(LeadspaceError::RetriesExhausted { attempts: attempt, last: failure });
             }
+            if call.would_overrun(delay) {
+                return Err(LeadspaceError::DeadlineReached);
+            }
             tracing::debug!(endpoint, attempt, delay_ms = delay.as_millis() as u64, failure = %failure, "retrying Leadspace request");
             CallStats::add(&stats.retries, 1);
             tokio::time::sleep(delay).await;
@@ -118,6 +122,14 @@ impl LeadspaceClient {
             format!("{}/{}", self.base_url, path.trim_start_matches('/'))
         }
     }
+}
+
+/// Requests evenly spaced (a burst of one) at 5% under `tps`: a one-second window then never
+/// holds more than `tps` requests, even when network jitter bunches a few of them up, so
+/// pacing at the contracted limit never provokes a 429.
+fn pacing(tps: u32) -> Quota {
+    let period = Duration::from_secs_f64(1.05 / f64::from(tps.max(1)));
+    Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(NonZeroU32::MIN)
 }
 
 /// A transport failure in words, without the URL's query or anything from the request body.
@@ -147,12 +159,48 @@ fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, LeadspaceEr
     serde_json::from_slice(body).map_err(|e| LeadspaceError::Decode(format!("{what}: {e}")))
 }
 
+impl LeadspaceClient {
+    /// Submits a bulk and returns the path to poll.
+    async fn submit(&self, records: &[EnrichRequest], call: &CallContext) -> Result<String, LeadspaceError> {
+        let url = self.url(BULK_PATH);
+        let external_bulk_id = format!("bulk-{:016x}", rand::random::<u64>());
+        let body = BulkRequest { data: records, external_bulk_id: &external_bulk_id };
+        CallStats::add(&call.stats.records_sent, records.len() as u64);
+        let answer = self.send("bulk", call, |http, token| http.post(&url).bearer_auth(token).json(&body)).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Err(LeadspaceError::Unexpected { status: 404, endpoint: "bulk" });
+        }
+        Ok(decode::<BulkAccepted>(&answer.body, "bulk submission answer")?.id)
+    }
+
+    /// Polls a bulk until its results are ready (200), it is lost (404) or the poll timeout.
+    async fn poll(&self, id: &str, call: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+        let poll_url = self.url(id);
+        let started = Instant::now();
+        for poll in 0.. {
+            let delay = self.policy.poll_delay(poll);
+            if call.would_overrun(delay) {
+                return Err(LeadspaceError::DeadlineReached);
+            }
+            tokio::time::sleep(delay).await;
+            let answer = self.send("poll", call, |http, token| http.get(&poll_url).bearer_auth(token)).await?;
+            match answer.status {
+                StatusCode::OK => return Ok(decode::<BulkResults>(&answer.body, "bulk results")?.results),
+                StatusCode::NOT_FOUND => return Err(LeadspaceError::BulkNotFound),
+                _ if started.elapsed() >= self.policy.poll_timeout => break,
+                _ => {} // 204: still processing
+            }
+        }
+        Err(LeadspaceError::PollTimedOut { seconds: self.policy.poll_timeout.as_secs() })
+    }
+}
+
 #[async_trait]
 impl Enricher for LeadspaceClient {
-    async fn single(&self, record: &EnrichRequest, stats: &CallStats) -> Result<EnrichmentResult, LeadspaceError> {
+    async fn single(&self, record: &EnrichRequest, call: &CallContext) -> Result<EnrichmentResult, LeadspaceError> {
         let url = self.url(SINGLE_PATH);
-        CallStats::add(&stats.records_sent, 1);
-        let answer = self.send("single", stats, |http, token| http.post(&url).bearer_auth(token).json(record)).await?;
+        CallStats::add(&call.stats.records_sent, 1);
+        let answer = self.send("single", call, |http, token| http.post(&url).bearer_auth(token).json(record)).await?;
         if answer.status == StatusCode::NOT_FOUND {
             return Err(LeadspaceError::Unexpected { status: 404, endpoint: "single" });
         }
@@ -162,32 +210,19 @@ impl Enricher for LeadspaceClient {
     async fn bulk(
         &self,
         records: &[EnrichRequest],
-        stats: &CallStats,
+        call: &CallContext,
     ) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
-        let url = self.url(BULK_PATH);
-        let external_bulk_id = format!("bulk-{:016x}", rand::random::<u64>());
-        let body = BulkRequest { data: records, external_bulk_id: &external_bulk_id };
-        CallStats::add(&stats.records_sent, records.len() as u64);
-        let answer = self.send("bulk", stats, |http, token| http.post(&url).bearer_auth(token).json(&body)).await?;
-        if answer.status == StatusCode::NOT_FOUND {
-            return Err(LeadspaceError::Unexpected { status: 404, endpoint: "bulk" });
-        }
-        let accepted: BulkAccepted = decode(&answer.body, "bulk submission answer")?;
-        let poll_url = self.url(&accepted.id);
-
-        let started = Instant::now();
-        for poll in 0.. {
-            tokio::time::sleep(self.policy.poll_delay(poll)).await;
-            let answer = self.send("poll", stats, |http, token| http.get(&poll_url).bearer_auth(token)).await?;
-            match answer.status {
-                StatusCode::OK => return Ok(decode::<BulkResults>(&answer.body, "bulk results")?.results),
-                StatusCode::NOT_FOUND => return Err(LeadspaceError::BulkNotFound),
-                _ if started.elapsed() >= self.policy.poll_timeout => {
-                    return Err(LeadspaceError::PollTimedOut { seconds: self.policy.poll_timeout.as_secs() });
-                }
-                _ => {} // 204: still processing
+        let id = self.submit(records, call).await?;
+        match self.poll(&id, call).await {
+            Err(lost @ (LeadspaceError::BulkNotFound | LeadspaceError::PollTimedOut { .. })) => {
+                // Leadspace lost the job or never finished it; one more submission is worth
+                // its credits, a loop of them is not.
+                tracing::warn!(error = %lost, records = records.len(), "resubmitting a bulk once");
+                CallStats::add(&call.stats.retries, 1);
+                let id = self.submit(records, call).await?;
+                self.poll(&id, call).await
             }
+            other => other,
         }
-        Err(LeadspaceError::PollTimedOut { seconds: self.policy.poll_timeout.as_secs() })
     }
 }

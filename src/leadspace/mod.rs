@@ -36,6 +36,8 @@ pub enum LeadspaceError {
     BulkNotFound,
     #[error("Leadspace's answer could not be read: {0}")]
     Decode(String),
+    #[error("the run stopped before the Lambda deadline, leaving time to write what is done")]
+    DeadlineReached,
     #[error(transparent)]
     Secret(#[from] SecretError),
 }
@@ -43,7 +45,24 @@ pub enum LeadspaceError {
 impl LeadspaceError {
     /// Errors after which no further request may be sent in this run.
     pub fn stops_the_run(&self) -> bool {
-        matches!(self, LeadspaceError::CreditsExhausted | LeadspaceError::TokenRejected | LeadspaceError::Secret(_))
+        matches!(
+            self,
+            LeadspaceError::CreditsExhausted
+                | LeadspaceError::TokenRejected
+                | LeadspaceError::DeadlineReached
+                | LeadspaceError::Secret(_)
+        )
+    }
+
+    /// Failures that say Leadspace (or the way to it) is down, rather than anything about
+    /// the records: worth Lambda's retry when nothing at all got through.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            LeadspaceError::RetriesExhausted { .. }
+                | LeadspaceError::PollTimedOut { .. }
+                | LeadspaceError::BulkNotFound
+        )
     }
 }
 
@@ -66,12 +85,31 @@ impl CallStats {
     }
 }
 
+/// One run's view of Leadspace: its traffic counters, and the moment after which no request,
+/// retry or poll may start (the Lambda deadline less the time needed to write the output).
+#[derive(Debug, Default)]
+pub struct CallContext {
+    pub stats: CallStats,
+    pub stop_at: Option<tokio::time::Instant>,
+}
+
+impl CallContext {
+    /// Whether something taking `wait` from now would end past the stop time.
+    pub fn would_overrun(&self, wait: std::time::Duration) -> bool {
+        self.stop_at.is_some_and(|stop| tokio::time::Instant::now() + wait >= stop)
+    }
+}
+
 #[async_trait]
 pub trait Enricher: Send + Sync {
     /// One company through the synchronous API.
-    async fn single(&self, record: &EnrichRequest, stats: &CallStats) -> Result<EnrichmentResult, LeadspaceError>;
+    async fn single(&self, record: &EnrichRequest, call: &CallContext) -> Result<EnrichmentResult, LeadspaceError>;
     /// Up to 500 companies through the bulk API: submit, poll until done, return the results
-    /// (in whatever order Leadspace gives them).
-    async fn bulk(&self, records: &[EnrichRequest], stats: &CallStats)
-    -> Result<Vec<EnrichmentResult>, LeadspaceError>;
+    /// (in whatever order Leadspace gives them). A bulk whose results never come (404, or
+    /// still processing past the poll timeout) is submitted once more before giving up.
+    async fn bulk(
+        &self,
+        records: &[EnrichRequest],
+        call: &CallContext,
+    ) -> Result<Vec<EnrichmentResult>, LeadspaceError>;
 }

@@ -5,14 +5,15 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures::StreamExt;
 use tracing::Instrument;
 
 use crate::config::{Confidence, Mode};
 use crate::enrichment::{Enrichment, RowStatus};
-use crate::leadspace::model::{EnrichRequest, EnrichmentResult, RECORD_INVALID_INPUT};
-use crate::leadspace::{CallStats, Enricher, LeadspaceError};
+use crate::leadspace::model::{EnrichRequest, EnrichmentResult, RECORD_INTERNAL_ERROR, RECORD_INVALID_INPUT};
+use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
 use crate::mapping::CompanyQuery;
 
 /// `auto` uses the single API up to this many companies: a bulk's polling round trip costs
@@ -42,7 +43,20 @@ pub struct EnrichOutcome {
     pub answers: Vec<Enrichment>,
     /// Why the run stopped early, if it did.
     pub stopped_by: Option<LeadspaceError>,
+    /// Batches Leadspace answered, and batches lost to an outage (retries exhausted, bulks
+    /// that never finished): all lost and none answered means Leadspace is down.
+    pub answered_batches: usize,
+    pub outage_batches: usize,
 }
+
+impl EnrichOutcome {
+    pub fn leadspace_down(&self) -> bool {
+        self.answered_batches == 0 && self.outage_batches > 0
+    }
+}
+
+/// Rounds of resubmission for records a finished bulk reported as internal errors (1100).
+const RECORD_RETRY_ROUNDS: u32 = 3;
 
 fn external_id(company: usize) -> String {
     format!("c{company}")
@@ -52,88 +66,142 @@ fn company_of(external_id: Option<&str>) -> Option<usize> {
     external_id?.strip_prefix('c')?.parse().ok()
 }
 
+/// Enriches `companies[i]` for every `i` in `wanted` (all companies when `None`); the others
+/// keep `not_attempted` in the returned answers, for the caller to fill from elsewhere.
 pub async fn enrich_companies(
     enricher: &dyn Enricher,
     companies: &[CompanyQuery],
+    wanted: Option<Vec<usize>>,
     plan: EnrichPlan,
-    stats: &CallStats,
+    call: &CallContext,
 ) -> EnrichOutcome {
     let not_attempted = Enrichment::without_attributes(RowStatus::NotAttempted, None);
-    let mut answers = vec![not_attempted; companies.len()];
-    let bulk = plan.uses_bulk(companies.len());
+    let mut outcome = EnrichOutcome {
+        answers: vec![not_attempted; companies.len()],
+        stopped_by: None,
+        answered_batches: 0,
+        outage_batches: 0,
+    };
+    let mut pending = wanted.unwrap_or_else(|| (0..companies.len()).collect());
+    let bulk = plan.uses_bulk(pending.len());
+    for round in 0..RECORD_RETRY_ROUNDS {
+        if round > 0 {
+            CallStats::add(&call.stats.retries, pending.len() as u64);
+            tracing::info!(records = pending.len(), round, "resubmitting records Leadspace failed internally (1100)");
+        }
+        let retry = enrich_round(enricher, companies, &pending, bulk, plan, call, &mut outcome).await;
+        if retry.is_empty() || outcome.stopped_by.is_some() {
+            break;
+        }
+        pending = retry;
+    }
+    outcome
+}
+
+/// One pass over `pending`; returns the companies worth resubmitting (record-level 1100).
+async fn enrich_round(
+    enricher: &dyn Enricher,
+    companies: &[CompanyQuery],
+    pending: &[usize],
+    bulk: bool,
+    plan: EnrichPlan,
+    call: &CallContext,
+    outcome: &mut EnrichOutcome,
+) -> Vec<usize> {
     let batch_size = if bulk { plan.batch_size.max(1) } else { 1 };
     let stopped = AtomicBool::new(false);
     let stop_reason: Mutex<Option<LeadspaceError>> = Mutex::new(None);
+    let stop = |error: LeadspaceError| {
+        stopped.store(true, Ordering::SeqCst);
+        stop_reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(error);
+    };
 
-    let batches =
-        (0..companies.len()).step_by(batch_size).map(|start| start..(start + batch_size).min(companies.len()));
-    let mut results = futures::stream::iter(batches)
-        .map(|range| {
-            let (stopped, stop_reason) = (&stopped, &stop_reason);
+    let mut results = futures::stream::iter(pending.chunks(batch_size))
+        .map(|batch| {
+            let (stopped, stop) = (&stopped, &stop);
             async move {
                 if stopped.load(Ordering::SeqCst) {
-                    return (range, None);
+                    return (batch, None);
+                }
+                if call.would_overrun(Duration::ZERO) {
+                    stop(LeadspaceError::DeadlineReached);
+                    return (batch, None);
                 }
                 let requests: Vec<EnrichRequest> =
-                    range.clone().map(|i| companies[i].to_request(external_id(i))).collect();
-                let span = tracing::debug_span!("batch", first = range.start, records = requests.len());
+                    batch.iter().map(|&i| companies[i].to_request(external_id(i))).collect();
+                let span = tracing::debug_span!("batch", first = batch[0], records = requests.len());
                 let result = async {
                     if bulk {
-                        enricher.bulk(&requests, stats).await
+                        enricher.bulk(&requests, call).await
                     } else {
-                        enricher.single(&requests[0], stats).await.map(|r| vec![r])
+                        enricher.single(&requests[0], call).await.map(|r| vec![r])
                     }
                 }
                 .instrument(span)
                 .await;
                 match result {
                     Err(error) if error.stops_the_run() => {
-                        stopped.store(true, Ordering::SeqCst);
-                        let mut reason = stop_reason.lock().unwrap_or_else(|e| e.into_inner());
-                        reason.get_or_insert(error);
-                        (range, None)
+                        stop(error);
+                        (batch, None)
                     }
-                    other => (range, Some(other)),
+                    other => (batch, Some(other)),
                 }
             }
         })
         .buffer_unordered(plan.max_in_flight.max(1));
 
-    while let Some((range, result)) = results.next().await {
+    let mut retry = Vec::new();
+    let answers = &mut outcome.answers;
+    while let Some((batch, result)) = results.next().await {
         match result {
             None => {} // stopped: these stay not_attempted
             Some(Ok(records)) => {
+                outcome.answered_batches += 1;
+                let mut answered = 0;
                 for record in records {
                     match company_of(record.external_id.as_deref()) {
-                        Some(i) if range.contains(&i) => answers[i] = interpret(&record, plan.min_confidence),
+                        Some(i) if batch.contains(&i) => {
+                            if record.error_code() == Some(RECORD_INTERNAL_ERROR) {
+                                retry.push(i);
+                            }
+                            answers[i] = interpret(&record, plan.min_confidence);
+                            answered += 1;
+                        }
                         _ => tracing::warn!("Leadspace returned a result for a record that was not in the batch"),
                     }
                 }
-                for answer in &mut answers[range] {
-                    if answer.status == RowStatus::NotAttempted {
-                        *answer = Enrichment::without_attributes(
-                            RowStatus::Failed,
-                            Some("Leadspace returned no result for this company".into()),
-                        );
+                if answered < batch.len() {
+                    for &i in batch {
+                        if answers[i].status == RowStatus::NotAttempted {
+                            answers[i] = Enrichment::without_attributes(
+                                RowStatus::Failed,
+                                Some("Leadspace returned no result for this company".into()),
+                            );
+                        }
                     }
                 }
             }
             Some(Err(error)) => {
+                if error.is_outage() {
+                    outcome.outage_batches += 1;
+                }
                 let status = match error {
                     LeadspaceError::Rejected { .. } if !bulk => RowStatus::InvalidInput,
                     _ => RowStatus::Failed,
                 };
-                tracing::warn!(error = %error, companies = range.len(), "Leadspace batch failed");
+                tracing::warn!(error = %error, companies = batch.len(), "Leadspace batch failed");
                 let message = error.to_string();
-                for answer in &mut answers[range] {
-                    *answer = Enrichment::without_attributes(status, Some(message.clone()));
+                for &i in batch {
+                    answers[i] = Enrichment::without_attributes(status, Some(message.clone()));
                 }
             }
         }
     }
     drop(results);
-    let stopped_by = stop_reason.into_inner().unwrap_or_else(|e| e.into_inner());
-    EnrichOutcome { answers, stopped_by }
+    if let Some(reason) = stop_reason.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        outcome.stopped_by.get_or_insert(reason);
+    }
+    retry
 }
 
 fn interpret(record: &EnrichmentResult, min_confidence: Confidence) -> Enrichment {
@@ -191,14 +259,14 @@ mod tests {
 
     #[async_trait]
     impl Enricher for FakeLeadspace {
-        async fn single(&self, record: &EnrichRequest, _: &CallStats) -> Result<EnrichmentResult, LeadspaceError> {
+        async fn single(&self, record: &EnrichRequest, _: &CallContext) -> Result<EnrichmentResult, LeadspaceError> {
             self.singles.fetch_add(1, Ordering::SeqCst);
             Ok(answer(record))
         }
         async fn bulk(
             &self,
             records: &[EnrichRequest],
-            _: &CallStats,
+            _: &CallContext,
         ) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
             if self.bulks.fetch_add(1, Ordering::SeqCst) >= self.credits_after {
                 return Err(LeadspaceError::CreditsExhausted);
@@ -224,7 +292,8 @@ mod tests {
         let fake = fake(usize::MAX);
         let names: Vec<String> = (0..7).map(|i| format!("co{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let out = enrich_companies(&fake, &companies(&names), plan(Mode::Bulk, 3, 2), &CallStats::default()).await;
+        let out =
+            enrich_companies(&fake, &companies(&names), None, plan(Mode::Bulk, 3, 2), &CallContext::default()).await;
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 3);
         for (i, answer) in out.answers.iter().enumerate() {
             assert_eq!(answer.attribute(1), format!("CO{i}"));
@@ -234,9 +303,14 @@ mod tests {
     #[tokio::test]
     async fn auto_mode_uses_single_calls_for_a_handful() {
         let fake = fake(usize::MAX);
-        let out =
-            enrich_companies(&fake, &companies(&["a", "xb", "bad"]), plan(Mode::Auto, 500, 4), &CallStats::default())
-                .await;
+        let out = enrich_companies(
+            &fake,
+            &companies(&["a", "xb", "bad"]),
+            None,
+            plan(Mode::Auto, 500, 4),
+            &CallContext::default(),
+        )
+        .await;
         assert_eq!((fake.singles.load(Ordering::SeqCst), fake.bulks.load(Ordering::SeqCst)), (3, 0));
         let statuses: Vec<_> = out.answers.iter().map(|a| a.status).collect();
         assert_eq!(statuses, [RowStatus::Enriched, RowStatus::NotMatched, RowStatus::InvalidInput]);
@@ -247,7 +321,8 @@ mod tests {
         let fake = fake(1);
         let names: Vec<String> = (0..10).map(|i| format!("co{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let out = enrich_companies(&fake, &companies(&names), plan(Mode::Bulk, 2, 1), &CallStats::default()).await;
+        let out =
+            enrich_companies(&fake, &companies(&names), None, plan(Mode::Bulk, 2, 1), &CallContext::default()).await;
         assert!(matches!(out.stopped_by, Some(LeadspaceError::CreditsExhausted)));
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 2, "no submission after the 427");
         assert_eq!(out.answers[0].status, RowStatus::Enriched);

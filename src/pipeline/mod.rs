@@ -7,6 +7,8 @@
 
 pub mod companies;
 pub mod enrich;
+pub mod lease;
+pub mod prior;
 pub mod summary;
 
 use std::sync::Arc;
@@ -16,12 +18,13 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::error::JobError;
-use crate::leadspace::{CallStats, Enricher, LeadspaceError};
+use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
 use crate::mapping::{FieldMapping, ResolvedMapping};
 use crate::records::{Format, Layout, ReadError, Row, RowStream, RowWriter};
 use crate::storage::{ObjectMeta, ObjectStore, OutputUpload, PART_SIZE};
 use companies::CompanyTable;
 use enrich::{EnrichPlan, enrich_companies};
+use lease::Lease;
 use summary::{LeadspaceCounts, OutputInfo, RowCounts, RunStatus, SourceInfo, Summary, now_utc};
 
 /// Everything a job needs, built once per container.
@@ -157,7 +160,9 @@ struct Run<'a> {
     started_at: String,
 }
 
-pub async fn run_job(app: &App, job: &Job) -> Result<JobReport, JobError> {
+/// Runs one job. `stop_at` is when to stop starting Leadspace work (the Lambda deadline less a
+/// margin for writing); `None` runs to completion.
+pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>) -> Result<JobReport, JobError> {
     let config = &app.config;
     if let Some(why) = ignore_reason(config, &job.bucket, &job.key) {
         return Ok(JobReport::ignored(job, why));
@@ -168,96 +173,48 @@ pub async fn run_job(app: &App, job: &Job) -> Result<JobReport, JobError> {
     let paths = OutputPaths::for_object(config, &job.bucket, &job.key);
     tracing::info!(size = meta.size, "starting");
 
-    if !job.force
-        && !job.dry_run
-        && let Some(previous) = read_summary(app.store.as_ref(), &paths).await?
-        && previous.status == RunStatus::Complete
-        && previous.source.etag == meta.etag
-    {
+    // A previous run of this very version: complete means nothing to do, partial means only
+    // its unfinished rows need Leadspace again.
+    let previous = match job.force || job.dry_run {
+        true => None,
+        false => read_summary(app.store.as_ref(), &paths).await?.filter(|p| p.source.etag == meta.etag),
+    };
+    if let Some(previous) = previous.as_ref().filter(|p| p.status == RunStatus::Complete) {
         tracing::info!("already enriched with this ETag; skipping");
         return Ok(JobReport {
             status: Some(previous.status),
             output_key: Some(paths.output_key.clone()),
             summary_key: Some(paths.summary_key.clone()),
-            rows: Some(previous.rows),
+            rows: Some(previous.rows.clone()),
             message: Some("already enriched: the summary is complete for this ETag; pass force to redo".into()),
             ..JobReport::new(job, Outcome::Skipped)
         });
     }
+    let resume = previous.is_some_and(|p| p.status == RunStatus::Partial);
 
-    let format = Format::detect(&job.key);
     let run = Run {
         app,
         job,
         meta,
-        format_label: format.as_ref().map(|f| f.label().to_string()).unwrap_or_default(),
+        format_label: Format::detect(&job.key).map(|f| f.label().to_string()).unwrap_or_default(),
         paths,
         started_at: now_utc(),
     };
-    let format = match format {
-        Ok(format) => format,
-        Err(unsupported) => return run.fail(&unsupported.to_string(), None).await,
-    };
-    let mapping = job.field_mapping.as_ref().or(config.field_mapping.as_ref());
-    let scan = match run.scan(format, mapping).await? {
-        Ok(scan) => scan,
-        Err(Problem(why)) => return run.fail(&why, None).await,
-    };
-    tracing::info!(
-        rows = scan.rows,
-        unique_companies = scan.companies.len(),
-        rows_without_company = scan.rows_without_company,
-        "scanned"
-    );
-
     if job.dry_run {
-        return Ok(run.estimate(&scan));
+        return run.process(false, stop_at).await;
     }
-    if !config.data_sharing_consent {
-        let why = "DATA_SHARING_CONSENT is not set to true: no customer data was sent to Leadspace. \
-                   Set DATA_SHARING_CONSENT=true to record consent to send the mapped fields outside this AWS account";
-        return run.fail(why, Some(&scan)).await;
-    }
-
-    let stats = CallStats::default();
-    let plan = EnrichPlan {
-        mode: config.mode,
-        batch_size: config.batch_size,
-        max_in_flight: config.max_in_flight,
-        min_confidence: config.min_confidence,
+    let lease =
+        Lease::acquire(app.store.as_ref(), &run.paths.bucket, &run.paths.summary_key, config.lease_timeout).await?;
+    let Some(lease) = lease else {
+        tracing::info!("another invocation holds the lease on this object; skipping");
+        return Ok(JobReport {
+            message: Some("another invocation is enriching this object right now".into()),
+            ..JobReport::new(job, Outcome::Skipped)
+        });
     };
-    let enriched = enrich_companies(app.enricher.as_ref(), scan.companies.queries(), plan, &stats).await;
-    if let Some(LeadspaceError::Secret(error)) = enriched.stopped_by {
-        if error.is_transient() {
-            return Err(JobError::Secret(error));
-        }
-        return run.fail(&error.to_string(), Some(&scan)).await;
-    }
-
-    let rows = match run.write_output(format, &scan, &enriched.answers).await? {
-        Ok(rows) => rows,
-        Err(Problem(why)) => return run.fail(&why, Some(&scan)).await,
-    };
-    let (status, error) = match (&enriched.stopped_by, rows.unfinished()) {
-        (Some(stop), _) => (RunStatus::Partial, Some(stop.to_string())),
-        (None, 0) => (RunStatus::Complete, None),
-        (None, n) => (
-            RunStatus::Partial,
-            Some(format!("{n} rows have no final answer (failed); running the file again retries them")),
-        ),
-    };
-    let summary =
-        run.summary(status, error.clone(), rows.clone(), scan.companies.len() as u64, counts(&stats), Some(&scan));
-    run.write_summary(&summary).await?;
-    tracing::info!(status = ?status, rows = rows.total, enriched = rows.enriched, requests = summary.leadspace.requests, "job finished");
-    Ok(JobReport {
-        status: Some(status),
-        output_key: Some(run.paths.output_key.clone()),
-        summary_key: Some(run.paths.summary_key.clone()),
-        rows: Some(rows),
-        message: error,
-        ..JobReport::new(job, Outcome::Enriched)
-    })
+    let result = run.process(resume, stop_at).await;
+    lease.release(app.store.as_ref()).await;
+    result
 }
 
 fn counts(stats: &CallStats) -> LeadspaceCounts {
@@ -287,6 +244,98 @@ fn row_without_company(row: &Row) -> Enrichment {
 }
 
 impl Run<'_> {
+    /// Reads, enriches and writes the object; `resume` reuses a partial run's answers.
+    async fn process(&self, resume: bool, stop_at: Option<tokio::time::Instant>) -> Result<JobReport, JobError> {
+        let (app, job, config) = (self.app, self.job, &self.app.config);
+        let format = match Format::detect(&job.key) {
+            Ok(format) => format,
+            Err(unsupported) => return self.fail(&unsupported.to_string(), None).await,
+        };
+        let mapping = job.field_mapping.as_ref().or(config.field_mapping.as_ref());
+        let scan = match self.scan(format, mapping).await? {
+            Ok(scan) => scan,
+            Err(Problem(why)) => return self.fail(&why, None).await,
+        };
+        tracing::info!(
+            rows = scan.rows,
+            unique_companies = scan.companies.len(),
+            rows_without_company = scan.rows_without_company,
+            "scanned"
+        );
+        if job.dry_run {
+            return Ok(self.estimate(&scan));
+        }
+        if !config.data_sharing_consent {
+            let why = "DATA_SHARING_CONSENT is not set to true: no customer data was sent to Leadspace. \
+                       Set DATA_SHARING_CONSENT=true to record consent to send the mapped fields outside this AWS account";
+            return self.fail(why, Some(&scan)).await;
+        }
+
+        let prior = match resume {
+            false => vec![None; scan.companies.len()],
+            true => {
+                let description = scan.mapping.description();
+                let (bucket, key) = (&self.paths.bucket, &self.paths.output_key);
+                prior::prior_answers(app.store.as_ref(), bucket, key, format, description, &scan.companies).await?
+            }
+        };
+        let wanted: Vec<usize> = (0..prior.len()).filter(|&i| prior[i].is_none()).collect();
+        if resume {
+            tracing::info!(reused = prior.len() - wanted.len(), to_send = wanted.len(), "resuming a partial run");
+        }
+
+        let call = CallContext { stats: CallStats::default(), stop_at };
+        let plan = EnrichPlan {
+            mode: config.mode,
+            batch_size: config.batch_size,
+            max_in_flight: config.max_in_flight,
+            min_confidence: config.min_confidence,
+        };
+        let mut enriched =
+            enrich_companies(app.enricher.as_ref(), scan.companies.queries(), Some(wanted), plan, &call).await;
+        if let Some(LeadspaceError::Secret(error)) = enriched.stopped_by {
+            if error.is_transient() {
+                return Err(JobError::Secret(error));
+            }
+            return self.fail(&error.to_string(), Some(&scan)).await;
+        }
+        for (answer, reused) in enriched.answers.iter_mut().zip(prior) {
+            if let Some(reused) = reused {
+                *answer = reused;
+            }
+        }
+
+        let rows = match self.write_output(format, &scan, &enriched.answers).await? {
+            Ok(rows) => rows,
+            Err(Problem(why)) => return self.fail(&why, Some(&scan)).await,
+        };
+        let (status, error) = match (&enriched.stopped_by, rows.unfinished()) {
+            (Some(stop), _) => (RunStatus::Partial, Some(stop.to_string())),
+            (None, 0) => (RunStatus::Complete, None),
+            (None, n) => (
+                RunStatus::Partial,
+                Some(format!("{n} rows have no final answer (failed); running the file again retries only them")),
+            ),
+        };
+        let unique = scan.companies.len() as u64;
+        let summary = self.summary(status, error.clone(), rows.clone(), unique, counts(&call.stats), Some(&scan));
+        self.write_summary(&summary).await?;
+        tracing::info!(status = ?status, rows = rows.total, enriched = rows.enriched, requests = summary.leadspace.requests, "job finished");
+        if enriched.leadspace_down() {
+            // Everything is written (rows failed, summary partial); Lambda's retry will send only
+            // the failed rows once Leadspace is back.
+            return Err(JobError::LeadspaceUnavailable(error.unwrap_or_default()));
+        }
+        Ok(JobReport {
+            status: Some(status),
+            output_key: Some(self.paths.output_key.clone()),
+            summary_key: Some(self.paths.summary_key.clone()),
+            rows: Some(rows),
+            message: error,
+            ..JobReport::new(job, Outcome::Enriched)
+        })
+    }
+
     async fn open(&self, format: Format) -> Result<Result<RowStream, Problem>, JobError> {
         let body = self.app.store.get(&self.job.bucket, &self.job.key, Some(&self.meta.etag)).await?;
         match RowStream::open(body, format).await {

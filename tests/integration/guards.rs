@@ -90,7 +90,7 @@ async fn an_event_the_function_does_not_understand_is_refused_with_the_accepted_
     let env = TestEnv::new().await;
     let app = env.app(&[]);
 
-    let error = leadspace_enrich::handler::handle(&app, json!({"action": "explode"})).await.unwrap_err();
+    let error = leadspace_enrich::handler::handle(&app, json!({"action": "explode"}), None).await.unwrap_err();
 
     assert!(!error.is_retryable());
     assert!(error.to_string().contains("\"enrich\""), "{error}");

@@ -158,7 +158,7 @@ impl TestEnv {
 }
 
 pub async fn invoke(app: &App, event: Value) -> Value {
-    match handle(app, event).await {
+    match handle(app, event, None).await {
         Ok(response) => response,
         Err(error) => panic!("the handler failed: {error}"),
     }

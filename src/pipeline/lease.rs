@@ -1,0 +1,68 @@
+//! One invocation at a time per object: S3 delivers events at least once and Lambda retries,
+//! so two invocations may start on the same object together. The first to create a marker
+//! beside the summary with a conditional write (`If-None-Match: *`) enriches; the other answers
+//! `skipped`. A marker older than the lease timeout was left by an invocation that died.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::JobError;
+use crate::storage::ObjectStore;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    taken_at_epoch_seconds: u64,
+}
+
+pub struct Lease {
+    bucket: String,
+    key: String,
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Lease {
+    pub fn key_for(summary_key: &str) -> String {
+        format!("{summary_key}.lease")
+    }
+
+    /// The lease, or `None` when another invocation holds a live one.
+    pub async fn acquire(
+        store: &dyn ObjectStore,
+        bucket: &str,
+        summary_key: &str,
+        timeout: Duration,
+    ) -> Result<Option<Lease>, JobError> {
+        let key = Self::key_for(summary_key);
+        let marker = serde_json::to_vec(&Marker { taken_at_epoch_seconds: now_seconds() }).unwrap_or_default();
+        if store.put_if_absent(bucket, &key, marker.clone()).await? {
+            return Ok(Some(Lease { bucket: bucket.to_string(), key }));
+        }
+        let taken_at = match store.get_small(bucket, &key).await? {
+            // Released between our write and our read: try once more.
+            None => 0,
+            Some(bytes) => serde_json::from_slice::<Marker>(&bytes).map_or(0, |m| m.taken_at_epoch_seconds),
+        };
+        if now_seconds().saturating_sub(taken_at) < timeout.as_secs() {
+            return Ok(None);
+        }
+        tracing::warn!(age_seconds = now_seconds().saturating_sub(taken_at), "taking over a stale lease");
+        store.delete(bucket, &key).await?;
+        // Two invocations taking over at once both delete; the conditional write picks one.
+        if store.put_if_absent(bucket, &key, marker).await? {
+            Ok(Some(Lease { bucket: bucket.to_string(), key }))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Best effort: a lease left behind only delays the next run by the lease timeout.
+    pub async fn release(self, store: &dyn ObjectStore) {
+        if let Err(error) = store.delete(&self.bucket, &self.key).await {
+            tracing::warn!(error = %error, "could not release the lease");
+        }
+    }
+}
