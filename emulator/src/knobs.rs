@@ -26,6 +26,9 @@ pub struct Knobs {
     pub max_bulk_records: usize,
     /// Seed of the RNG behind fault injection, ids and result shuffling. Default 42.
     pub seed: u64,
+    /// The first this-many bulk jobs to be polled are lost: their poll answers 404, as when
+    /// Leadspace drops a job. Default 0.
+    pub lose_first_bulks: u32,
 }
 
 impl Default for Knobs {
@@ -40,6 +43,7 @@ impl Default for Knobs {
             bulk_ready_after_ms: 0,
             max_bulk_records: 500,
             seed: 42,
+            lose_first_bulks: 0,
         }
     }
 }

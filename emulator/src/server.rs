@@ -233,6 +233,9 @@ async fn poll(AxState(shared): AxState<Shared>, Path(id): Path<String>) -> Respo
     let s = &mut *guard;
     s.stats.polls += 1;
     let ready_after = Duration::from_millis(s.knobs.bulk_ready_after_ms);
+    if s.bulks_lost < s.knobs.lose_first_bulks && s.jobs.remove(&id).is_some() {
+        s.bulks_lost += 1;
+    }
     let Some(job) = s.jobs.get_mut(&id) else {
         return simple_error(StatusCode::NOT_FOUND, "Not Found");
     };

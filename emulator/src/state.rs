@@ -48,6 +48,8 @@ pub(crate) struct State {
     pub received: Vec<Value>,
     /// Arrival times of admitted requests within the last second (TPS window).
     pub window: VecDeque<Instant>,
+    /// Bulk jobs dropped so far under the `lose_first_bulks` knob.
+    pub bulks_lost: u32,
     pub jobs: HashMap<String, Job>,
     pub rng: StdRng,
     pub log_requests: bool,
@@ -63,6 +65,7 @@ impl State {
             stats: Stats::default(),
             received: Vec::new(),
             window: VecDeque::new(),
+            bulks_lost: 0,
             jobs: HashMap::new(),
             rng,
             log_requests: false,

@@ -158,10 +158,22 @@ impl TestEnv {
 }
 
 pub async fn invoke(app: &App, event: Value) -> Value {
-    match handle(app, event, None).await {
+    match try_invoke(app, event).await {
         Ok(response) => response,
         Err(error) => panic!("the handler failed: {error}"),
     }
+}
+
+pub async fn try_invoke(app: &App, event: Value) -> Result<Value, leadspace_enrich::error::HandlerError> {
+    handle(app, event, None).await
+}
+
+/// A CSV with a `Company` column holding `Firm 0` .. `Firm {n-1}`.
+pub fn firms_csv(n: usize) -> String {
+    std::iter::once("Id,Company".to_string())
+        .chain((0..n).map(|i| format!("{i},Firm {i}")))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn parse_csv(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {

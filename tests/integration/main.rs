@@ -6,3 +6,4 @@ mod harness;
 mod csv_files;
 mod guards;
 mod json_lines;
+mod resilience;

@@ -1,0 +1,283 @@
+//! Leadspace misbehaves and AWS redelivers: every row comes back with an honest status, and no
+//! company is paid for twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use leadspace_emulator::Knobs;
+use serde_json::{Value, json};
+
+use crate::harness::{TestEnv, firms_csv, invoke, parse_csv, try_invoke};
+
+const FINAL_OR_UNFINISHED: [&str; 6] =
+    ["enriched", "not_matched", "low_confidence", "invalid_input", "failed", "not_attempted"];
+
+fn enrich_event(env: &TestEnv, key: &str) -> Value {
+    json!({"action": "enrich", "bucket": env.bucket, "key": key})
+}
+
+/// Every input row is in the output exactly once, in order, with a status; the summary's
+/// counts are the output's counts. Returns the output's status per row id.
+async fn assert_nothing_lost(env: &TestEnv, input: &str, output_key: &str) -> HashMap<String, String> {
+    let (_, in_rows) = parse_csv(input.as_bytes());
+    let (header, out_rows) = parse_csv(&env.get(output_key).await.expect("output written"));
+    let status = header.iter().position(|h| h == "leadspace_status").unwrap();
+    assert_eq!(out_rows.len(), in_rows.len(), "every input row exactly once");
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for (input, output) in in_rows.iter().zip(&out_rows) {
+        assert_eq!(output[0], input[0], "rows in input order");
+        assert!(FINAL_OR_UNFINISHED.contains(&output[status].as_str()), "{output:?}");
+        *counts.entry(output[status].as_str()).or_default() += 1;
+    }
+    let summary = env.summary(&format!("{output_key}.summary.json")).await;
+    assert_eq!(summary["rows"]["total"], in_rows.len() as u64, "{summary}");
+    for name in FINAL_OR_UNFINISHED {
+        assert_eq!(summary["rows"][name], counts.get(name).copied().unwrap_or(0), "{name} in {summary}");
+    }
+    out_rows.iter().map(|r| (r[0].clone(), r[status].clone())).collect()
+}
+
+#[tokio::test]
+async fn pacing_at_the_service_limit_provokes_no_429() {
+    let env = TestEnv::with_knobs(Knobs { tps_limit: Some(10), ..Default::default() }).await;
+    env.put("incoming/a.csv", firms_csv(25)).await;
+    let app = env.app(&[("LEADSPACE_TPS", "10"), ("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "8")]);
+
+    invoke(&app, enrich_event(&env, "incoming/a.csv")).await;
+
+    assert_eq!(env.emulator.stats().throttled, 0);
+    assert_eq!(env.emulator.stats().single_requests, 25);
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert_eq!((summary["status"].as_str(), summary["leadspace"]["throttled"].as_u64()), (Some("complete"), Some(0)));
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_with_backoff() {
+    let knobs = Knobs { tps_limit: Some(8), server_error_rate: 0.2, ..Default::default() };
+    let env = TestEnv::with_knobs(knobs).await;
+    env.put("incoming/a.csv", firms_csv(12)).await;
+    let app = env.app(&[("LEADSPACE_TPS", "25"), ("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "4")]);
+
+    invoke(&app, enrich_event(&env, "incoming/a.csv")).await;
+
+    let stats = env.emulator.stats();
+    assert!(stats.throttled > 0 && stats.server_errors > 0, "the faults happened: {stats:?}");
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert!(
+        summary["leadspace"]["retries"].as_u64().unwrap() >= stats.throttled + stats.server_errors - 1,
+        "{summary}"
+    );
+    assert_eq!(summary["leadspace"]["throttled"], stats.throttled);
+    assert_nothing_lost(&env, &firms_csv(12), "enriched/a.csv").await;
+}
+
+#[tokio::test]
+async fn record_level_internal_errors_are_resubmitted() {
+    let env = TestEnv::with_knobs(Knobs { record_error_rate: 0.4, ..Default::default() }).await;
+    env.put("incoming/a.csv", firms_csv(30)).await;
+    let app = env.app(&[("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "10")]);
+
+    invoke(&app, enrich_event(&env, "incoming/a.csv")).await;
+
+    let stats = env.emulator.stats();
+    assert!(stats.records_received > 30, "1100 records were sent again: {stats:?}");
+    let statuses = assert_nothing_lost(&env, &firms_csv(30), "enriched/a.csv").await;
+    let failed = statuses.values().filter(|s| *s == "failed").count();
+    assert!(failed < 30 * 2 / 10, "three rounds leave few failures, not {failed}");
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert_eq!(summary["leadspace"]["records_sent"], stats.records_received);
+}
+
+#[tokio::test]
+async fn a_rotated_token_is_reread_once_and_the_run_carries_on() {
+    let env = TestEnv::new().await;
+    env.put("incoming/a.csv", firms_csv(3)).await;
+    env.put("incoming/b.csv", firms_csv(4)).await;
+    let app = env.app(&[]);
+    invoke(&app, enrich_event(&env, "incoming/a.csv")).await; // caches the first token
+
+    env.emulator.set_knobs(|k| k.token = "rotated-token".into());
+    aws_sdk_secretsmanager::Client::new(&env.sdk)
+        .put_secret_value()
+        .secret_id(&env.secret_id)
+        .secret_string("rotated-token")
+        .send()
+        .await
+        .unwrap();
+    let response = invoke(&app, enrich_event(&env, "incoming/b.csv")).await;
+
+    assert_eq!(response["results"][0]["status"], "complete", "{response}");
+    assert_eq!(env.emulator.stats().unauthorized, 1, "one 401, then the re-read token works");
+}
+
+#[tokio::test]
+async fn a_token_rejected_twice_stops_the_run_and_says_so() {
+    let env = TestEnv::with_knobs(Knobs::default()).await;
+    env.emulator.set_knobs(|k| k.token = "some-other-token".into());
+    env.put("incoming/a.csv", firms_csv(5)).await;
+    let app = env.app(&[("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "1")]);
+
+    let response = invoke(&app, enrich_event(&env, "incoming/a.csv")).await;
+
+    assert_eq!(response["results"][0]["status"], "partial", "{response}");
+    assert_eq!(env.emulator.stats().unauthorized, 2, "one retry after re-reading the secret, then stop");
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert!(summary["error"].as_str().unwrap().contains("rejected the token"), "{summary}");
+    assert_eq!(summary["rows"]["not_attempted"], 5);
+    assert_nothing_lost(&env, &firms_csv(5), "enriched/a.csv").await;
+}
+
+#[tokio::test]
+async fn a_bulk_lost_by_leadspace_is_resubmitted_once() {
+    let env = TestEnv::with_knobs(Knobs { lose_first_bulks: 1, ..Default::default() }).await;
+    env.put("incoming/a.csv", firms_csv(30)).await;
+    let app = env.app(&[("LEADSPACE_MODE", "bulk")]);
+
+    let response = invoke(&app, enrich_event(&env, "incoming/a.csv")).await;
+
+    assert_eq!(response["results"][0]["status"], "complete", "{response}");
+    assert_eq!(env.emulator.stats().bulk_submissions, 2);
+}
+
+#[tokio::test]
+async fn a_bulk_that_never_finishes_is_resubmitted_once_then_its_rows_fail_and_lambda_retries() {
+    let env = TestEnv::with_knobs(Knobs { bulk_ready_after_ms: 600_000, ..Default::default() }).await;
+    env.put("incoming/a.csv", firms_csv(30)).await;
+    let app = env.app(&[("LEADSPACE_MODE", "bulk"), ("LEADSPACE_POLL_TIMEOUT_SECONDS", "1")]);
+
+    let error = try_invoke(&app, enrich_event(&env, "incoming/a.csv")).await.unwrap_err();
+
+    assert!(error.is_retryable(), "Leadspace down for the whole run is transient: {error}");
+    assert_eq!(env.emulator.stats().bulk_submissions, 2);
+    let statuses = assert_nothing_lost(&env, &firms_csv(30), "enriched/a.csv").await;
+    assert!(statuses.values().all(|s| s == "failed"));
+    assert_eq!(env.summary("enriched/a.csv.summary.json").await["status"], "partial");
+}
+
+#[tokio::test]
+async fn leadspace_down_returns_a_retryable_error_and_the_retry_sends_only_what_failed() {
+    let env = TestEnv::with_knobs(Knobs { server_error_rate: 1.0, ..Default::default() }).await;
+    env.put("incoming/a.csv", firms_csv(2)).await;
+    let app = env.app(&[("LEADSPACE_MODE", "single")]);
+
+    let error = try_invoke(&app, env.s3_event("incoming/a.csv")).await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("Leadspace is unavailable"), "{error}");
+    let lambda_error: lambda_runtime::Diagnostic = error.into();
+    assert!(lambda_error.error_type.starts_with("Retryable"), "{lambda_error:?}");
+    assert_nothing_lost(&env, &firms_csv(2), "enriched/a.csv").await;
+
+    env.emulator.set_knobs(|k| k.server_error_rate = 0.0);
+    let received_before = env.emulator.stats().records_received;
+    let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    assert_eq!(response["results"][0]["status"], "complete", "{response}");
+    assert_eq!(env.emulator.stats().records_received - received_before, 2);
+}
+
+#[tokio::test]
+async fn finishing_a_partial_run_sends_only_the_missing_companies() {
+    let env = TestEnv::with_knobs(Knobs { credits: Some(4), ..Default::default() }).await;
+    let input = firms_csv(12);
+    env.put("incoming/a.csv", input.clone()).await;
+    let app = env.app(&[("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "1")]);
+    invoke(&app, env.s3_event("incoming/a.csv")).await;
+    let first = env.summary("enriched/a.csv.summary.json").await;
+    assert_eq!(first["status"], "partial", "{first}");
+    let unanswered = first["rows"]["not_attempted"].as_u64().unwrap();
+    assert!(unanswered > 0);
+
+    env.emulator.set_knobs(|k| k.credits = None);
+    let sent_before = env.emulator.stats().records_received;
+    invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    let sent = env.emulator.stats().records_received - sent_before;
+    assert_eq!(sent, unanswered, "only the rows without an answer are sent again");
+    let second = env.summary("enriched/a.csv.summary.json").await;
+    assert_eq!(second["status"], "complete", "{second}");
+    assert_eq!(second["leadspace"]["records_sent"], unanswered);
+
+    // The stitched output is what one uninterrupted run produces.
+    let env_fresh = TestEnv::new().await;
+    env_fresh.put("incoming/a.csv", input.clone()).await;
+    invoke(&env_fresh.app(&[]), env_fresh.s3_event("incoming/a.csv")).await;
+    assert_eq!(env.get("enriched/a.csv").await, env_fresh.get("enriched/a.csv").await);
+}
+
+#[tokio::test]
+async fn the_lambda_deadline_stops_new_work_and_still_writes_everything() {
+    let env = TestEnv::with_knobs(Knobs { latency_ms: 100, ..Default::default() }).await;
+    env.put("incoming/a.csv", firms_csv(40)).await;
+    let app = env.app(&[("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "1"), ("DEADLINE_MARGIN_SECONDS", "1")]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+
+    let response =
+        leadspace_enrich::handler::handle(&app, env.s3_event("incoming/a.csv"), Some(deadline)).await.unwrap();
+
+    assert!(tokio::time::Instant::now() < deadline, "finished before the deadline");
+    assert_eq!(response["results"][0]["status"], "partial", "{response}");
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert!(summary["error"].as_str().unwrap().contains("deadline"), "{summary}");
+    let not_attempted = summary["rows"]["not_attempted"].as_u64().unwrap();
+    assert!(not_attempted > 0 && not_attempted < 40, "{summary}");
+    assert_nothing_lost(&env, &firms_csv(40), "enriched/a.csv").await;
+}
+
+#[tokio::test]
+async fn two_concurrent_deliveries_enrich_the_object_once() {
+    let env = TestEnv::with_knobs(Knobs { latency_ms: 200, ..Default::default() }).await;
+    env.put("incoming/a.csv", firms_csv(3)).await;
+    let app = env.app(&[]);
+
+    let (a, b) =
+        tokio::join!(invoke(&app, env.s3_event("incoming/a.csv")), invoke(&app, env.s3_event("incoming/a.csv")));
+
+    let mut outcomes = [a["results"][0]["outcome"].clone(), b["results"][0]["outcome"].clone()];
+    outcomes.sort_by_key(|o| o.to_string());
+    assert_eq!(outcomes, [json!("enriched"), json!("skipped")]);
+    assert_eq!(env.emulator.stats().records_received, 3, "each company sent once");
+    assert!(!env.keys().await.iter().any(|k| k.ends_with(".lease")), "the lease is released");
+}
+
+#[tokio::test]
+async fn a_lease_left_by_a_dead_invocation_is_taken_over_and_a_live_one_is_respected() {
+    let env = TestEnv::new().await;
+    env.put("incoming/a.csv", firms_csv(2)).await;
+    env.put("enriched/a.csv.summary.json.lease", r#"{"taken_at_epoch_seconds": 1}"#).await;
+    let app = env.app(&[]);
+
+    let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
+    assert_eq!(response["results"][0]["outcome"], "enriched", "a stale lease is taken over: {response}");
+
+    env.put("incoming/b.csv", firms_csv(2)).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    env.put("enriched/b.csv.summary.json.lease", format!(r#"{{"taken_at_epoch_seconds": {now}}}"#)).await;
+    let response = invoke(&app, env.s3_event("incoming/b.csv")).await;
+    assert_eq!(response["results"][0]["outcome"], "skipped", "{response}");
+}
+
+#[tokio::test]
+async fn no_row_is_lost_under_5xx_429_1100_and_credits_running_out_halfway() {
+    let knobs = Knobs {
+        server_error_rate: 0.2,
+        tps_limit: Some(10),
+        record_error_rate: 0.2,
+        credits: Some(30),
+        seed: 7,
+        ..Default::default()
+    };
+    let env = TestEnv::with_knobs(knobs).await;
+    let input = firms_csv(80);
+    env.put("incoming/mix.csv", input.clone()).await;
+    let app =
+        env.app(&[("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "8"), ("LEADSPACE_TPS", "25"), ("MAX_IN_FLIGHT", "2")]);
+
+    let response = try_invoke(&app, env.s3_event("incoming/mix.csv")).await;
+
+    assert!(response.is_ok(), "a 427 is not worth Lambda's retry: {response:?}");
+    let statuses = assert_nothing_lost(&env, &input, "enriched/mix.csv").await;
+    assert!(statuses.values().any(|s| s == "not_attempted"), "credits ran out before the end");
+    let summary = env.summary("enriched/mix.csv.summary.json").await;
+    assert_eq!(summary["status"], "partial");
+    assert!(summary["error"].as_str().unwrap().contains("427"), "{summary}");
+}
