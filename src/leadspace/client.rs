@@ -1,17 +1,16 @@
 //! HTTP client for Leadspace. Every request passes the shared rate limiter, carries a timeout,
 //! and goes through the one retry loop in `send`.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
 use super::model::{BulkAccepted, BulkRequest, BulkResults, EnrichRequest, EnrichmentResult};
+use super::pacer::Pacer;
 use super::retry::RetryPolicy;
 use super::{CallContext, CallStats, Enricher, LeadspaceError};
 use crate::secrets::TokenSource;
@@ -23,7 +22,7 @@ pub struct LeadspaceClient {
     http: reqwest::Client,
     base_url: String,
     tokens: Arc<dyn TokenSource>,
-    limiter: DefaultDirectRateLimiter,
+    pacer: Pacer,
     policy: RetryPolicy,
 }
 
@@ -45,8 +44,8 @@ impl LeadspaceClient {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("leadspace-enrich/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let limiter = RateLimiter::direct(pacing(tps));
-        Ok(LeadspaceClient { http, base_url: base_url.trim_end_matches('/').to_string(), tokens, limiter, policy })
+        let pacer = Pacer::new(tps);
+        Ok(LeadspaceClient { http, base_url: base_url.trim_end_matches('/').to_string(), tokens, pacer, policy })
     }
 
     /// Sends one logical request, retrying what is worth retrying. `build` is called once per
@@ -66,7 +65,7 @@ impl LeadspaceClient {
             if call.would_overrun(Duration::ZERO) {
                 return Err(LeadspaceError::DeadlineReached);
             }
-            self.limiter.until_ready().await;
+            let sent_at = self.pacer.until_ready().await;
             let token = self.tokens.token().await?;
             CallStats::add(&stats.requests, 1);
             let outcome = build(&self.http, token.expose_secret()).send().await;
@@ -75,7 +74,10 @@ impl LeadspaceClient {
                     let status = response.status();
                     match status.as_u16() {
                         200..=299 | 404 => match response.bytes().await {
-                            Ok(body) => return Ok(Answer { status, body }),
+                            Ok(body) => {
+                                self.pacer.answered();
+                                return Ok(Answer { status, body });
+                            }
                             Err(e) => describe(&e),
                         },
                         401 if !token_refreshed => {
@@ -94,6 +96,7 @@ impl LeadspaceClient {
                         }
                         429 => {
                             CallStats::add(&stats.throttled, 1);
+                            self.pacer.throttled(sent_at);
                             "429 rate limit exceeded".to_string()
                         }
                         500..=599 => format!("HTTP {}", status.as_u16()),
@@ -122,14 +125,6 @@ impl LeadspaceClient {
             format!("{}/{}", self.base_url, path.trim_start_matches('/'))
         }
     }
-}
-
-/// Requests evenly spaced (a burst of one) at 5% under `tps`: a one-second window then never
-/// holds more than `tps` requests, even when network jitter bunches a few of them up, so
-/// pacing at the contracted limit never provokes a 429.
-fn pacing(tps: u32) -> Quota {
-    let period = Duration::from_secs_f64(1.05 / f64::from(tps.max(1)));
-    Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(NonZeroU32::MIN)
 }
 
 /// A transport failure in words, without the URL's query or anything from the request body.

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod model;
+pub mod pacer;
 pub mod retry;
 
 use std::sync::atomic::{AtomicU64, Ordering};
