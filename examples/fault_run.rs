@@ -93,6 +93,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             println!("  (invocation answered with an error: {error})");
         }
         println!("  rows: {}", summary["rows"]);
+        if !summary["error"].is_null() {
+            println!("  error: {}", summary["error"]);
+        }
     }
     Ok(())
 }

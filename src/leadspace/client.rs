@@ -59,13 +59,17 @@ impl LeadspaceClient {
         let started = Instant::now();
         let mut token_refreshed = false;
         let mut attempt = 0u32;
+        let mut paced = Duration::ZERO;
         let stats = &call.stats;
         loop {
             attempt += 1;
             if call.would_overrun(Duration::ZERO) {
                 return Err(LeadspaceError::DeadlineReached);
             }
+            let queued = Instant::now();
             let sent_at = self.pacer.until_ready().await;
+            // Waiting for our own pacer is not Leadspace failing: it does not use up the budget.
+            paced += queued.elapsed();
             let token = self.tokens.token().await?;
             CallStats::add(&stats.requests, 1);
             let outcome = build(&self.http, token.expose_secret()).send().await;
@@ -106,7 +110,9 @@ impl LeadspaceClient {
                 Err(e) => describe(&e),
             };
             let delay = self.policy.backoff(attempt);
-            if attempt >= self.policy.max_attempts || started.elapsed() + delay > self.policy.budget {
+            if attempt >= self.policy.max_attempts
+                || started.elapsed().saturating_sub(paced) + delay > self.policy.budget
+            {
                 return Err(LeadspaceError::RetriesExhausted { attempts: attempt, last: failure });
             }
             if call.would_overrun(delay) {
