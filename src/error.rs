@@ -35,6 +35,17 @@ pub enum JobError {
     },
 }
 
+impl JobError {
+    /// Whether Lambda's retry may succeed: outages yes; missing objects or permissions no.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            JobError::Storage(e) => e.is_transient(),
+            JobError::Secret(e) => e.is_transient(),
+            JobError::Read { .. } | JobError::Write { .. } | JobError::LeadspaceUnavailable(_) => true,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     #[error("{0}")]
@@ -54,7 +65,7 @@ impl HandlerError {
     }
 
     pub fn is_retryable(&self) -> bool {
-        matches!(self, HandlerError::Job { .. })
+        matches!(self, HandlerError::Job { error, .. } if error.is_transient())
     }
 }
 
@@ -74,7 +85,10 @@ impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Self {
         let (error_type, error_message) = match &error {
             HandlerError::InvalidEvent(message) => ("NonRetryable.InvalidEvent", message.clone()),
-            HandlerError::Job { message, .. } => ("Retryable.TransientFailure", message.clone()),
+            HandlerError::Job { error, message } if error.is_transient() => {
+                ("Retryable.TransientFailure", message.clone())
+            }
+            HandlerError::Job { message, .. } => ("NonRetryable.ConfigurationOrPermissions", message.clone()),
         };
         Diagnostic { error_type: error_type.to_string(), error_message }
     }

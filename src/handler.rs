@@ -6,27 +6,52 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::error::HandlerError;
+use crate::error::{HandlerError, JobError};
 use crate::pipeline::{App, run_job};
-use crate::trigger::jobs_from_event;
+use crate::refresh::refresh;
+use crate::status::enrichments;
+use crate::trigger::{Invocation, parse_event};
 
-/// Runs every job the event asks for, one after another (each is internally concurrent).
-/// A transient failure returns an error so Lambda retries; jobs finished before it are
-/// skipped on the retry, because their summaries are complete for the same ETag.
+/// Answers one invocation. Jobs run one after another (each is internally concurrent). A
+/// transient failure returns an error so Lambda retries; jobs finished before it are skipped on
+/// the retry, because their summaries are complete for the same ETag.
 pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
     let stop_at = deadline.map(|deadline| stop_time(deadline, app.config.deadline_margin));
-    let jobs = jobs_from_event(&event).map_err(|e| HandlerError::InvalidEvent(e.to_string()))?;
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in &jobs {
-        let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key);
-        let report = run_job(app, job, stop_at).instrument(span).await.map_err(|error| {
-            let error = HandlerError::job(error);
-            tracing::error!(bucket = %job.bucket, key = %job.key, error = %error, "job failed; Lambda may retry");
-            error
-        })?;
-        results.push(report);
+    let invocation = parse_event(&event).map_err(|e| HandlerError::InvalidEvent(e.to_string()))?;
+    match invocation {
+        Invocation::Jobs(jobs) => {
+            let mut results = Vec::with_capacity(jobs.len());
+            for job in &jobs {
+                let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key);
+                results.push(run_job(app, job, stop_at).instrument(span).await.map_err(failed)?);
+            }
+            Ok(json!({ "results": results }))
+        }
+        Invocation::Refresh { bucket, prefix, force } => {
+            let config = &app.config;
+            let bucket = bucket.or_else(|| config.source_bucket.clone()).or_else(|| config.output_bucket.clone());
+            let Some(bucket) = bucket else {
+                return Err(HandlerError::InvalidEvent(
+                    "a scheduled refresh needs SOURCE_BUCKET (or OUTPUT_BUCKET) set, or a \"bucket\" in the payload"
+                        .into(),
+                ));
+            };
+            let prefix = prefix.unwrap_or_else(|| config.input_prefix.clone());
+            let span = tracing::info_span!("refresh", bucket = %bucket, prefix = %prefix);
+            let results = refresh(app, &bucket, &prefix, force, stop_at).instrument(span).await.map_err(failed)?;
+            Ok(json!({ "results": results }))
+        }
+        Invocation::Status { bucket } => {
+            let found = enrichments(app, &bucket).await.map_err(failed)?;
+            Ok(json!({ "bucket": bucket, "enrichments": found }))
+        }
     }
-    Ok(json!({ "results": results }))
+}
+
+fn failed(error: JobError) -> HandlerError {
+    let error = HandlerError::job(error);
+    tracing::error!(error = %error, retryable = error.is_retryable(), "invocation failed");
+    error
 }
 
 /// When to stop starting Leadspace work: `margin` before the deadline, but never more than a

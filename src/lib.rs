@@ -13,6 +13,8 @@ pub mod leadspace;
 pub mod mapping;
 pub mod pipeline;
 pub mod records;
+pub mod refresh;
 pub mod secrets;
+pub mod status;
 pub mod storage;
 pub mod trigger;

@@ -48,6 +48,13 @@ impl StorageError {
 
 pub type Body = Box<dyn AsyncRead + Send + Unpin>;
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+}
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, StorageError>;
@@ -59,6 +66,8 @@ pub trait ObjectStore: Send + Sync {
     /// Writes only if no object has the key (`If-None-Match: *`); `false` when one does.
     async fn put_if_absent(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<bool, StorageError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError>;
+    /// Every object under `prefix`, in key order.
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, StorageError>;
     async fn create_multipart(&self, bucket: &str, key: &str, content_type: &str) -> Result<String, StorageError>;
     /// Uploads part `number` (from 1) and returns its ETag.
     async fn upload_part(
@@ -274,6 +283,22 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| classify("DeleteObject", bucket, key, e))?;
         Ok(())
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
+        let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+        let mut objects = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("ListObjectsV2", bucket, prefix, e))?;
+            objects.extend(page.contents().iter().filter_map(|o| {
+                Some(ListedObject {
+                    key: o.key()?.to_string(),
+                    etag: o.e_tag().unwrap_or_default().to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                })
+            }));
+        }
+        Ok(objects)
     }
 
     async fn create_multipart(&self, bucket: &str, key: &str, content_type: &str) -> Result<String, StorageError> {

@@ -7,8 +7,22 @@ use crate::mapping::FieldMapping;
 use crate::pipeline::Job;
 
 const ACCEPTED_SHAPES: &str = "expected an S3 event notification ({\"Records\": [{\"eventSource\": \"aws:s3\", ...}]}), \
-an EventBridge S3 \"Object Created\" event, or {\"action\": \"enrich\", \"bucket\": \"...\", \"key\": \"...\"} \
-(optional \"force\", \"dry_run\", \"field_mapping\")";
+an EventBridge S3 \"Object Created\" event, an EventBridge \"Scheduled Event\", or a direct payload: \
+{\"action\": \"enrich\", \"bucket\": \"...\", \"key\": \"...\"} (optional \"force\", \"dry_run\", \"field_mapping\"), \
+{\"action\": \"refresh\", \"bucket\": \"...\", \"prefix\": \"...\"} (optional \"force\"), \
+or {\"action\": \"status\", \"bucket\": \"...\"}";
+
+/// What an invocation asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invocation {
+    /// Enrich these objects.
+    Jobs(Vec<Job>),
+    /// Enrich every object under `prefix` whose last run is missing, partial, failed or for
+    /// another ETag. `None`s come from a schedule: SOURCE_BUCKET and INPUT_PREFIX.
+    Refresh { bucket: Option<String>, prefix: Option<String>, force: bool },
+    /// List the enrichments under the output prefix.
+    Status { bucket: String },
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{problem}; {ACCEPTED_SHAPES}")]
@@ -20,18 +34,30 @@ fn problem(text: impl Into<String>) -> TriggerError {
     TriggerError { problem: text.into() }
 }
 
-/// The jobs an event asks for. Records that are not object creations are skipped (and logged).
-pub fn jobs_from_event(event: &Value) -> Result<Vec<Job>, TriggerError> {
+/// What an event asks for. S3 records that are not object creations are skipped (and logged).
+pub fn parse_event(event: &Value) -> Result<Invocation, TriggerError> {
     if let Some(records) = event.get("Records") {
-        return s3_notification(records);
+        return s3_notification(records).map(Invocation::Jobs);
     }
+    let detail_type = event.get("detail-type").and_then(Value::as_str);
     if event.get("source").and_then(Value::as_str) == Some("aws.s3") {
-        return eventbridge_object_created(event);
+        return eventbridge_object_created(event).map(Invocation::Jobs);
+    }
+    if detail_type == Some("Scheduled Event") {
+        return Ok(Invocation::Refresh { bucket: None, prefix: None, force: false });
     }
     if let Some(action) = event.get("action") {
         return direct(action, event);
     }
     Err(problem("the event is not one this function understands"))
+}
+
+/// The jobs of an event that names objects (S3 notifications, EventBridge, `enrich`).
+pub fn jobs_from_event(event: &Value) -> Result<Vec<Job>, TriggerError> {
+    match parse_event(event)? {
+        Invocation::Jobs(jobs) => Ok(jobs),
+        _ => Err(problem("the event does not name objects")),
+    }
 }
 
 fn string_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
@@ -85,20 +111,31 @@ fn eventbridge_object_created(event: &Value) -> Result<Vec<Job>, TriggerError> {
     Ok(vec![Job { bucket: bucket.to_string(), key: key.to_string(), ..Job::default() }])
 }
 
-fn direct(action: &Value, event: &Value) -> Result<Vec<Job>, TriggerError> {
+fn text<'v>(event: &'v Value, name: &str) -> Option<&'v str> {
+    event.get(name).and_then(Value::as_str).filter(|b| !b.is_empty())
+}
+
+fn direct(action: &Value, event: &Value) -> Result<Invocation, TriggerError> {
+    let flag = |name: &str| -> Result<bool, TriggerError> {
+        match event.get(name) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(problem(format!("\"{name}\" must be true or false"))),
+        }
+    };
     match action.as_str() {
+        Some("refresh") => Ok(Invocation::Refresh {
+            bucket: text(event, "bucket").map(str::to_string),
+            prefix: text(event, "prefix").map(str::to_string),
+            force: flag("force")?,
+        }),
+        Some("status") => {
+            let bucket = text(event, "bucket").ok_or_else(|| problem("\"status\" needs a \"bucket\" string"))?;
+            Ok(Invocation::Status { bucket: bucket.to_string() })
+        }
         Some("enrich") => {
-            let bucket = event.get("bucket").and_then(Value::as_str).filter(|b| !b.is_empty());
-            let key = event.get("key").and_then(Value::as_str).filter(|k| !k.is_empty());
-            let (Some(bucket), Some(key)) = (bucket, key) else {
+            let (Some(bucket), Some(key)) = (text(event, "bucket"), text(event, "key")) else {
                 return Err(problem("\"enrich\" needs \"bucket\" and \"key\" strings"));
-            };
-            let flag = |name: &str| -> Result<bool, TriggerError> {
-                match event.get(name) {
-                    None | Some(Value::Null) => Ok(false),
-                    Some(Value::Bool(b)) => Ok(*b),
-                    Some(_) => Err(problem(format!("\"{name}\" must be true or false"))),
-                }
             };
             let field_mapping = match event.get("field_mapping") {
                 None | Some(Value::Null) => None,
@@ -106,13 +143,13 @@ fn direct(action: &Value, event: &Value) -> Result<Vec<Job>, TriggerError> {
                     Some(FieldMapping::from_value(value).map_err(|e| problem(format!("\"field_mapping\" {e}")))?)
                 }
             };
-            Ok(vec![Job {
+            Ok(Invocation::Jobs(vec![Job {
                 bucket: bucket.to_string(),
                 key: key.to_string(),
                 force: flag("force")?,
                 dry_run: flag("dry_run")?,
                 field_mapping,
-            }])
+            }]))
         }
         Some(other) => Err(problem(format!("unknown action {other:?}"))),
         None => Err(problem("\"action\" must be a string")),
@@ -165,9 +202,28 @@ mod tests {
     }
 
     #[test]
+    fn schedules_refresh_and_status_are_recognised() {
+        let scheduled = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+        assert_eq!(parse_event(&scheduled).unwrap(), Invocation::Refresh { bucket: None, prefix: None, force: false });
+        let refresh = json!({"action": "refresh", "bucket": "b", "prefix": "incoming/2026/", "force": true});
+        assert_eq!(
+            parse_event(&refresh).unwrap(),
+            Invocation::Refresh { bucket: Some("b".into()), prefix: Some("incoming/2026/".into()), force: true }
+        );
+        assert_eq!(
+            parse_event(&json!({"action": "status", "bucket": "b"})).unwrap(),
+            Invocation::Status { bucket: "b".into() }
+        );
+        assert!(parse_event(&json!({"action": "status"})).is_err());
+    }
+
+    #[test]
     fn unknown_payloads_name_the_accepted_shapes() {
         let err = jobs_from_event(&json!({"action": "explode"})).unwrap_err();
-        assert!(err.to_string().contains("unknown action \"explode\"") && err.to_string().contains("\"enrich\""));
+        let text = err.to_string();
+        assert!(
+            text.contains("unknown action \"explode\"") && text.contains("\"enrich\"") && text.contains("\"status\"")
+        );
         assert!(jobs_from_event(&json!({"hello": 1})).is_err());
         assert!(jobs_from_event(&json!({"action": "enrich", "bucket": "b"})).is_err());
     }

@@ -97,6 +97,10 @@ impl JobReport {
         }
     }
 
+    pub fn not_started(job: &Job, why: &str) -> Self {
+        JobReport { message: Some(why.to_string()), ..Self::new(job, Outcome::Skipped) }
+    }
+
     fn ignored(job: &Job, why: &str) -> Self {
         tracing::info!(bucket = %job.bucket, key = %job.key, why, "ignoring object");
         JobReport { message: Some(why.to_string()), ..Self::new(job, Outcome::Ignored) }

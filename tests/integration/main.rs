@@ -5,5 +5,6 @@ mod harness;
 
 mod csv_files;
 mod guards;
+mod invocations;
 mod json_lines;
 mod resilience;
