@@ -35,9 +35,13 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-wait_for_port() { # port, name, seconds
-  local port=$1 name=$2 limit=${3:-60} waited=0
+wait_for_port() { # port, name, seconds, [pid of the server: stop waiting if it dies]
+  local port=$1 name=$2 limit=${3:-60} pid=${4:-} waited=0
   until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      echo "error: $name exited before listening on port $port; see its log" >&2
+      return 1
+    fi
     sleep 0.2
     waited=$((waited + 1))
     if [ "$waited" -ge $((limit * 5)) ]; then
@@ -51,7 +55,7 @@ start_moto() { # port, log file
   ensure_moto
   moto_server -H 127.0.0.1 -p "$1" >"$2" 2>&1 &
   PIDS+=($!)
-  wait_for_port "$1" moto_server 60
+  wait_for_port "$1" moto_server 60 "$!"
 }
 
 stop_all() {

@@ -62,8 +62,60 @@ pub fn stop_time(deadline: Instant, margin: Duration) -> Instant {
     deadline - margin.min(remaining / 5)
 }
 
-/// The invocation's deadline from the Lambda context (milliseconds since the epoch).
+/// Deadlines below this (2001-09-09 in epoch milliseconds) are durations, not instants.
+const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
+
+/// The invocation's deadline from the Lambda context (milliseconds since the epoch). Local
+/// runtimes are not all faithful: `cargo lambda watch` sends the timeout itself (600000), which
+/// is read as that long from now; a deadline already past at the start is ignored (warned)
+/// rather than stopping all work at once.
 pub fn deadline_of(context: &lambda_runtime::Context) -> Option<Instant> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
-    (context.deadline > 0).then(|| Instant::now() + Duration::from_millis(context.deadline.saturating_sub(now_ms)))
+    deadline_from_millis(context.deadline, SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as u64)
+}
+
+fn deadline_from_millis(deadline_ms: u64, now_ms: u64) -> Option<Instant> {
+    let remaining_ms = match deadline_ms {
+        0 => return None,
+        relative if relative < EPOCH_MS_FLOOR => relative,
+        absolute if absolute > now_ms => absolute - now_ms,
+        _ => {
+            tracing::warn!(deadline_ms, now_ms, "the runtime's deadline is already past; running without a cut-off");
+            return None;
+        }
+    };
+    tracing::debug!(remaining_ms, "invocation deadline");
+    Some(Instant::now() + Duration::from_millis(remaining_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_MS: u64 = 1_795_888_730_203;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_epoch_deadline_is_the_time_left() {
+        let deadline = deadline_from_millis(NOW_MS + 30_000, NOW_MS).unwrap();
+        assert_eq!(deadline - Instant::now(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_local_runtime_sending_its_timeout_gets_that_long() {
+        let deadline = deadline_from_millis(600_000, NOW_MS).unwrap();
+        assert_eq!(deadline - Instant::now(), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_missing_or_past_deadline_sets_no_cut_off() {
+        assert_eq!(deadline_from_millis(0, NOW_MS), None);
+        assert_eq!(deadline_from_millis(NOW_MS - 1, NOW_MS), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_margin_never_takes_more_than_a_fifth_of_the_time_left() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert_eq!(stop_time(deadline, Duration::from_secs(60)), deadline - Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(900);
+        assert_eq!(stop_time(deadline, Duration::from_secs(60)), deadline - Duration::from_secs(60));
+    }
 }

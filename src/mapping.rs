@@ -214,7 +214,9 @@ impl FieldMapping {
     }
 
     /// Resolves the mapping for JSON Lines. Configured names are kept as given (a dotted path may
-    /// reach into nested objects); auto-detection looks at the keys of the first object.
+    /// reach into nested objects); auto-detection looks at the text and number fields of the
+    /// first object, nested ones included (`account.name` is an account name; a field whose
+    /// own name is `domain` is a website wherever it sits).
     pub fn resolve_fields(
         configured: Option<&Self>,
         first: Option<&Map<String, Value>>,
@@ -223,14 +225,37 @@ impl FieldMapping {
             let fields = mapping.entries.iter().map(|(r, name)| (*r, FieldRef::Key(name.clone()))).collect();
             return Ok(ResolvedMapping { fields, description: mapping.clone() });
         }
-        let keys: Vec<String> = first.map(|o| o.keys().cloned().collect()).unwrap_or_default();
-        let mut resolved = Self::resolve_columns(None, &keys)?;
-        for (_, field) in &mut resolved.fields {
-            if let FieldRef::Column(i) = field {
-                *field = FieldRef::Key(keys[*i].clone());
+        let mut paths = Vec::new();
+        if let Some(object) = first {
+            leaf_paths(object, "", 0, &mut paths);
+        }
+        let whole: Vec<String> = paths.iter().map(|p| squash(p)).collect();
+        let last: Vec<String> = paths.iter().map(|p| squash(p.rsplit('.').next().unwrap_or(p))).collect();
+        let mut fields = Vec::new();
+        let mut described = Vec::new();
+        for role in Role::ALL {
+            let find = |names: &[String]| role.synonyms().iter().find_map(|syn| names.iter().position(|n| n == syn));
+            if let Some(i) = find(&whole).or_else(|| find(&last)) {
+                fields.push((role, FieldRef::Key(paths[i].clone())));
+                described.push((role, paths[i].clone()));
             }
         }
-        Ok(resolved)
+        if !fields.iter().any(|(r, _)| *r == Role::CompanyName) {
+            return Err(MappingError::NoCompanyColumn { available: paths });
+        }
+        Ok(ResolvedMapping { fields, description: FieldMapping { entries: described } })
+    }
+}
+
+/// Dotted paths of the text and number fields of `object`, nested objects included (3 deep).
+fn leaf_paths(object: &Map<String, Value>, prefix: &str, depth: usize, out: &mut Vec<String>) {
+    for (key, value) in object {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value {
+            Value::String(_) | Value::Number(_) => out.push(path),
+            Value::Object(inner) if depth < 3 => leaf_paths(inner, &path, depth + 1, out),
+            _ => {}
+        }
     }
 }
 
@@ -440,6 +465,19 @@ mod tests {
         let m = FieldMapping::resolve_columns(None, &header(&["Company"])).unwrap();
         assert_eq!(m.query(&csv_row(&["   "])), None);
         assert_eq!(m.query(&csv_row(&[])), None);
+    }
+
+    #[test]
+    fn json_auto_detection_finds_nested_text_fields_and_skips_objects() {
+        let object =
+            serde_json::json!({"id": 1, "account": {"name": "Contoso", "domain": "contoso.com"}, "email": "x@y.z"});
+        let m = FieldMapping::resolve_fields(None, object.as_object()).unwrap();
+        assert_eq!(
+            m.description().to_json(),
+            serde_json::json!({"company_name": "account.name", "website": "account.domain"})
+        );
+        let row = Row::Json(JsonRow { raw: String::new(), object: object.as_object().unwrap().clone() });
+        assert_eq!(m.query(&row).unwrap().name, "Contoso");
     }
 
     #[test]

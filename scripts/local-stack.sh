@@ -1,0 +1,73 @@
+# The local stand-ins the demo and the end-to-end test run the function on: moto (S3 and
+# Secrets Manager), the Leadspace emulator, and the function itself under `cargo lambda watch`,
+# which serves the real Lambda Invoke API. Sourced after common.sh, not run.
+
+BUCKET=customer-data                       # the bucket named in events/*.json
+SECRET_ID=leadspace/demo
+LEADSPACE_TOKEN=demo-token-not-secret
+FUNCTION=leadspace-enrich
+
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_PAGER=""
+
+aws_s3() { aws --endpoint-url "http://127.0.0.1:$MOTO_PORT" "$@"; }
+
+# aws lambda invoke against the local runtime, in the form the installed CLI takes (v2 needs
+# --cli-binary-format to read a JSON payload file; v1 does not know the flag); prints the body.
+lambda_invoke() { # payload file, response file
+  local format=()
+  if aws --version 2>&1 | grep -q '^aws-cli/2'; then
+    format=(--cli-binary-format raw-in-base64-out)
+  fi
+  aws lambda invoke --endpoint-url "http://127.0.0.1:$LAMBDA_PORT" --function-name "$FUNCTION" \
+    "${format[@]}" --payload "file://$1" "$2" >/dev/null
+  cat "$2"
+}
+
+local_stack_up() { # working directory for logs and env file
+  local dir=$1
+  mkdir -p "$dir"
+  ensure_moto
+  ensure_aws_cli
+  ensure_cargo_lambda
+  MOTO_PORT=${MOTO_PORT:-$(free_port)}
+  EMULATOR_PORT=${EMULATOR_PORT:-$(free_port)}
+  LAMBDA_PORT=${LAMBDA_PORT:-$(free_port)}
+
+  log "building the function and the Leadspace emulator"
+  cargo build --locked --workspace --bins
+
+  log "starting moto_server on 127.0.0.1:$MOTO_PORT"
+  start_moto "$MOTO_PORT" "$dir/moto.log"
+
+  log "starting the Leadspace emulator on 127.0.0.1:$EMULATOR_PORT"
+  target/debug/leadspace-emulator --port "$EMULATOR_PORT" --token "$LEADSPACE_TOKEN" --bulk-ready-ms 300 \
+    >"$dir/emulator.log" 2>&1 &
+  PIDS+=($!)
+  wait_for_port "$EMULATOR_PORT" leadspace-emulator 30 "$!"
+
+  log "creating s3://$BUCKET and the secret $SECRET_ID"
+  aws_s3 s3 mb "s3://$BUCKET" >/dev/null
+  aws_s3 secretsmanager create-secret --name "$SECRET_ID" \
+    --secret-string "{\"token\": \"$LEADSPACE_TOKEN\", \"program_id\": \"DEMO\"}" >/dev/null
+
+  cat >"$dir/function.env" <<ENV
+LEADSPACE_SECRET_ID=$SECRET_ID
+LEADSPACE_BASE_URL=http://127.0.0.1:$EMULATOR_PORT
+DATA_SHARING_CONSENT=true
+SOURCE_BUCKET=$BUCKET
+S3_FORCE_PATH_STYLE=true
+AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+AWS_ACCESS_KEY_ID=testing
+AWS_SECRET_ACCESS_KEY=testing
+AWS_SESSION_TOKEN=testing
+AWS_REGION=us-east-1
+RUST_LOG="info,leadspace_enrich=debug"
+ENV
+
+  log "starting the function under cargo lambda watch on 127.0.0.1:$LAMBDA_PORT"
+  cargo lambda watch --bin "$FUNCTION" --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$LAMBDA_PORT" \
+    --env-file "$dir/function.env" >"$dir/lambda.log" 2>&1 &
+  PIDS+=($!)
+  wait_for_port "$LAMBDA_PORT" "cargo lambda watch ($dir/lambda.log)" 120 "$!"
+}
