@@ -12,10 +12,20 @@ pip_install() {
   hash -r
 }
 
-# moto's standalone server (S3, Secrets Manager...). moto 5 needs its [server] extra.
+# moto's standalone server (S3, Secrets Manager...), with its [server] extra. 5.2.1 answers
+# CompleteMultipartUpload with the wrong XML root, which strict clients such as the Rust SDK
+# reject (getmoto/moto#10055, fixed in later releases): older versions are upgraded.
+MOTO_MIN_VERSION=5.2.5
 ensure_moto() {
-  if ! command -v moto_server >/dev/null 2>&1; then
-    pip_install "moto[server]>=5"
+  if ! command -v moto_server >/dev/null 2>&1 || ! python3 - "$MOTO_MIN_VERSION" <<'PY'
+import sys
+from importlib.metadata import version
+have = tuple(int(p) for p in version("moto").split(".")[:3] if p.isdigit())
+need = tuple(int(p) for p in sys.argv[1].split("."))
+sys.exit(0 if have >= need else 1)
+PY
+  then
+    pip_install "moto[server]>=$MOTO_MIN_VERSION"
   fi
 }
 

@@ -140,16 +140,15 @@ impl<'s> OutputUpload<'s> {
     pub async fn finish(mut self, last: Vec<u8>) -> Result<(), StorageError> {
         self.buffer.extend_from_slice(&last);
         let rest = std::mem::take(&mut self.buffer);
+        if self.multipart.is_none() {
+            return self.store.put(&self.bucket, &self.key, rest, &self.content_type).await;
+        }
+        if !rest.is_empty() {
+            self.upload_part(rest).await?;
+        }
         match self.multipart.take() {
-            None => self.store.put(&self.bucket, &self.key, rest, &self.content_type).await,
-            Some((id, mut parts)) => {
-                if !rest.is_empty() {
-                    let number = parts.len() as i32 + 1;
-                    let etag = self.store.upload_part(&self.bucket, &self.key, &id, number, rest).await?;
-                    parts.push((number, etag));
-                }
-                self.store.complete_multipart(&self.bucket, &self.key, &id, parts).await
-            }
+            Some((id, parts)) => self.store.complete_multipart(&self.bucket, &self.key, &id, parts).await,
+            None => Ok(()),
         }
     }
 

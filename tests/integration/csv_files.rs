@@ -186,3 +186,24 @@ async fn values_from_leadspace_that_look_like_formulas_are_neutralised() {
     assert!(rows[0][name].starts_with("'="), "{:?}", rows[0]);
     assert_eq!(rows[1][0], "=1+1", "the customer's own cell is left as it was");
 }
+
+#[tokio::test]
+async fn an_output_larger_than_a_part_is_uploaded_in_parts_with_every_row() {
+    let env = TestEnv::new().await;
+    let notes = "n".repeat(120);
+    let mut csv = String::from("Id,Company,Notes\n");
+    for i in 0..80_000 {
+        csv.push_str(&format!("{i},Firm {},{notes}\n", i % 10));
+    }
+    assert!(csv.len() > 9 * 1024 * 1024, "the output must need more than one 8 MiB part");
+    env.put("incoming/big.csv", csv).await;
+    let app = env.app(&[]);
+
+    let response = invoke(&app, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/big.csv"})).await;
+
+    assert_eq!(response["results"][0]["rows"]["total"], 80_000, "{response}");
+    assert_eq!(env.emulator.stats().records_received, 10, "ten companies, each sent once");
+    let (_, rows) = parse_csv(&env.get("enriched/big.csv").await.unwrap());
+    assert_eq!(rows.len(), 80_000);
+    assert!(rows.iter().enumerate().all(|(i, row)| row[0] == i.to_string()), "every row once, in order");
+}

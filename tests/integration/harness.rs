@@ -160,7 +160,7 @@ impl TestEnv {
 pub async fn invoke(app: &App, event: Value) -> Value {
     match try_invoke(app, event).await {
         Ok(response) => response,
-        Err(error) => panic!("the handler failed: {error}"),
+        Err(error) => panic!("the handler failed: {}", leadspace_enrich::error::error_chain(&error)),
     }
 }
 
