@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{HandlerError, JobError};
-use crate::pipeline::{App, run_job};
+use crate::pipeline::{App, JobReport, run_job};
 use crate::refresh::refresh;
 use crate::status::enrichments;
 use crate::trigger::{Invocation, parse_event};
@@ -22,6 +22,13 @@ pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Resul
         Invocation::Jobs(jobs) => {
             let mut results = Vec::with_capacity(jobs.len());
             for job in &jobs {
+                if stop_at.is_some_and(|stop| Instant::now() >= stop) {
+                    results.push(JobReport::not_started(
+                        job,
+                        "not started before the Lambda deadline; send the event again",
+                    ));
+                    continue;
+                }
                 let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key);
                 results.push(run_job(app, job, stop_at).instrument(span).await.map_err(failed)?);
             }

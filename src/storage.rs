@@ -65,6 +65,8 @@ pub trait ObjectStore: Send + Sync {
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StorageError>;
     /// Writes only if no object has the key (`If-None-Match: *`); `false` when one does.
     async fn put_if_absent(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<bool, StorageError>;
+    /// Replaces the object only if it is still the version `etag` (`If-Match`); `false` if not.
+    async fn put_if_match(&self, bucket: &str, key: &str, body: Vec<u8>, etag: &str) -> Result<bool, StorageError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError>;
     /// Every object under `prefix`, in key order.
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, StorageError>;
@@ -171,6 +173,32 @@ impl S3Store {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         S3Store { client }
     }
+
+    /// A PutObject that happens only if the key is absent (`etag` None) or still at `etag`.
+    async fn conditional_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        etag: Option<&str>,
+    ) -> Result<bool, StorageError> {
+        let request = self.client.put_object().bucket(bucket).key(key).content_type("application/json");
+        let request = match etag {
+            None => request.if_none_match("*"),
+            Some(etag) => request.if_match(etag),
+        };
+        match request.body(ByteStream::from(body)).send().await {
+            Ok(_) => Ok(true),
+            // 409 ConditionalRequestConflict: another conditional write to the key is in flight.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 409) => Ok(false),
+            Err(e) => match classify("PutObject", bucket, key, e) {
+                StorageError::Changed { .. } => Ok(false),
+                // If-Match on a key that is gone: someone released the lease meanwhile.
+                StorageError::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
 }
 
 fn classify<E>(operation: &'static str, bucket: &str, key: &str, error: SdkError<E>) -> StorageError
@@ -252,25 +280,11 @@ impl ObjectStore for S3Store {
     }
 
     async fn put_if_absent(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<bool, StorageError> {
-        let result = self
-            .client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .if_none_match("*")
-            .content_type("application/json")
-            .body(ByteStream::from(body))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            // 409 ConditionalRequestConflict: another conditional write to the key is in flight.
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 409) => Ok(false),
-            Err(e) => match classify("PutObject", bucket, key, e) {
-                StorageError::Changed { .. } => Ok(false),
-                other => Err(other),
-            },
-        }
+        self.conditional_put(bucket, key, body, None).await
+    }
+
+    async fn put_if_match(&self, bucket: &str, key: &str, body: Vec<u8>, etag: &str) -> Result<bool, StorageError> {
+        self.conditional_put(bucket, key, body, Some(etag)).await
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError> {

@@ -70,6 +70,10 @@ impl LeadspaceClient {
             let sent_at = self.pacer.until_ready().await;
             // Waiting for our own pacer is not Leadspace failing: it does not use up the budget.
             paced += queued.elapsed();
+            // The pacer may have held us long after the check above.
+            if call.would_overrun(Duration::ZERO) {
+                return Err(LeadspaceError::DeadlineReached);
+            }
             let token = self.tokens.token().await?;
             CallStats::add(&stats.requests, 1);
             let outcome = build(&self.http, token.expose_secret()).send().await;

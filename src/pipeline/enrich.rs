@@ -157,20 +157,20 @@ async fn enrich_round(
             None => {} // stopped: these stay not_attempted
             Some(Ok(records)) => {
                 outcome.answered_batches += 1;
-                let mut answered = 0;
+                let mut answered = std::collections::HashSet::with_capacity(batch.len());
                 for record in records {
                     match company_of(record.external_id.as_deref()) {
-                        Some(i) if batch.contains(&i) => {
+                        // The first answer for a company counts; a repeated one is ignored.
+                        Some(i) if batch.contains(&i) && answered.insert(i) => {
                             if record.error_code() == Some(RECORD_INTERNAL_ERROR) {
                                 retry.push(i);
                             }
                             answers[i] = interpret(&record, plan.min_confidence);
-                            answered += 1;
                         }
                         _ => tracing::warn!("Leadspace returned a result for a record that was not in the batch"),
                     }
                 }
-                if answered < batch.len() {
+                if answered.len() < batch.len() {
                     for &i in batch {
                         if answers[i].status == RowStatus::NotAttempted {
                             answers[i] = Enrichment::without_attributes(
@@ -298,6 +298,40 @@ mod tests {
         for (i, answer) in out.answers.iter().enumerate() {
             assert_eq!(answer.attribute(1), format!("CO{i}"));
         }
+    }
+
+    /// Answers the first record of every bulk twice and leaves the last one out.
+    struct RepeatingLeadspace;
+
+    #[async_trait]
+    impl Enricher for RepeatingLeadspace {
+        async fn single(&self, record: &EnrichRequest, _: &CallContext) -> Result<EnrichmentResult, LeadspaceError> {
+            Ok(answer(record))
+        }
+        async fn bulk(
+            &self,
+            records: &[EnrichRequest],
+            _: &CallContext,
+        ) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+            let mut results: Vec<EnrichmentResult> = records.iter().map(answer).collect();
+            results.pop();
+            results.push(answer(&records[0]));
+            Ok(results)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_answer_does_not_hide_a_missing_one() {
+        let out = enrich_companies(
+            &RepeatingLeadspace,
+            &companies(&["a", "b", "c"]),
+            None,
+            plan(Mode::Bulk, 3, 1),
+            &CallContext::default(),
+        )
+        .await;
+        let statuses: Vec<_> = out.answers.iter().map(|a| a.status).collect();
+        assert_eq!(statuses, [RowStatus::Enriched, RowStatus::Enriched, RowStatus::Failed]);
     }
 
     #[tokio::test]

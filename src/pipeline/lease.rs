@@ -41,8 +41,15 @@ impl Lease {
         if store.put_if_absent(bucket, &key, marker.clone()).await? {
             return Ok(Some(Lease { bucket: bucket.to_string(), key }));
         }
+        // The marker's version first: the takeover below only replaces that very version.
+        let Some(current) = store.head(bucket, &key).await? else {
+            // Released between our write and our look: one more try, same rules.
+            return Ok(store
+                .put_if_absent(bucket, &key, marker)
+                .await?
+                .then(|| Lease { bucket: bucket.to_string(), key }));
+        };
         let taken_at = match store.get_small(bucket, &key).await? {
-            // Released between our write and our read: try once more.
             None => 0,
             Some(bytes) => serde_json::from_slice::<Marker>(&bytes).map_or(0, |m| m.taken_at_epoch_seconds),
         };
@@ -50,9 +57,8 @@ impl Lease {
             return Ok(None);
         }
         tracing::warn!(age_seconds = now_seconds().saturating_sub(taken_at), "taking over a stale lease");
-        store.delete(bucket, &key).await?;
-        // Two invocations taking over at once both delete; the conditional write picks one.
-        if store.put_if_absent(bucket, &key, marker).await? {
+        // Several invocations may find the same stale marker; If-Match lets exactly one replace it.
+        if store.put_if_match(bucket, &key, marker, &current.etag).await? {
             Ok(Some(Lease { bucket: bucket.to_string(), key }))
         } else {
             Ok(None)

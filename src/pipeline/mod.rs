@@ -194,7 +194,6 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
             ..JobReport::new(job, Outcome::Skipped)
         });
     }
-    let resume = previous.is_some_and(|p| p.status == RunStatus::Partial);
 
     let run = Run {
         app,
@@ -216,7 +215,25 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
             ..JobReport::new(job, Outcome::Skipped)
         });
     };
-    let result = run.process(resume, stop_at).await;
+    // Another invocation may have finished this version between our first look and the lease.
+    let result = match read_summary(app.store.as_ref(), &run.paths).await {
+        Ok(Some(done)) if !job.force && done.status == RunStatus::Complete && done.source.etag == run.meta.etag => {
+            Ok(JobReport {
+                status: Some(done.status),
+                output_key: Some(run.paths.output_key.clone()),
+                summary_key: Some(run.paths.summary_key.clone()),
+                rows: Some(done.rows),
+                message: Some("already enriched by another invocation".into()),
+                ..JobReport::new(job, Outcome::Skipped)
+            })
+        }
+        Ok(latest) => {
+            let resume =
+                !job.force && latest.is_some_and(|l| l.source.etag == run.meta.etag && l.status == RunStatus::Partial);
+            run.process(resume, stop_at).await
+        }
+        Err(error) => Err(error),
+    };
     lease.release(app.store.as_ref()).await;
     result
 }
@@ -297,12 +314,6 @@ impl Run<'_> {
         };
         let mut enriched =
             enrich_companies(app.enricher.as_ref(), scan.companies.queries(), Some(wanted), plan, &call).await;
-        if let Some(LeadspaceError::Secret(error)) = enriched.stopped_by {
-            if error.is_transient() {
-                return Err(JobError::Secret(error));
-            }
-            return self.fail(&error.to_string(), Some(&scan)).await;
-        }
         for (answer, reused) in enriched.answers.iter_mut().zip(prior) {
             if let Some(reused) = reused {
                 *answer = reused;
@@ -325,9 +336,15 @@ impl Run<'_> {
         let summary = self.summary(status, error.clone(), rows.clone(), unique, counts(&call.stats), Some(&scan));
         self.write_summary(&summary).await?;
         tracing::info!(status = ?status, rows = rows.total, enriched = rows.enriched, requests = summary.leadspace.requests, "job finished");
-        if enriched.leadspace_down() {
-            // Everything is written (rows failed, summary partial); Lambda's retry will send only
-            // the failed rows once Leadspace is back.
+        // Everything is written (answers kept, summary partial); when the cause is passing,
+        // Lambda's retry resumes and sends only the rows without an answer.
+        let leadspace_down = enriched.leadspace_down();
+        if let Some(LeadspaceError::Secret(secret)) = enriched.stopped_by
+            && secret.is_transient()
+        {
+            return Err(JobError::Secret(secret));
+        }
+        if leadspace_down {
             return Err(JobError::LeadspaceUnavailable(error.unwrap_or_default()));
         }
         Ok(JobReport {
@@ -448,8 +465,13 @@ impl Run<'_> {
                 return Err(error);
             }
         }
-        let rest = writer.finish().map_err(write_error)?;
-        upload.finish(rest).await?;
+        match writer.finish() {
+            Ok(rest) => upload.finish(rest).await?,
+            Err(error) => {
+                upload.abort().await;
+                return Err(write_error(error));
+            }
+        }
         if rows.total != scan.rows {
             // The ETag pin makes this impossible unless S3 served different bytes; never report
             // counts that do not add up.
@@ -503,7 +525,9 @@ impl Run<'_> {
 
     /// A `failed` summary: the file could not be processed; nothing was sent for it.
     async fn fail(&self, why: &str, scan: Option<&Scan>) -> Result<JobReport, JobError> {
-        tracing::warn!(why, "the file could not be enriched");
+        // `why` may quote the file's first line (a CSV without a header): summary and answer
+        // only, never the logs.
+        tracing::warn!("the file could not be enriched; the summary says why");
         let mut rows = RowCounts::default();
         if let Some(scan) = scan {
             rows.total = scan.rows;
@@ -519,7 +543,10 @@ impl Run<'_> {
             LeadspaceCounts::default(),
             scan,
         );
-        self.write_summary(&summary).await?;
+        // A dry run writes nothing, not even a failed summary over a complete one.
+        if !self.job.dry_run {
+            self.write_summary(&summary).await?;
+        }
         Ok(JobReport {
             status: Some(RunStatus::Failed),
             summary_key: Some(self.paths.summary_key.clone()),

@@ -16,6 +16,8 @@ const BATCH_ROWS: usize = 1024;
 const CHANNEL_BATCHES: usize = 4;
 /// JSON Lines auto-detection looks for the first object within this many lines.
 const FIRST_OBJECT_SCAN_LINES: usize = 1000;
+/// The most of the first line read to sniff a CSV's delimiter.
+const MAX_HEADER_BYTES: u64 = 1024 * 1024;
 
 /// The shape of the file, known before the first row is handed out.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,8 +128,10 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn parse_csv(source: Box<dyn Read>, tab_hint: bool, tx: &mpsc::Sender<Message>) -> io::Result<()> {
     let mut source = BufReader::with_capacity(256 * 1024, source);
+    // The header line is read whole to sniff the delimiter, up to a cap: a file with `\r`-only
+    // line breaks, or none, must not be read into memory here.
     let mut first_line = Vec::new();
-    source.read_until(b'\n', &mut first_line)?;
+    (&mut source).take(MAX_HEADER_BYTES).read_until(b'\n', &mut first_line)?;
     if first_line.starts_with(UTF8_BOM) {
         first_line.drain(..UTF8_BOM.len());
     }
@@ -222,13 +226,21 @@ fn parse_json_lines(source: Box<dyn Read>, tx: &mpsc::Sender<Message>) -> io::Re
             break;
         }
         lines_read += 1;
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end_matches(['\n', '\r']);
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        if text.trim().is_empty() {
-            continue;
-        }
-        let row = parse_json_line(text);
+        let row = match std::str::from_utf8(&line) {
+            Ok(text) => {
+                let text = text.trim_end_matches(['\n', '\r']);
+                let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+                if text.trim().is_empty() {
+                    continue;
+                }
+                parse_json_line(text)
+            }
+            // Never guess at a company name through replacement characters.
+            Err(_) => Row::Invalid(InvalidRow {
+                fields: vec![String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string()],
+                reason: "the line is not valid UTF-8 text".into(),
+            }),
+        };
         if !layout_sent {
             if let Row::Json(json) = &row {
                 send(tx, Message::Layout(Layout::JsonLines { first_object: Some(json.object.clone()) }))?;
@@ -329,6 +341,21 @@ mod tests {
         assert!(matches!(&rows[0], Row::Invalid(r) if r.reason.contains("not an object")));
         assert!(matches!(&rows[1], Row::Json(j) if j.raw == "{\"a\": 1}"));
         assert!(matches!(&rows[2], Row::Invalid(r) if r.fields == ["not json"]));
+    }
+
+    #[tokio::test]
+    async fn a_json_line_that_is_not_utf8_is_invalid_not_guessed() {
+        let (_, rows) = read_all(b"{\"name\": \"Soci\xe9t\xe9\"}\n{\"name\": \"ok\"}\n", JSONL).await.unwrap();
+        assert!(matches!(&rows[0], Row::Invalid(r) if r.reason.contains("UTF-8")), "{:?}", rows[0]);
+        assert!(matches!(&rows[1], Row::Json(_)));
+    }
+
+    #[tokio::test]
+    async fn a_csv_with_carriage_return_line_breaks_is_read_without_slurping_it() {
+        let (layout, rows) = read_all(b"Company;City\rContoso;Paris\rFabrikam;Berlin\r", CSV).await.unwrap();
+        assert!(matches!(layout, Layout::Csv { delimiter: b';', .. }), "{layout:?}");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(fields(&rows[1]), ["Fabrikam", "Berlin"]);
     }
 
     #[tokio::test]

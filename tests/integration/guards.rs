@@ -153,3 +153,21 @@ async fn credits_running_out_leaves_the_rest_not_attempted_and_still_writes_ever
     let output = String::from_utf8(env.get("enriched/a.csv").await.unwrap()).unwrap();
     assert_eq!(output.lines().count(), 9, "every row written, answered or not");
 }
+
+#[tokio::test]
+async fn a_dry_run_with_a_bad_mapping_leaves_a_complete_summary_alone() {
+    let env = TestEnv::new().await;
+    env.put("incoming/a.csv", "Company\nContoso\n").await;
+    let app = env.app(&[]);
+    invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    let response = invoke(
+        &app,
+        json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/a.csv", "dry_run": true,
+               "field_mapping": {"company_name": "Acount Name"}}),
+    )
+    .await;
+
+    assert_eq!(response["results"][0]["outcome"], "failed", "{response}");
+    assert_eq!(env.summary("enriched/a.csv.summary.json").await["status"], "complete", "a dry run writes nothing");
+}
