@@ -19,7 +19,10 @@ lambda_invoke() { # payload file, response file
   if aws --version 2>&1 | grep -q '^aws-cli/2'; then
     format=(--cli-binary-format raw-in-base64-out)
   fi
-  aws lambda invoke --endpoint-url "http://127.0.0.1:$LAMBDA_PORT" --function-name "$FUNCTION" \
+  # An invocation may legitimately run for minutes: no read timeout, and no CLI retry that
+  # would deliver the same event twice.
+  AWS_MAX_ATTEMPTS=1 aws lambda invoke --cli-read-timeout 0 \
+    --endpoint-url "http://127.0.0.1:$LAMBDA_PORT" --function-name "$FUNCTION" \
     "${format[@]}" --payload "file://$1" "$2" >/dev/null
   cat "$2"
 }
@@ -70,4 +73,15 @@ ENV
     --env-file "$dir/function.env" >"$dir/lambda.log" 2>&1 &
   PIDS+=($!)
   wait_for_port "$LAMBDA_PORT" "cargo lambda watch ($dir/lambda.log)" 120 "$!"
+
+  # cargo lambda watch builds the function on its first invocation (with its own flags, so a
+  # clean checkout compiles for minutes). A status call, which changes nothing, absorbs that
+  # here, so the invocations that matter answer in seconds.
+  log "warming up the function (the first invocation builds it)"
+  curl -s --max-time 900 -o "$dir/warm-up.json" -X POST --data-binary "{\"action\": \"status\", \"bucket\": \"$BUCKET\"}" \
+    "http://127.0.0.1:$LAMBDA_PORT/2015-03-31/functions/$FUNCTION/invocations"
+  if ! grep -q '"enrichments"' "$dir/warm-up.json"; then
+    echo "error: the function did not answer its warm-up call; see $dir/lambda.log" >&2
+    return 1
+  fi
 }
