@@ -52,14 +52,6 @@ pub fn parse_event(event: &Value) -> Result<Invocation, TriggerError> {
     Err(problem("the event is not one this function understands"))
 }
 
-/// The jobs of an event that names objects (S3 notifications, EventBridge, `enrich`).
-pub fn jobs_from_event(event: &Value) -> Result<Vec<Job>, TriggerError> {
-    match parse_event(event)? {
-        Invocation::Jobs(jobs) => Ok(jobs),
-        _ => Err(problem("the event does not name objects")),
-    }
-}
-
 fn string_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
     path.iter().try_fold(value, |v, part| v.get(part))?.as_str()
 }
@@ -160,6 +152,13 @@ fn direct(action: &Value, event: &Value) -> Result<Invocation, TriggerError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn jobs_from_event(event: &Value) -> Result<Vec<Job>, TriggerError> {
+        match parse_event(event)? {
+            Invocation::Jobs(jobs) => Ok(jobs),
+            other => panic!("not jobs: {other:?}"),
+        }
+    }
 
     fn s3_event(keys: &[&str]) -> Value {
         let records: Vec<Value> = keys

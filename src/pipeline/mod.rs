@@ -97,6 +97,18 @@ impl JobReport {
         }
     }
 
+    fn already_done(job: &Job, paths: &OutputPaths, done: Summary) -> Self {
+        tracing::info!("already enriched with this ETag; skipping");
+        JobReport {
+            status: Some(done.status),
+            output_key: Some(paths.output_key.clone()),
+            summary_key: Some(paths.summary_key.clone()),
+            rows: Some(done.rows),
+            message: Some("already enriched: the summary is complete for this ETag; pass force to redo".into()),
+            ..Self::new(job, Outcome::Skipped)
+        }
+    }
+
     pub fn not_started(job: &Job, why: &str) -> Self {
         JobReport { message: Some(why.to_string()), ..Self::new(job, Outcome::Skipped) }
     }
@@ -177,22 +189,14 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
     let paths = OutputPaths::for_object(config, &job.bucket, &job.key);
     tracing::info!(size = meta.size, "starting");
 
-    // A previous run of this very version: complete means nothing to do, partial means only
-    // its unfinished rows need Leadspace again.
-    let previous = match job.force || job.dry_run {
-        true => None,
-        false => read_summary(app.store.as_ref(), &paths).await?.filter(|p| p.source.etag == meta.etag),
-    };
-    if let Some(previous) = previous.as_ref().filter(|p| p.status == RunStatus::Complete) {
-        tracing::info!("already enriched with this ETag; skipping");
-        return Ok(JobReport {
-            status: Some(previous.status),
-            output_key: Some(paths.output_key.clone()),
-            summary_key: Some(paths.summary_key.clone()),
-            rows: Some(previous.rows.clone()),
-            message: Some("already enriched: the summary is complete for this ETag; pass force to redo".into()),
-            ..JobReport::new(job, Outcome::Skipped)
-        });
+    // A complete run of this very version means nothing to do; checked before the lease so a
+    // redelivery costs one GET, and again once the lease is held (another run may just have
+    // finished).
+    if !job.force && !job.dry_run {
+        let previous = read_summary(app.store.as_ref(), &paths).await?;
+        if let Some(done) = previous.filter(|p| p.is_complete_for(&meta.etag)) {
+            return Ok(JobReport::already_done(job, &paths, done));
+        }
     }
 
     let run = Run {
@@ -217,15 +221,8 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
     };
     // Another invocation may have finished this version between our first look and the lease.
     let result = match read_summary(app.store.as_ref(), &run.paths).await {
-        Ok(Some(done)) if !job.force && done.status == RunStatus::Complete && done.source.etag == run.meta.etag => {
-            Ok(JobReport {
-                status: Some(done.status),
-                output_key: Some(run.paths.output_key.clone()),
-                summary_key: Some(run.paths.summary_key.clone()),
-                rows: Some(done.rows),
-                message: Some("already enriched by another invocation".into()),
-                ..JobReport::new(job, Outcome::Skipped)
-            })
+        Ok(Some(done)) if !job.force && done.is_complete_for(&run.meta.etag) => {
+            Ok(JobReport::already_done(job, &run.paths, done))
         }
         Ok(latest) => {
             let resume =

@@ -81,6 +81,13 @@ pub struct Summary {
     pub leadspace: LeadspaceCounts,
 }
 
+impl Summary {
+    /// Whether this summary says the object's version `etag` needs nothing more.
+    pub fn is_complete_for(&self, etag: &str) -> bool {
+        self.status == RunStatus::Complete && self.source.etag == etag
+    }
+}
+
 /// UTC now as `2026-11-28T12:00:09Z`.
 pub fn now_utc() -> String {
     let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
