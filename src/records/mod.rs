@@ -4,10 +4,13 @@
 //! the S3 body through `SyncIoBridge`; rows reach the async side in bounded batches, so memory
 //! holds a few batches, never the file.
 
+pub mod decode;
 pub mod format;
+mod quotes;
 pub mod reader;
 pub mod writer;
 
+pub use decode::{TextEncoding, TextOrigin};
 pub use format::{Format, Kind, UnsupportedFormat};
 pub use reader::{Layout, ReadError, RowStream};
 pub use writer::RowWriter;

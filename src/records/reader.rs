@@ -2,12 +2,16 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
+use super::decode::{self, TextEncoding, TextOrigin, classify, decode_text, malformed};
+use super::quotes::QuoteTracker;
 use super::{Format, InvalidRow, JsonRow, Kind, Row};
 
 /// Rows per message from the parser thread; with `CHANNEL_BATCHES` in flight this bounds what
@@ -15,9 +19,12 @@ use super::{Format, InvalidRow, JsonRow, Kind, Row};
 const BATCH_ROWS: usize = 1024;
 const CHANNEL_BATCHES: usize = 4;
 /// JSON Lines auto-detection looks for the first object within this many lines.
-const FIRST_OBJECT_SCAN_LINES: usize = 1000;
+const FIRST_OBJECT_SCAN_LINES: u64 = 1000;
 /// The most of the first line read to sniff a CSV's delimiter.
 const MAX_HEADER_BYTES: u64 = 1024 * 1024;
+/// The longest row (CSV record or JSON line) read: a 20 MB cell is fine, a file without line
+/// breaks is not read into memory whole.
+pub const MAX_ROW_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The shape of the file, known before the first row is handed out.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,29 +58,17 @@ impl std::error::Error for ReadError {
     }
 }
 
-/// Classifies an I/O error from the decompressor or the S3 body: a corrupt gzip stream is the
-/// file's fault (permanent), anything else may be the network's (transient).
-fn classify(error: io::Error, gzip: bool) -> ReadError {
-    if gzip
-        && matches!(
-            error.kind(),
-            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
-        )
-    {
-        ReadError::Malformed(format!("the object's name ends in .gz but it is not a complete gzip stream ({error})"))
-    } else {
-        ReadError::Io(error)
-    }
-}
-
 enum Message {
-    Layout(Layout),
+    Layout(Layout, TextOrigin),
     Rows(Vec<Row>),
     Failed(ReadError),
 }
 
 pub struct RowStream {
     pub layout: Layout,
+    origin: TextOrigin,
+    /// Rows that were not valid UTF-8 and were decoded as Windows-1252; final once drained.
+    legacy_rows: Arc<AtomicU64>,
     rx: mpsc::Receiver<Message>,
 }
 
@@ -82,28 +77,46 @@ impl RowStream {
     /// the first JSON object).
     pub async fn open(body: Box<dyn AsyncRead + Send + Unpin>, format: Format) -> Result<RowStream, ReadError> {
         let (tx, mut rx) = mpsc::channel(CHANNEL_BATCHES);
+        let legacy_rows = Arc::new(AtomicU64::new(0));
+        let counter = legacy_rows.clone();
         let bridge = SyncIoBridge::new(body);
         tokio::task::spawn_blocking(move || {
-            let source: Box<dyn Read> = if format.gzip {
-                Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(bridge)))
-            } else {
-                Box::new(bridge)
+            let text = match decode::open_text(Box::new(bridge), format.gzip) {
+                Ok(text) => text,
+                Err(error) => {
+                    // The receiver may be gone (the job gave up): nothing left to tell.
+                    let _ = tx.blocking_send(Message::Failed(error));
+                    return;
+                }
             };
+            let parser = Parser { tx: &tx, origin: text.origin, legacy_rows: &counter };
             let result = match format.kind {
-                Kind::Csv { tab_hint } => parse_csv(source, tab_hint, &tx),
-                Kind::JsonLines => parse_json_lines(source, &tx),
+                Kind::Csv { tab_hint } => parser.csv(text.reader, tab_hint),
+                Kind::JsonLines => parser.json_lines(text.reader),
             };
             if let Err(error) = result {
-                // The receiver may be gone (the job gave up): nothing left to tell.
                 let _ = tx.blocking_send(Message::Failed(classify(error, format.gzip)));
             }
         });
         match rx.recv().await {
-            Some(Message::Layout(layout)) => Ok(RowStream { layout, rx }),
+            Some(Message::Layout(layout, origin)) => Ok(RowStream { layout, origin, legacy_rows, rx }),
             Some(Message::Failed(error)) => Err(error),
             Some(Message::Rows(_)) | None => {
                 Err(ReadError::Io(io::Error::other("the row parser stopped before reading the header")))
             }
+        }
+    }
+
+    /// What the file's first bytes said about its text.
+    pub fn origin(&self) -> TextOrigin {
+        self.origin
+    }
+
+    /// The encoding the rows were read in; complete once every batch has been received.
+    pub fn encoding(&self) -> TextEncoding {
+        match self.origin.encoding {
+            TextEncoding::Utf8 if self.legacy_rows.load(Ordering::Relaxed) > 0 => TextEncoding::Windows1252,
+            encoding => encoding,
         }
     }
 
@@ -112,7 +125,7 @@ impl RowStream {
         match self.rx.recv().await? {
             Message::Rows(rows) => Some(Ok(rows)),
             Message::Failed(error) => Some(Err(error)),
-            Message::Layout(_) => {
+            Message::Layout(..) => {
                 Some(Err(ReadError::Io(io::Error::other("unexpected second header from the row parser"))))
             }
         }
@@ -124,70 +137,139 @@ fn send(tx: &mpsc::Sender<Message>, message: Message) -> io::Result<()> {
     tx.blocking_send(message).map_err(|_| io::Error::other("row receiver closed"))
 }
 
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
-
-fn parse_csv(source: Box<dyn Read>, tab_hint: bool, tx: &mpsc::Sender<Message>) -> io::Result<()> {
-    let mut source = BufReader::with_capacity(256 * 1024, source);
-    // The header line is read whole to sniff the delimiter, up to a cap: a file with `\r`-only
-    // line breaks, or none, must not be read into memory here.
-    let mut first_line = Vec::new();
-    (&mut source).take(MAX_HEADER_BYTES).read_until(b'\n', &mut first_line)?;
-    if first_line.starts_with(UTF8_BOM) {
-        first_line.drain(..UTF8_BOM.len());
-    }
-    if first_line.iter().all(u8::is_ascii_whitespace) {
-        send(
-            tx,
-            Message::Failed(ReadError::Malformed(
-                "the object is empty: a CSV file needs a header row naming its columns".into(),
-            )),
-        )?;
-        return Ok(());
-    }
-    let delimiter = sniff_delimiter(&first_line, tab_hint);
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .flexible(true)
-        .has_headers(true)
-        .from_reader(io::Cursor::new(first_line).chain(source));
-
-    let columns = match reader.headers() {
-        Ok(header) => header.iter().map(str::to_string).collect(),
-        Err(e) => return csv_error(e, tx),
-    };
-    send(tx, Message::Layout(Layout::Csv { columns, delimiter }))?;
-
-    let mut batch = Vec::with_capacity(BATCH_ROWS);
-    let mut record = csv::ByteRecord::new();
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => batch.push(match csv::StringRecord::from_byte_record(record.clone()) {
-                Ok(row) => Row::Csv(row),
-                Err(e) => Row::Invalid(InvalidRow {
-                    fields: e.into_byte_record().iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect(),
-                    reason: "the row is not valid UTF-8 text".into(),
-                }),
-            }),
-            Err(e) => return csv_error(e, tx),
-        }
-        if batch.len() == BATCH_ROWS {
-            send(tx, Message::Rows(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS))))?;
-        }
-    }
-    if !batch.is_empty() {
-        send(tx, Message::Rows(batch))?;
-    }
-    Ok(())
+/// The parsing side of a `RowStream`, on its blocking thread.
+struct Parser<'a> {
+    tx: &'a mpsc::Sender<Message>,
+    origin: TextOrigin,
+    legacy_rows: &'a AtomicU64,
 }
 
-fn csv_error(error: csv::Error, tx: &mpsc::Sender<Message>) -> io::Result<()> {
+impl Parser<'_> {
+    fn send(&self, message: Message) -> io::Result<()> {
+        send(self.tx, message)
+    }
+
+    fn layout(&self, layout: Layout) -> io::Result<()> {
+        self.send(Message::Layout(layout, self.origin))
+    }
+
+    /// Decodes one row's bytes, counting the ones that needed Windows-1252.
+    fn text<'b>(&self, bytes: &'b [u8]) -> std::borrow::Cow<'b, str> {
+        let (text, legacy) = decode_text(bytes);
+        if legacy {
+            self.legacy_rows.fetch_add(1, Ordering::Relaxed);
+        }
+        text
+    }
+
+    fn csv(&self, source: Box<dyn Read>, tab_hint: bool) -> io::Result<()> {
+        let mut source = BufReader::with_capacity(256 * 1024, source);
+        // The header line is read whole to sniff the delimiter, up to a cap: a file with
+        // `\r`-only line breaks, or none, must not be read into memory here.
+        let mut first_line = Vec::new();
+        (&mut source).take(MAX_HEADER_BYTES).read_until(b'\n', &mut first_line)?;
+        if first_line.iter().all(u8::is_ascii_whitespace) {
+            return Err(malformed(
+                "the file has no header row: a CSV file must start with a line naming its columns".into(),
+            ));
+        }
+        let delimiter = sniff_delimiter(&first_line, tab_hint);
+        let (tracked, quotes) = QuoteTracker::new(io::Cursor::new(first_line).chain(source), delimiter, MAX_ROW_BYTES);
+        let mut reader =
+            csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).has_headers(false).from_reader(tracked);
+
+        let mut record = csv::ByteRecord::new();
+        if !reader.read_byte_record(&mut record).map_err(csv_error)? {
+            return Err(malformed("the file has no header row".into()));
+        }
+        let columns = record.iter().map(|name| self.text(name).into_owned()).collect();
+        self.layout(Layout::Csv { columns, delimiter })?;
+
+        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        while reader.read_byte_record(&mut record).map_err(csv_error)? {
+            let row = match csv::StringRecord::from_byte_record(record.clone()) {
+                Ok(row) => row,
+                Err(not_utf8) => {
+                    self.legacy_rows.fetch_add(1, Ordering::Relaxed);
+                    let record = not_utf8.into_byte_record();
+                    csv::StringRecord::from(record.iter().map(|f| decode_text(f).0).collect::<Vec<_>>())
+                }
+            };
+            batch.push(Row::Csv(row));
+            if batch.len() == BATCH_ROWS {
+                self.send(Message::Rows(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS))))?;
+            }
+        }
+        if let Some(line) = quotes.unclosed_quote_line() {
+            // Every later line was read as part of one value: enriching the rows before it and
+            // billing them again once the file is fixed would cost twice.
+            return Err(malformed(format!(
+                "a quoted value opens on line {line} and is never closed, so the rest of the file would be read \
+                 as one value; close the quote (\") and upload the file again"
+            )));
+        }
+        if !batch.is_empty() {
+            self.send(Message::Rows(batch))?;
+        }
+        Ok(())
+    }
+
+    fn json_lines(&self, source: Box<dyn Read>) -> io::Result<()> {
+        let mut lines = BufReader::with_capacity(256 * 1024, source);
+        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        let mut layout_sent = false;
+        let mut line = Vec::new();
+        let mut lines_read = 0u64;
+        loop {
+            line.clear();
+            if (&mut lines).take(MAX_ROW_BYTES + 1).read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            lines_read += 1;
+            if line.len() as u64 > MAX_ROW_BYTES {
+                return Err(malformed(format!(
+                    "line {lines_read} is longer than {} MiB; JSON Lines needs one object per line",
+                    MAX_ROW_BYTES / (1024 * 1024)
+                )));
+            }
+            let text = self.text(&line);
+            let text = text.trim_end_matches(['\n', '\r']);
+            if text.trim().is_empty() {
+                continue;
+            }
+            let row = parse_json_line(text);
+            if !layout_sent {
+                if let Row::Json(json) = &row {
+                    self.layout(Layout::JsonLines { first_object: Some(json.object.clone()) })?;
+                    layout_sent = true;
+                } else if lines_read >= FIRST_OBJECT_SCAN_LINES {
+                    self.layout(Layout::JsonLines { first_object: None })?;
+                    layout_sent = true;
+                }
+            }
+            batch.push(row);
+            if layout_sent && batch.len() >= BATCH_ROWS {
+                self.send(Message::Rows(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS))))?;
+            }
+        }
+        if !layout_sent {
+            self.layout(Layout::JsonLines { first_object: None })?;
+        }
+        if !batch.is_empty() {
+            self.send(Message::Rows(batch))?;
+        }
+        Ok(())
+    }
+}
+
+/// A CSV error is the file's fault unless it is an I/O error underneath.
+fn csv_error(error: csv::Error) -> io::Error {
     let line = error.position().map(|p| p.line());
     match error.into_kind() {
-        csv::ErrorKind::Io(e) => Err(e),
+        csv::ErrorKind::Io(e) => e,
         other => {
             let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
-            send(tx, Message::Failed(ReadError::Malformed(format!("the CSV cannot be parsed{at}: {other:?}"))))
+            malformed(format!("the CSV cannot be parsed{at}: {other:?}"))
         }
     }
 }
@@ -214,66 +296,13 @@ fn sniff_delimiter(header: &[u8], tab_hint: bool) -> u8 {
     }
 }
 
-fn parse_json_lines(source: Box<dyn Read>, tx: &mpsc::Sender<Message>) -> io::Result<()> {
-    let mut lines = BufReader::with_capacity(256 * 1024, source);
-    let mut batch = Vec::with_capacity(BATCH_ROWS);
-    let mut layout_sent = false;
-    let mut line = Vec::new();
-    let mut lines_read = 0usize;
-    loop {
-        line.clear();
-        if lines.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        lines_read += 1;
-        let row = match std::str::from_utf8(&line) {
-            Ok(text) => {
-                let text = text.trim_end_matches(['\n', '\r']);
-                let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-                if text.trim().is_empty() {
-                    continue;
-                }
-                parse_json_line(text)
-            }
-            // Never guess at a company name through replacement characters.
-            Err(_) => Row::Invalid(InvalidRow {
-                fields: vec![String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string()],
-                reason: "the line is not valid UTF-8 text".into(),
-            }),
-        };
-        if !layout_sent {
-            if let Row::Json(json) = &row {
-                send(tx, Message::Layout(Layout::JsonLines { first_object: Some(json.object.clone()) }))?;
-                layout_sent = true;
-            } else if lines_read >= FIRST_OBJECT_SCAN_LINES {
-                send(tx, Message::Layout(Layout::JsonLines { first_object: None }))?;
-                layout_sent = true;
-            }
-        }
-        batch.push(row);
-        if layout_sent && batch.len() >= BATCH_ROWS {
-            send(tx, Message::Rows(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS))))?;
-        }
-    }
-    if !layout_sent {
-        send(tx, Message::Layout(Layout::JsonLines { first_object: None }))?;
-    }
-    if !batch.is_empty() {
-        send(tx, Message::Rows(batch))?;
-    }
-    Ok(())
-}
-
 fn parse_json_line(text: &str) -> Row {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let invalid = |reason: &str| Row::Invalid(InvalidRow { fields: vec![text.to_string()], reason: reason.into() });
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(object)) => Row::Json(JsonRow { raw: text.to_string(), object }),
-        Ok(_) => Row::Invalid(InvalidRow {
-            fields: vec![text.to_string()],
-            reason: "the line is JSON but not an object".into(),
-        }),
-        Err(_) => {
-            Row::Invalid(InvalidRow { fields: vec![text.to_string()], reason: "the line is not valid JSON".into() })
-        }
+        Ok(_) => invalid("the line is JSON but not an object; each line must be one {...} object"),
+        Err(e) => invalid(&format!("the line is not valid JSON ({e})")),
     }
 }
 
@@ -329,8 +358,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_csv_is_reported_as_empty() {
-        let err = read_all(b"", CSV).await.unwrap_err();
-        assert!(err.to_string().contains("empty"), "{err}");
+        for (bytes, says) in [(&b""[..], "empty (0 bytes)"), (b"\r\n\r\n", "no header row")] {
+            let err = read_all(bytes, CSV).await.unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
     }
 
     #[tokio::test]
@@ -343,11 +374,84 @@ mod tests {
         assert!(matches!(&rows[2], Row::Invalid(r) if r.fields == ["not json"]));
     }
 
+    async fn read_stream(bytes: Vec<u8>, format: Format) -> Result<(RowStream, Vec<Row>), ReadError> {
+        let mut stream = RowStream::open(Box::new(io::Cursor::new(bytes)), format).await?;
+        let mut rows = Vec::new();
+        while let Some(batch) = stream.next_batch().await {
+            rows.extend(batch?);
+        }
+        Ok((stream, rows))
+    }
+
     #[tokio::test]
-    async fn a_json_line_that_is_not_utf8_is_invalid_not_guessed() {
-        let (_, rows) = read_all(b"{\"name\": \"Soci\xe9t\xe9\"}\n{\"name\": \"ok\"}\n", JSONL).await.unwrap();
-        assert!(matches!(&rows[0], Row::Invalid(r) if r.reason.contains("UTF-8")), "{:?}", rows[0]);
-        assert!(matches!(&rows[1], Row::Json(_)));
+    async fn a_json_line_in_windows_1252_is_decoded_not_mangled() {
+        let (stream, rows) =
+            read_stream(b"{\"name\": \"Soci\xe9t\xe9 G\xe9n\xe9rale\"}\n{\"name\": \"ok\"}\n".to_vec(), JSONL)
+                .await
+                .unwrap();
+        assert!(matches!(&rows[0], Row::Json(j) if j.object["name"] == "Société Générale"), "{:?}", rows[0]);
+        assert_eq!(stream.encoding(), TextEncoding::Windows1252);
+    }
+
+    #[tokio::test]
+    async fn a_european_excel_export_comes_out_as_utf8() {
+        let bytes = b"Soci\xe9t\xe9;Ville\nSoci\xe9t\xe9 G\xe9n\xe9rale;Paris\nM\xfcller GmbH;K\xf6ln\n".to_vec();
+        let (stream, rows) = read_stream(bytes, CSV).await.unwrap();
+        assert_eq!(stream.layout, Layout::Csv { columns: vec!["Société".into(), "Ville".into()], delimiter: b';' });
+        assert_eq!(fields(&rows[0]), ["Société Générale", "Paris"]);
+        assert_eq!(fields(&rows[1]), ["Müller GmbH", "Köln"]);
+        assert_eq!(stream.encoding(), TextEncoding::Windows1252);
+    }
+
+    #[tokio::test]
+    async fn utf8_rows_stay_utf8_and_say_so() {
+        let (stream, rows) = read_stream("Company\nSociété Générale\n".as_bytes().to_vec(), CSV).await.unwrap();
+        assert_eq!(fields(&rows[0]), ["Société Générale"]);
+        assert_eq!(stream.encoding(), TextEncoding::Utf8);
+    }
+
+    #[tokio::test]
+    async fn a_utf16_tab_separated_export_is_read() {
+        let text = "\u{feff}Company\tCountry\r\nSociété Générale\tFR\r\n";
+        let bytes: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let (stream, rows) = read_stream(bytes, CSV).await.unwrap();
+        assert!(matches!(&stream.layout, Layout::Csv { columns, delimiter: b'\t' } if columns[0] == "Company"));
+        assert_eq!(fields(&rows[0]), ["Société Générale", "FR"]);
+        assert_eq!(stream.origin(), TextOrigin { encoding: TextEncoding::Utf16Le, had_bom: true });
+    }
+
+    #[tokio::test]
+    async fn an_unclosed_quote_fails_the_file_naming_its_line() {
+        let err = read_all(b"Company,City\nAcme,Paris\n\"Beta,Berlin\nGamma,Rome\n", CSV).await.unwrap_err();
+        assert!(matches!(&err, ReadError::Malformed(why) if why.contains("line 3")), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_20_mb_cell_is_read_whole() {
+        let mut bytes = b"Company,Notes\nAcme,\"".to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', 20 * 1024 * 1024));
+        bytes.extend(b"\"\nBeta,short\n");
+        let (_, rows) = read_stream(bytes, CSV).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(fields(&rows[0])[1].len(), 20 * 1024 * 1024);
+    }
+
+    #[tokio::test]
+    async fn a_row_past_the_row_limit_fails_the_file_instead_of_exhausting_memory() {
+        let mut bytes = b"Company\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', MAX_ROW_BYTES as usize + 10));
+        let err = read_stream(bytes.clone(), CSV).await.err().unwrap();
+        assert!(matches!(&err, ReadError::Malformed(why) if why.contains("longer than 32 MiB")), "{err:?}");
+        bytes[..8].copy_from_slice(b"{\"a\":1}\n");
+        let err = read_stream(bytes, JSONL).await.err().unwrap();
+        assert!(matches!(&err, ReadError::Malformed(why) if why.contains("line 2 is longer")), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_header_only_csv_has_columns_and_no_rows() {
+        let (layout, rows) = read_all(b"Company,City\r\n", CSV).await.unwrap();
+        assert!(matches!(layout, Layout::Csv { ref columns, .. } if columns.len() == 2));
+        assert!(rows.is_empty());
     }
 
     #[tokio::test]

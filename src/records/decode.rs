@@ -1,0 +1,289 @@
+//! From the object's bytes to UTF-8 text: compression and encoding are recognised from the
+//! content, not trusted from the name, because spreadsheets and scripts get names wrong.
+//!
+//! - gzip is recognised by its magic bytes, with or without `.gz` in the name; a `.gz` that is
+//!   not gzip is refused by name.
+//! - Binary formats renamed to `.csv` (an Excel workbook, a PDF, Parquet) are refused before a
+//!   single "row" of garbage could be sent to Leadspace.
+//! - UTF-16 (Excel's "Unicode text", PowerShell's `Out-File`) is transcoded to UTF-8, with a BOM
+//!   or recognised from the zero bytes of an ASCII header.
+//! - A UTF-8 BOM is removed. Text that is not valid UTF-8 is decoded per row as Windows-1252
+//!   (see [`decode_text`]), the encoding of European Excel exports; Latin-1 is its subset in
+//!   every printable character.
+
+use std::borrow::Cow;
+use std::io::{self, BufReader, Read};
+
+use encoding_rs::{UTF_16BE, UTF_16LE, WINDOWS_1252};
+use encoding_rs_io::DecodeReaderBytesBuilder;
+use serde::{Deserialize, Serialize};
+
+use super::ReadError;
+
+/// The text encoding a file was read in, as the summary reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TextEncoding {
+    #[default]
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "utf-16le")]
+    Utf16Le,
+    #[serde(rename = "utf-16be")]
+    Utf16Be,
+    /// At least one row was not valid UTF-8 and was decoded as Windows-1252.
+    #[serde(rename = "windows-1252")]
+    Windows1252,
+}
+
+/// What the first bytes of the text said about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextOrigin {
+    pub encoding: TextEncoding,
+    /// The file started with a byte-order mark; its output gets one too, so that Excel reads it.
+    pub had_bom: bool,
+}
+
+/// The object's text, ready for a parser.
+pub struct Text {
+    pub reader: Box<dyn Read>,
+    pub origin: TextOrigin,
+}
+
+const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Binary formats users upload by mistake, by their first bytes.
+const BINARY_FORMATS: &[(&[u8], &str)] = &[
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook is one); save it as CSV UTF-8 and upload that"),
+    (b"\xD0\xCF\x11\xE0", "a legacy Excel (.xls) workbook; save it as CSV UTF-8 and upload that"),
+    (b"%PDF", "a PDF document; export the table as CSV and upload that"),
+    (b"PAR1", "a Parquet file; export it as CSV or JSON Lines and upload that"),
+];
+
+/// Reads up to `n` bytes, fewer only at the end of the stream.
+fn read_prefix(reader: &mut dyn Read, n: usize) -> io::Result<Vec<u8>> {
+    let mut prefix = Vec::with_capacity(n);
+    reader.take(n as u64).read_to_end(&mut prefix)?;
+    Ok(prefix)
+}
+
+/// Opens the object's bytes as UTF-8 text. `named_gzip` is whether the key ends in `.gz`.
+/// Errors are `ReadError::Malformed` for a problem with the file, `Io` for a problem reading it.
+pub fn open_text(raw: Box<dyn Read>, named_gzip: bool) -> Result<Text, ReadError> {
+    let mut raw = raw;
+    let magic = read_prefix(&mut raw, 2).map_err(ReadError::Io)?;
+    if magic.is_empty() {
+        return Err(ReadError::Malformed(
+            "the object is empty (0 bytes); upload the file again with its header row and data".into(),
+        ));
+    }
+    let is_gzip = magic.starts_with(GZIP_MAGIC);
+    if named_gzip && !is_gzip {
+        return Err(ReadError::Malformed(
+            "the object's name ends in .gz but its content is not gzip-compressed; \
+             compress it with gzip or remove .gz from the name"
+                .into(),
+        ));
+    }
+    let raw: Box<dyn Read> = Box::new(io::Cursor::new(magic).chain(raw));
+    let mut text: Box<dyn Read> = if is_gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, raw)))
+    } else {
+        raw
+    };
+
+    let head = read_prefix(&mut text, 4).map_err(|e| classify(e, is_gzip))?;
+    if let Some((_, what)) = BINARY_FORMATS.iter().find(|(magic, _)| head.starts_with(magic)) {
+        return Err(ReadError::Malformed(format!(
+            "the object's content is not text: it is {what} (supported formats: {})",
+            super::format::SUPPORTED
+        )));
+    }
+    let (encoding, had_bom) = sniff_encoding(&head);
+    let rest: Box<dyn Read> = Box::new(io::Cursor::new(head).chain(text));
+    let reader: Box<dyn Read> = match encoding {
+        TextEncoding::Utf16Le | TextEncoding::Utf16Be => {
+            let label = if encoding == TextEncoding::Utf16Le { UTF_16LE } else { UTF_16BE };
+            Box::new(
+                DecodeReaderBytesBuilder::new()
+                    .encoding(Some(label))
+                    .bom_sniffing(true)
+                    .strip_bom(true)
+                    .build(rest),
+            )
+        }
+        _ if had_bom => {
+            let mut rest = rest;
+            read_prefix(&mut rest, UTF8_BOM.len()).map_err(|e| classify(e, is_gzip))?;
+            rest
+        }
+        _ => rest,
+    };
+    let reader: Box<dyn Read> = if is_gzip { Box::new(GzipErrors(reader)) } else { reader };
+    Ok(Text { reader, origin: TextOrigin { encoding, had_bom } })
+}
+
+/// The encoding the first bytes announce. Without a BOM, a header of ASCII characters in UTF-16
+/// shows as every other byte being zero.
+fn sniff_encoding(head: &[u8]) -> (TextEncoding, bool) {
+    let ascii = |b: u8| b != 0 && b.is_ascii();
+    match head {
+        [0xFF, 0xFE, ..] => (TextEncoding::Utf16Le, true),
+        [0xFE, 0xFF, ..] => (TextEncoding::Utf16Be, true),
+        [0xEF, 0xBB, 0xBF, ..] => (TextEncoding::Utf8, true),
+        [a, 0, b, 0] if ascii(*a) && ascii(*b) => (TextEncoding::Utf16Le, false),
+        [0, a, 0, b] if ascii(*a) && ascii(*b) => (TextEncoding::Utf16Be, false),
+        _ => (TextEncoding::Utf8, false),
+    }
+}
+
+/// Decodes one row's bytes: UTF-8 when they are valid UTF-8, Windows-1252 otherwise (never
+/// replacement characters). The flag says whether the fallback was needed.
+pub fn decode_text(bytes: &[u8]) -> (Cow<'_, str>, bool) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (Cow::Borrowed(text), false),
+        Err(_) => (WINDOWS_1252.decode_without_bom_handling(bytes).0, true),
+    }
+}
+
+/// Marks decompression errors so that they are told apart from network errors reading the body.
+struct GzipErrors(Box<dyn Read>);
+
+impl Read for GzipErrors {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
+                io::Error::new(io::ErrorKind::InvalidData, Malformed(truncated_gzip(&e)))
+            }
+            _ => e,
+        })
+    }
+}
+
+fn truncated_gzip(e: &io::Error) -> String {
+    format!(
+        "the gzip stream is damaged or cut short ({e}); the upload may have been interrupted: \
+         upload the file again"
+    )
+}
+
+/// An I/O error that is the file's fault, not the network's; carried inside `io::Error` through
+/// parsers that only speak `io::Error`.
+#[derive(Debug)]
+pub struct Malformed(pub String);
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+/// Wraps a problem with the file as an `io::Error` that [`classify`] recognises.
+pub fn malformed(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, Malformed(why))
+}
+
+/// A problem with the file (permanent) or with reading it (possibly transient).
+pub fn classify(error: io::Error, gzip: bool) -> ReadError {
+    if error.get_ref().and_then(|inner| inner.downcast_ref::<Malformed>()).is_some() {
+        let why = error.into_inner().map(|inner| inner.to_string()).unwrap_or_default();
+        return ReadError::Malformed(why);
+    }
+    if gzip
+        && matches!(error.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof)
+    {
+        return ReadError::Malformed(truncated_gzip(&error));
+    }
+    ReadError::Io(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: Vec<u8>, named_gzip: bool) -> Result<(String, TextOrigin), ReadError> {
+        let mut text = open_text(Box::new(io::Cursor::new(bytes)), named_gzip)?;
+        let mut out = String::new();
+        text.reader.read_to_string(&mut out).map_err(|e| classify(e, true))?;
+        Ok((out, text.origin))
+    }
+
+    fn utf16(text: &str, big_endian: bool, bom: bool) -> Vec<u8> {
+        let units = (if bom { "\u{feff}" } else { "" }).encode_utf16().chain(text.encode_utf16());
+        units.flat_map(|u| if big_endian { u.to_be_bytes() } else { u.to_le_bytes() }).collect()
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn utf16_with_and_without_a_bom_becomes_utf8() {
+        let text = "Company\tCity\nSociété Générale\tParis\n";
+        for (big_endian, bom, encoding) in [
+            (false, true, TextEncoding::Utf16Le),
+            (true, true, TextEncoding::Utf16Be),
+            (false, false, TextEncoding::Utf16Le),
+            (true, false, TextEncoding::Utf16Be),
+        ] {
+            let (out, origin) = read(utf16(text, big_endian, bom), false).unwrap();
+            assert_eq!(out, text);
+            assert_eq!(origin, TextOrigin { encoding, had_bom: bom });
+        }
+    }
+
+    #[test]
+    fn a_utf8_bom_is_removed_and_remembered() {
+        let (out, origin) = read(b"\xEF\xBB\xBFCompany\nAcme\n".to_vec(), false).unwrap();
+        assert_eq!(out, "Company\nAcme\n");
+        assert_eq!(origin, TextOrigin { encoding: TextEncoding::Utf8, had_bom: true });
+    }
+
+    #[test]
+    fn gzip_is_recognised_by_content_and_a_false_gz_by_name() {
+        let (out, _) = read(gzip(b"Company\nAcme\n"), false).unwrap();
+        assert_eq!(out, "Company\nAcme\n");
+        let err = read(b"Company\nAcme\n".to_vec(), true).err().unwrap();
+        assert!(err.to_string().contains("not gzip-compressed"), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_gzip_is_the_files_fault() {
+        let whole = gzip(&b"Company\nAcme\n".repeat(1000));
+        let err = read(whole[..whole.len() / 2].to_vec(), true).err().unwrap();
+        assert!(matches!(&err, ReadError::Malformed(why) if why.contains("cut short")), "{err:?}");
+    }
+
+    #[test]
+    fn binary_formats_are_refused_by_their_content() {
+        for (bytes, word) in [
+            (&b"PK\x03\x04\x14\x00"[..], "xlsx"),
+            (b"%PDF-1.7\n", "PDF"),
+            (b"PAR1\x15\x04", "Parquet"),
+            (b"\xD0\xCF\x11\xE0\xA1\xB1", ".xls"),
+        ] {
+            let err = read(bytes.to_vec(), false).err().unwrap();
+            assert!(matches!(&err, ReadError::Malformed(why) if why.contains(word)), "{err:?}");
+        }
+        let err = read(gzip(b"PK\x03\x04zip inside gzip"), true).err().unwrap();
+        assert!(err.to_string().contains("ZIP"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_object_says_so() {
+        let err = read(Vec::new(), false).err().unwrap();
+        assert!(err.to_string().contains("empty (0 bytes)"), "{err}");
+    }
+
+    #[test]
+    fn rows_that_are_not_utf8_are_read_as_windows_1252() {
+        assert_eq!(decode_text("Société".as_bytes()), (Cow::Borrowed("Société"), false));
+        let (text, fell_back) = decode_text(b"Soci\xe9t\xe9 G\xe9n\xe9rale \x80");
+        assert_eq!((text.as_ref(), fell_back), ("Société Générale €", true));
+    }
+}

@@ -1,0 +1,149 @@
+//! Watches the raw CSV bytes on their way into the parser, for the two things the `csv` crate
+//! accepts silently: a quoted value that is never closed (the rest of the file becomes one
+//! value) and a single row so long that reading it would exhaust memory.
+//!
+//! It follows the same RFC 4180 states as `csv_core` with its defaults: a quote opens a value
+//! only at the start of a field, `""` inside quotes is a quote, and `\r`, `\n` or `\r\n` end a
+//! record outside quotes.
+
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::rc::Rc;
+
+use super::decode::malformed;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    StartOfField,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted value: either the closing one, or the first of `""`.
+    QuoteInQuoted,
+}
+
+/// What the tracker has seen so far; shared with the parsing loop, which asks after the last row.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    state: State,
+    /// The current line (1-based), counting line breaks inside quoted values too.
+    line: u64,
+    /// Where the open quoted value started.
+    quote_opened_on: u64,
+    record_bytes: u64,
+    previous: u8,
+}
+
+#[derive(Clone)]
+pub struct QuoteWatch(Rc<Cell<Seen>>);
+
+impl QuoteWatch {
+    /// The line on which a quoted value opened and never closed, once the input is exhausted.
+    pub fn unclosed_quote_line(&self) -> Option<u64> {
+        let seen = self.0.get();
+        (seen.state == State::Quoted).then_some(seen.quote_opened_on)
+    }
+}
+
+pub struct QuoteTracker<R> {
+    inner: R,
+    delimiter: u8,
+    max_row_bytes: u64,
+    seen: Rc<Cell<Seen>>,
+}
+
+impl<R: Read> QuoteTracker<R> {
+    pub fn new(inner: R, delimiter: u8, max_row_bytes: u64) -> (Self, QuoteWatch) {
+        let seen = Rc::new(Cell::new(Seen {
+            state: State::StartOfField,
+            line: 1,
+            quote_opened_on: 0,
+            record_bytes: 0,
+            previous: 0,
+        }));
+        (QuoteTracker { inner, delimiter, max_row_bytes, seen: seen.clone() }, QuoteWatch(seen))
+    }
+}
+
+impl<R: Read> Read for QuoteTracker<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut seen = self.seen.get();
+        for &byte in &buf[..n] {
+            let line_break = byte == b'\r' || (byte == b'\n' && seen.previous != b'\r');
+            if line_break {
+                seen.line += 1;
+            }
+            seen.previous = byte;
+            seen.record_bytes += 1;
+            seen.state = match (seen.state, byte) {
+                (State::Quoted, b'"') => State::QuoteInQuoted,
+                (State::Quoted, _) => State::Quoted,
+                (State::QuoteInQuoted, b'"') => State::Quoted,
+                (_, b'\r' | b'\n') => {
+                    seen.record_bytes = 0;
+                    State::StartOfField
+                }
+                (_, b) if b == self.delimiter => State::StartOfField,
+                (State::StartOfField, b'"') => {
+                    seen.quote_opened_on = seen.line;
+                    State::Quoted
+                }
+                _ => State::Unquoted,
+            };
+            if seen.record_bytes > self.max_row_bytes {
+                return Err(malformed(format!(
+                    "the row at line {} is longer than {} MiB{}; split the file or shorten the row",
+                    seen.line,
+                    self.max_row_bytes / (1024 * 1024),
+                    if seen.state == State::Quoted {
+                        format!(" (a quoted value opens on line {} and may never be closed)", seen.quote_opened_on)
+                    } else {
+                        String::new()
+                    }
+                )));
+            }
+        }
+        self.seen.set(seen);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track(text: &[u8], max: u64) -> (io::Result<Vec<u8>>, QuoteWatch) {
+        let (mut tracker, watch) = QuoteTracker::new(text, b',', max);
+        let mut out = Vec::new();
+        let result = tracker.read_to_end(&mut out).map(|_| out);
+        (result, watch)
+    }
+
+    #[test]
+    fn closed_and_escaped_quotes_leave_nothing_open() {
+        let (result, watch) = track(b"a,b\n\"x, \"\"y\"\"\nz\",5\" screen\n", 1024);
+        assert!(result.is_ok());
+        assert_eq!(watch.unclosed_quote_line(), None);
+    }
+
+    #[test]
+    fn a_quote_that_never_closes_is_reported_with_its_line() {
+        let (_, watch) = track(b"a,b\r\nx,y\r\n\"open,never\r\nmore\r\n", 1024);
+        assert_eq!(watch.unclosed_quote_line(), Some(3));
+    }
+
+    #[test]
+    fn a_quote_inside_an_unquoted_value_is_just_a_character() {
+        let (_, watch) = track(b"a,b\nAcme \"best,x\n", 1024);
+        assert_eq!(watch.unclosed_quote_line(), None);
+    }
+
+    #[test]
+    fn a_row_longer_than_the_limit_is_refused_but_long_files_are_not() {
+        let (result, _) = track(&b"0123456789\n".repeat(1000), 16);
+        assert!(result.is_ok());
+        let (result, _) = track(b"short\n0123456789012345678901234567890\n", 16);
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+}
