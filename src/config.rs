@@ -12,6 +12,10 @@ pub const DEFAULT_BASE_URL: &str = "https://apigw.leadspace.com";
 /// near Leadspace's 100,000-lead ceiling (16 x 500 = 8,000 leads).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 pub const MAX_BATCH_SIZE: usize = 500;
+/// Objects above this size get a failed summary instead of a run that cannot finish.
+pub const DEFAULT_MAX_INPUT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Rows above this count get a failed summary: the company table grows with unique companies.
+pub const DEFAULT_MAX_INPUT_ROWS: u64 = 5_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -67,6 +71,10 @@ pub struct Config {
     pub lease_timeout: Duration,
     /// A bulk still processing after this long is resubmitted once, then given up.
     pub poll_timeout: Duration,
+    /// The largest object enriched (bytes as stored, so compressed for `.gz`).
+    pub max_input_bytes: u64,
+    /// The most data rows enriched from one object.
+    pub max_input_rows: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -154,6 +162,11 @@ impl Config {
             86_400,
         )?);
 
+        let max_input_bytes =
+            parse_number("MAX_INPUT_BYTES", get("MAX_INPUT_BYTES"), DEFAULT_MAX_INPUT_BYTES, 1, 5 * 1024_u64.pow(4))?;
+        let max_input_rows =
+            parse_number("MAX_INPUT_ROWS", get("MAX_INPUT_ROWS"), DEFAULT_MAX_INPUT_ROWS, 1, 1_000_000_000)?;
+
         let config = Config {
             secret_id,
             base_url,
@@ -173,6 +186,8 @@ impl Config {
             deadline_margin,
             lease_timeout,
             poll_timeout,
+            max_input_bytes,
+            max_input_rows,
         };
         config.refuse_overlapping_prefixes()?;
         Ok(config)

@@ -104,8 +104,21 @@ pub enum MappingError {
     UnknownRole(String),
     NotAString(String),
     MissingCompanyName,
-    ColumnNotFound { role: Role, column: String, available: Vec<String> },
-    NoCompanyColumn { available: Vec<String> },
+    EmptyColumnName(String),
+    ColumnNotFound {
+        role: Role,
+        column: String,
+        available: Vec<String>,
+    },
+    /// The column chosen for a role appears more than once in the header (1-based positions).
+    AmbiguousColumn {
+        role: Role,
+        column: String,
+        positions: Vec<usize>,
+    },
+    NoCompanyColumn {
+        available: Vec<String>,
+    },
 }
 
 impl fmt::Display for MappingError {
@@ -123,11 +136,20 @@ impl fmt::Display for MappingError {
                 write!(f, "maps role {r:?} to something that is not a column name (a string)")
             }
             MappingError::MissingCompanyName => write!(f, "must map company_name, the one required role"),
+            MappingError::EmptyColumnName(r) => write!(f, "maps role {r:?} to an empty column name"),
             MappingError::ColumnNotFound { role, column, available } => write!(
                 f,
                 "FIELD_MAPPING maps {} to {column:?}, which is not in the file; columns are: {}; fix FIELD_MAPPING",
                 role.name(),
                 list(available)
+            ),
+            MappingError::AmbiguousColumn { role, column, positions } => write!(
+                f,
+                "the column {column:?} for {} appears {} times in the header (columns {}); rename the columns so \
+                 that each name is unique, or set FIELD_MAPPING to a column whose name is",
+                role.name(),
+                positions.len(),
+                positions.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
             ),
             MappingError::NoCompanyColumn { available } => write!(
                 f,
@@ -142,9 +164,32 @@ impl std::error::Error for MappingError {}
 
 fn list(names: &[String]) -> String {
     if names.is_empty() {
-        "(none)".to_string()
-    } else {
-        names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+        return "(none)".to_string();
+    }
+    let shown = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| if n.trim().is_empty() { format!("(blank, column {})", i + 1) } else { format!("{n:?}") });
+    shown.collect::<Vec<_>>().join(", ")
+}
+
+/// Where `wanted` sits in `names` (1-based positions in the error), refusing a name that is
+/// there more than once: picking one of two "Name" columns at random could bill Leadspace for
+/// contact names.
+fn unique_position(
+    names: &[String],
+    wanted: impl Fn(&String) -> bool,
+    role: Role,
+) -> Result<Option<usize>, MappingError> {
+    let positions: Vec<usize> = (0..names.len()).filter(|&i| wanted(&names[i])).collect();
+    match positions.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        [first, ..] => Err(MappingError::AmbiguousColumn {
+            role,
+            column: names[*first].clone(),
+            positions: positions.iter().map(|p| p + 1).collect(),
+        }),
     }
 }
 
@@ -160,6 +205,9 @@ impl FieldMapping {
         for (role_name, column) in object {
             let role = Role::from_name(role_name).ok_or_else(|| MappingError::UnknownRole(role_name.clone()))?;
             let column = column.as_str().ok_or_else(|| MappingError::NotAString(role_name.clone()))?;
+            if column.trim().is_empty() {
+                return Err(MappingError::EmptyColumnName(role_name.clone()));
+            }
             entries.push((role, column.to_string()));
         }
         if !entries.iter().any(|(r, _)| *r == Role::CompanyName) {
@@ -184,22 +232,30 @@ impl FieldMapping {
         match configured {
             Some(mapping) => {
                 for (role, column) in &mapping.entries {
-                    let index = header
-                        .iter()
-                        .position(|h| h == column)
-                        .or_else(|| squashed.iter().position(|h| *h == squash(column)))
-                        .ok_or_else(|| MappingError::ColumnNotFound {
-                            role: *role,
-                            column: column.clone(),
-                            available: header.to_vec(),
-                        })?;
+                    let exact = unique_position(header, |h| h == column, *role)?;
+                    let index = match exact {
+                        Some(index) => index,
+                        None => unique_position(&squashed, |h| *h == squash(column), *role)?.ok_or_else(|| {
+                            MappingError::ColumnNotFound {
+                                role: *role,
+                                column: column.clone(),
+                                available: header.to_vec(),
+                            }
+                        })?,
+                    };
                     fields.push((*role, FieldRef::Column(index)));
                     described.push((*role, header[index].clone()));
                 }
             }
             None => {
                 for role in Role::ALL {
-                    let found = role.synonyms().iter().find_map(|syn| squashed.iter().position(|h| h == syn));
+                    let mut found = None;
+                    for synonym in role.synonyms() {
+                        found = unique_position(&squashed, |h| h == synonym, role)?;
+                        if found.is_some() {
+                            break;
+                        }
+                    }
                     if let Some(index) = found {
                         fields.push((role, FieldRef::Column(index)));
                         described.push((role, header[index].clone()));
@@ -210,7 +266,7 @@ impl FieldMapping {
                 }
             }
         }
-        Ok(ResolvedMapping { fields, description: FieldMapping { entries: described } })
+        Ok(ResolvedMapping { fields, description: FieldMapping { entries: described }, columns: Some(header.len()) })
     }
 
     /// Resolves the mapping for JSON Lines. Configured names are kept as given (a dotted path may
@@ -223,12 +279,9 @@ impl FieldMapping {
     ) -> Result<ResolvedMapping, MappingError> {
         if let Some(mapping) = configured {
             let fields = mapping.entries.iter().map(|(r, name)| (*r, FieldRef::Key(name.clone()))).collect();
-            return Ok(ResolvedMapping { fields, description: mapping.clone() });
+            return Ok(ResolvedMapping { fields, description: mapping.clone(), columns: None });
         }
-        let mut paths = Vec::new();
-        if let Some(object) = first {
-            leaf_paths(object, "", 0, &mut paths);
-        }
+        let paths = first.map(field_paths).unwrap_or_default();
         let whole: Vec<String> = paths.iter().map(|p| squash(p)).collect();
         let last: Vec<String> = paths.iter().map(|p| squash(p.rsplit('.').next().unwrap_or(p))).collect();
         let mut fields = Vec::new();
@@ -243,7 +296,7 @@ impl FieldMapping {
         if !fields.iter().any(|(r, _)| *r == Role::CompanyName) {
             return Err(MappingError::NoCompanyColumn { available: paths });
         }
-        Ok(ResolvedMapping { fields, description: FieldMapping { entries: described } })
+        Ok(ResolvedMapping { fields, description: FieldMapping { entries: described }, columns: None })
     }
 }
 
@@ -271,6 +324,48 @@ pub enum FieldRef {
 pub struct ResolvedMapping {
     fields: Vec<(Role, FieldRef)>,
     description: FieldMapping,
+    /// The CSV header's width, to recognise rows with more fields than columns.
+    columns: Option<usize>,
+}
+
+/// The longest mapped value sent: a longer "company name" is a pasted note or a broken row,
+/// and would cost a credit for nothing.
+pub const MAX_VALUE_CHARS: usize = 500;
+
+/// Why a row asks Leadspace nothing; it becomes `invalid_input` with this reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoQuery {
+    /// The row could not be parsed at all.
+    Unparsed(String),
+    /// The row has no company field (a JSON object without the key, a CSV row cut short).
+    CompanyFieldAbsent,
+    /// The company field is there but empty or whitespace.
+    BlankCompanyName,
+    TooLong(Role),
+    /// More fields than header columns: a delimiter inside an unquoted value shifts every
+    /// column after it, so the mapped values cannot be trusted.
+    ExtraFields {
+        fields: usize,
+        columns: usize,
+    },
+}
+
+impl fmt::Display for NoQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoQuery::Unparsed(why) => f.write_str(why),
+            NoQuery::CompanyFieldAbsent => f.write_str("the row has no company name field"),
+            NoQuery::BlankCompanyName => f.write_str("the company name is empty"),
+            NoQuery::TooLong(role) => {
+                write!(f, "the {} value is longer than {MAX_VALUE_CHARS} characters", role.name())
+            }
+            NoQuery::ExtraFields { fields, columns } => write!(
+                f,
+                "the row has {fields} fields but the header has {columns} columns; \
+                 quote values that contain the delimiter"
+            ),
+        }
+    }
 }
 
 impl ResolvedMapping {
@@ -278,14 +373,31 @@ impl ResolvedMapping {
         &self.description
     }
 
-    /// The company this row asks about, or `None` when it has no usable company name.
-    pub fn query(&self, row: &Row) -> Option<CompanyQuery> {
+    /// The company this row asks about, or why it asks nothing.
+    pub fn query(&self, row: &Row) -> Result<CompanyQuery, NoQuery> {
+        match (row, self.columns) {
+            (Row::Invalid(invalid), _) => return Err(NoQuery::Unparsed(invalid.reason.clone())),
+            // Trailing empty fields (a delimiter at the end of every line) shift nothing.
+            (Row::Csv(record), Some(columns))
+                if record.len() > columns && record.iter().skip(columns).any(|f| !f.trim().is_empty()) =>
+            {
+                return Err(NoQuery::ExtraFields { fields: record.len(), columns });
+            }
+            _ => {}
+        }
         let mut query = CompanyQuery::default();
         for (role, field) in &self.fields {
-            let value = field_value(row, field).map(|v| clean(&v)).filter(|v| !v.is_empty());
+            let raw = field_value(row, field);
+            if *role == Role::CompanyName && raw.is_none() {
+                return Err(NoQuery::CompanyFieldAbsent);
+            }
+            let value = raw.map(|v| clean(&v)).filter(|v| !v.is_empty());
+            if value.as_ref().is_some_and(|v| v.chars().count() > MAX_VALUE_CHARS) {
+                return Err(NoQuery::TooLong(*role));
+            }
             let slot = match role {
                 Role::CompanyName => {
-                    query.name = value.unwrap_or_default();
+                    query.name = value.ok_or(NoQuery::BlankCompanyName)?;
                     continue;
                 }
                 Role::Website => &mut query.website,
@@ -297,8 +409,26 @@ impl ResolvedMapping {
             };
             *slot = value;
         }
-        (!query.name.is_empty()).then_some(query)
+        Ok(query)
     }
+
+    /// The error for a file in which no row has the company field at all: the mapping points at
+    /// something that is not there (a dotted path with a typo), so nothing is sent.
+    pub fn company_field_missing(&self, available: Vec<String>) -> MappingError {
+        let column = self.description.entries.iter().find(|(r, _)| *r == Role::CompanyName);
+        MappingError::ColumnNotFound {
+            role: Role::CompanyName,
+            column: column.map(|(_, c)| c.clone()).unwrap_or_default(),
+            available,
+        }
+    }
+}
+
+/// Dotted paths of the text and number fields of `object`, as listed in errors.
+pub fn field_paths(object: &Map<String, Value>) -> Vec<String> {
+    let mut paths = Vec::new();
+    leaf_paths(object, "", 0, &mut paths);
+    paths
 }
 
 fn field_value<'r>(row: &'r Row, field: &FieldRef) -> Option<Cow<'r, str>> {
@@ -463,8 +593,45 @@ mod tests {
     #[test]
     fn a_blank_company_name_is_no_query() {
         let m = FieldMapping::resolve_columns(None, &header(&["Company"])).unwrap();
-        assert_eq!(m.query(&csv_row(&["   "])), None);
-        assert_eq!(m.query(&csv_row(&[])), None);
+        assert_eq!(m.query(&csv_row(&["   "])), Err(NoQuery::BlankCompanyName));
+        assert_eq!(m.query(&csv_row(&[])), Err(NoQuery::CompanyFieldAbsent));
+    }
+
+    #[test]
+    fn a_duplicated_column_name_is_refused_with_its_positions() {
+        let h = header(&["Company", "City", "company"]);
+        let err = FieldMapping::resolve_columns(None, &h).unwrap_err();
+        assert!(err.to_string().contains("appears 2 times in the header (columns 1, 3)"), "{err}");
+        let configured = FieldMapping::from_json(r#"{"company_name": "City"}"#).unwrap();
+        let h = header(&["City", "Company", "City"]);
+        assert!(matches!(
+            FieldMapping::resolve_columns(Some(&configured), &h),
+            Err(MappingError::AmbiguousColumn { positions, .. }) if positions == [1, 3]
+        ));
+        // A duplicated column that nothing maps is nobody's business.
+        let h = header(&["Company", "Notes", "Notes"]);
+        assert!(FieldMapping::resolve_columns(None, &h).is_ok());
+    }
+
+    #[test]
+    fn blank_column_names_are_listed_by_position() {
+        let err = FieldMapping::resolve_columns(None, &header(&["Email", "", "Notes"])).unwrap_err();
+        assert!(err.to_string().contains("\"Email\", (blank, column 2), \"Notes\""), "{err}");
+        assert_eq!(
+            FieldMapping::from_json(r#"{"company_name": " "}"#),
+            Err(MappingError::EmptyColumnName("company_name".into()))
+        );
+    }
+
+    #[test]
+    fn rows_with_extra_fields_or_huge_values_ask_nothing() {
+        let m = FieldMapping::resolve_columns(None, &header(&["Company", "City"])).unwrap();
+        assert_eq!(m.query(&csv_row(&["Acme", " Inc.", "Paris"])), Err(NoQuery::ExtraFields { fields: 3, columns: 2 }));
+        assert!(m.query(&csv_row(&["Acme", "Paris", "", " "])).is_ok());
+        assert!(m.query(&csv_row(&["Acme"])).is_ok());
+        let long = "x".repeat(MAX_VALUE_CHARS + 1);
+        assert_eq!(m.query(&csv_row(&[&long, "Paris"])), Err(NoQuery::TooLong(Role::CompanyName)));
+        assert_eq!(m.query(&csv_row(&["Acme", &long])), Err(NoQuery::TooLong(Role::City)));
     }
 
     #[test]

@@ -19,8 +19,8 @@ use crate::config::Config;
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::error::JobError;
 use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
-use crate::mapping::{FieldMapping, ResolvedMapping};
-use crate::records::{Format, Layout, ReadError, Row, RowStream, RowWriter};
+use crate::mapping::{FieldMapping, NoQuery, ResolvedMapping, field_paths};
+use crate::records::{Format, Layout, ReadError, RowStream, RowWriter, TextEncoding, TextOrigin};
 use crate::storage::{ObjectMeta, ObjectStore, OutputUpload, PART_SIZE};
 use companies::CompanyTable;
 use enrich::{EnrichPlan, enrich_companies};
@@ -164,6 +164,16 @@ struct Scan {
     companies: CompanyTable,
     rows: u64,
     rows_without_company: u64,
+    origin: TextOrigin,
+    encoding: TextEncoding,
+}
+
+impl Scan {
+    /// Files that came from Excel (a BOM, UTF-16, Windows-1252) get a BOM back so that Excel
+    /// reads the UTF-8 output correctly; files from scripts and databases do not.
+    fn output_bom(&self) -> bool {
+        self.origin.had_bom || self.encoding != TextEncoding::Utf8
+    }
 }
 
 /// The context shared by the steps of one run, and the summary it ends with.
@@ -253,12 +263,8 @@ pub async fn read_summary(store: &dyn ObjectStore, paths: &OutputPaths) -> Resul
 }
 
 /// The answer a row gets when it never became a company question.
-fn row_without_company(row: &Row) -> Enrichment {
-    let why = match row {
-        Row::Invalid(invalid) => invalid.reason.clone(),
-        _ => "the row has no company name in the mapped column".to_string(),
-    };
-    Enrichment::without_attributes(RowStatus::InvalidInput, Some(why))
+fn row_without_company(why: &NoQuery) -> Enrichment {
+    Enrichment::without_attributes(RowStatus::InvalidInput, Some(why.to_string()))
 }
 
 impl Run<'_> {
@@ -269,6 +275,14 @@ impl Run<'_> {
             Ok(format) => format,
             Err(unsupported) => return self.fail(&unsupported.to_string(), None).await,
         };
+        if self.meta.size > config.max_input_bytes {
+            let why = format!(
+                "the object is {} bytes, more than MAX_INPUT_BYTES ({}); split it into smaller files or raise \
+                 MAX_INPUT_BYTES",
+                self.meta.size, config.max_input_bytes
+            );
+            return self.fail(&why, None).await;
+        }
         let mapping = job.field_mapping.as_ref().or(config.field_mapping.as_ref());
         let scan = match self.scan(format, mapping).await? {
             Ok(scan) => scan,
@@ -383,7 +397,17 @@ impl Run<'_> {
             Ok(mapping) => mapping,
             Err(error) => return Ok(Err(Problem(error.to_string()))),
         };
-        let mut scan = Scan { mapping, companies: CompanyTable::default(), rows: 0, rows_without_company: 0 };
+        let origin = stream.origin();
+        let mut scan = Scan {
+            mapping,
+            companies: CompanyTable::default(),
+            rows: 0,
+            rows_without_company: 0,
+            origin,
+            encoding: origin.encoding,
+        };
+        let max_rows = self.app.config.max_input_rows;
+        let mut company_field_seen = false;
         while let Some(batch) = stream.next_batch().await {
             let batch = match batch {
                 Ok(batch) => batch,
@@ -392,12 +416,30 @@ impl Run<'_> {
             for row in &batch {
                 scan.rows += 1;
                 match scan.mapping.query(row) {
-                    Some(query) => {
+                    Ok(query) => {
+                        company_field_seen = true;
                         scan.companies.intern(query);
                     }
-                    None => scan.rows_without_company += 1,
+                    Err(why) => {
+                        company_field_seen |= !matches!(why, NoQuery::CompanyFieldAbsent | NoQuery::Unparsed(_));
+                        scan.rows_without_company += 1;
+                    }
                 }
             }
+            if scan.rows > max_rows {
+                return Ok(Err(Problem(format!(
+                    "the file has more than {max_rows} rows (MAX_INPUT_ROWS); split it into smaller files or raise \
+                     MAX_INPUT_ROWS"
+                ))));
+            }
+        }
+        scan.encoding = stream.encoding();
+        if scan.rows > 0 && !company_field_seen {
+            let available = match &stream.layout {
+                Layout::Csv { columns, .. } => columns.clone(),
+                Layout::JsonLines { first_object } => first_object.as_ref().map(field_paths).unwrap_or_default(),
+            };
+            return Ok(Err(Problem(scan.mapping.company_field_missing(available).to_string())));
         }
         Ok(Ok(scan))
     }
@@ -418,7 +460,7 @@ impl Run<'_> {
             key: self.paths.output_key.clone(),
             source,
         };
-        let mut writer = RowWriter::new(format, &stream.layout).map_err(write_error)?;
+        let mut writer = RowWriter::new(format, &stream.layout, scan.output_bom()).map_err(write_error)?;
         let mut upload = OutputUpload::new(
             self.app.store.as_ref(),
             &self.paths.bucket,
@@ -434,10 +476,18 @@ impl Run<'_> {
                 };
                 for row in &batch {
                     let own;
-                    let enrichment = match scan.mapping.query(row).and_then(|q| scan.companies.lookup(&q)) {
-                        Some(company) => &answers[company as usize],
-                        None => {
-                            own = row_without_company(row);
+                    let enrichment = match scan.mapping.query(row).map(|q| scan.companies.lookup(&q)) {
+                        Ok(Some(company)) => &answers[company as usize],
+                        Ok(None) => {
+                            // Pass 1 interned every query; only different bytes can miss.
+                            own = Enrichment::without_attributes(
+                                RowStatus::Failed,
+                                Some("the row changed between the two reads of the file".into()),
+                            );
+                            &own
+                        }
+                        Err(why) => {
+                            own = row_without_company(&why);
                             &own
                         }
                     };
@@ -499,6 +549,7 @@ impl Run<'_> {
                 etag: self.meta.etag.clone(),
                 version_id: self.meta.version_id.clone(),
                 size: self.meta.size,
+                encoding: scan.map(|s| s.encoding),
             },
             output: OutputInfo {
                 bucket: self.paths.bucket.clone(),

@@ -90,7 +90,7 @@ pub async fn prior_answers(
             Err(io) => return Err(read_error(io)),
         };
         for row in &batch {
-            let Some(company) = resolved.query(row).and_then(|q| companies.lookup(&q)) else { continue };
+            let Some(company) = resolved.query(row).ok().and_then(|q| companies.lookup(&q)) else { continue };
             if let Some(enrichment) = enrichment_of(row, &positions) {
                 answers[company as usize].get_or_insert(enrichment);
             }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::enrichment::RowStatus;
+use crate::records::TextEncoding;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -49,6 +50,9 @@ pub struct SourceInfo {
     pub etag: String,
     pub version_id: Option<String>,
     pub size: u64,
+    /// How the text was decoded (the output is always UTF-8); null when it was never read.
+    #[serde(default)]
+    pub encoding: Option<TextEncoding>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

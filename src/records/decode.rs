@@ -105,11 +105,7 @@ pub fn open_text(raw: Box<dyn Read>, named_gzip: bool) -> Result<Text, ReadError
         TextEncoding::Utf16Le | TextEncoding::Utf16Be => {
             let label = if encoding == TextEncoding::Utf16Le { UTF_16LE } else { UTF_16BE };
             Box::new(
-                DecodeReaderBytesBuilder::new()
-                    .encoding(Some(label))
-                    .bom_sniffing(true)
-                    .strip_bom(true)
-                    .build(rest),
+                DecodeReaderBytesBuilder::new().encoding(Some(label)).bom_sniffing(true).strip_bom(true).build(rest),
             )
         }
         _ if had_bom => {
@@ -192,7 +188,10 @@ pub fn classify(error: io::Error, gzip: bool) -> ReadError {
         return ReadError::Malformed(why);
     }
     if gzip
-        && matches!(error.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof)
+        && matches!(
+            error.kind(),
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+        )
     {
         return ReadError::Malformed(truncated_gzip(&error));
     }

@@ -83,13 +83,18 @@ pub struct RowWriter {
 }
 
 impl RowWriter {
-    pub fn new(format: Format, layout: &Layout) -> io::Result<Self> {
+    /// `utf8_bom` starts a CSV output with a UTF-8 byte-order mark: Excel needs it to read
+    /// UTF-8, so files that came from Excel (a BOM, UTF-16 or Windows-1252) get one back.
+    pub fn new(format: Format, layout: &Layout, utf8_bom: bool) -> io::Result<Self> {
         let buffer = SharedBuffer::default();
-        let output = if format.gzip {
+        let mut output = if format.gzip {
             Output::Gzip(GzEncoder::new(buffer.clone(), Compression::fast()))
         } else {
             Output::Plain(buffer.clone())
         };
+        if utf8_bom && matches!(format.kind, Kind::Csv { .. }) {
+            output.write_all(b"\xEF\xBB\xBF")?;
+        }
         let encoder = match (format.kind, layout) {
             (Kind::Csv { .. }, Layout::Csv { columns, delimiter }) => {
                 let kept: Vec<usize> =
@@ -232,7 +237,7 @@ mod tests {
     fn csv_output_replaces_earlier_leadspace_columns_and_neutralises_formulas() {
         let layout =
             Layout::Csv { columns: vec!["Company".into(), "leadspace_status".into(), "=x".into()], delimiter: b';' };
-        let mut w = RowWriter::new(CSV, &layout).unwrap();
+        let mut w = RowWriter::new(CSV, &layout, false).unwrap();
         w.write(&Row::Csv(csv::StringRecord::from(vec!["=SUM(1)", "old", "a;b"])), &enriched("=cmd")).unwrap();
         let text = String::from_utf8(w.finish().unwrap()).unwrap();
         let mut lines = text.lines();
@@ -242,12 +247,30 @@ mod tests {
     }
 
     #[test]
+    fn a_bom_is_written_only_when_asked_and_only_for_csv() {
+        let layout = Layout::Csv { columns: vec!["Company".into()], delimiter: b',' };
+        assert!(RowWriter::new(CSV, &layout, true).unwrap().finish().unwrap().starts_with(b"\xEF\xBB\xBFCompany,"));
+        assert!(RowWriter::new(CSV, &layout, false).unwrap().finish().unwrap().starts_with(b"Company,"));
+        let jsonl = Format { kind: Kind::JsonLines, gzip: false };
+        assert!(
+            RowWriter::new(jsonl, &Layout::JsonLines { first_object: None }, true)
+                .unwrap()
+                .finish()
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn json_lines_keep_the_original_text_and_append_fields() {
         let object = serde_json::json!({"b": 1.50, "a": "x"}).as_object().unwrap().clone();
         let raw = r#"{ "b": 1.50, "a": "x" }"#.to_string();
-        let mut w =
-            RowWriter::new(Format { kind: Kind::JsonLines, gzip: false }, &Layout::JsonLines { first_object: None })
-                .unwrap();
+        let mut w = RowWriter::new(
+            Format { kind: Kind::JsonLines, gzip: false },
+            &Layout::JsonLines { first_object: None },
+            false,
+        )
+        .unwrap();
         w.write(&Row::Json(JsonRow { raw, object }), &enriched("Contoso")).unwrap();
         let line = String::from_utf8(w.finish().unwrap()).unwrap();
         assert!(
@@ -261,9 +284,12 @@ mod tests {
     #[test]
     fn json_lines_with_our_fields_are_rebuilt_without_duplicates() {
         let object = serde_json::json!({"leadspace_status": "failed", "a": 1}).as_object().unwrap().clone();
-        let mut w =
-            RowWriter::new(Format { kind: Kind::JsonLines, gzip: false }, &Layout::JsonLines { first_object: None })
-                .unwrap();
+        let mut w = RowWriter::new(
+            Format { kind: Kind::JsonLines, gzip: false },
+            &Layout::JsonLines { first_object: None },
+            false,
+        )
+        .unwrap();
         w.write(&Row::Json(JsonRow { raw: String::new(), object }), &enriched("C")).unwrap();
         let line = String::from_utf8(w.finish().unwrap()).unwrap();
         assert_eq!(line.matches("leadspace_status").count(), 1);
@@ -272,9 +298,12 @@ mod tests {
 
     #[test]
     fn unparseable_json_lines_are_kept_in_a_field() {
-        let mut w =
-            RowWriter::new(Format { kind: Kind::JsonLines, gzip: false }, &Layout::JsonLines { first_object: None })
-                .unwrap();
+        let mut w = RowWriter::new(
+            Format { kind: Kind::JsonLines, gzip: false },
+            &Layout::JsonLines { first_object: None },
+            false,
+        )
+        .unwrap();
         let invalid = Row::Invalid(InvalidRow { fields: vec!["not json".into()], reason: "x".into() });
         w.write(&invalid, &Enrichment::without_attributes(RowStatus::InvalidInput, Some("x".into()))).unwrap();
         let parsed: Value = serde_json::from_slice(&w.finish().unwrap()).unwrap();
@@ -286,7 +315,7 @@ mod tests {
     fn gzip_output_can_be_taken_in_parts_and_still_decodes_whole() {
         use std::io::Read;
         let layout = Layout::Csv { columns: vec!["Company".into()], delimiter: b',' };
-        let mut w = RowWriter::new(Format { gzip: true, ..CSV }, &layout).unwrap();
+        let mut w = RowWriter::new(Format { gzip: true, ..CSV }, &layout, false).unwrap();
         let mut bytes = Vec::new();
         for i in 0..20_000 {
             w.write(&Row::Csv(csv::StringRecord::from(vec![format!("Company {i}")])), &enriched("x")).unwrap();
