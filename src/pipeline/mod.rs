@@ -127,16 +127,43 @@ pub struct OutputPaths {
     pub summary_key: String,
 }
 
+/// S3's limit on a key, in bytes of UTF-8.
+const MAX_KEY_BYTES: usize = 1024;
+/// The longest suffix put on an output key (the lease beside the summary).
+const LONGEST_SUFFIX: &str = ".summary.json.lease";
+
 impl OutputPaths {
     pub fn for_object(config: &Config, bucket: &str, key: &str) -> Self {
         let relative = key.strip_prefix(config.input_prefix.as_str()).unwrap_or(key);
-        let output_key = format!("{}{relative}", config.output_prefix);
+        let mut output_key = format!("{}{relative}", config.output_prefix);
+        if output_key.len() + LONGEST_SUFFIX.len() > MAX_KEY_BYTES {
+            output_key = shortened_key(&config.output_prefix, relative);
+        }
         OutputPaths {
             bucket: config.output_bucket_for(bucket).to_string(),
             summary_key: format!("{output_key}.summary.json"),
             output_key,
         }
     }
+}
+
+/// An output key for an input key too long to take our suffixes within S3's 1024 bytes: as
+/// much of the name as fits, a digest of the whole name (so that two long names never share an
+/// output, and every run finds the same one), and the extension, so that the format shows.
+fn shortened_key(output_prefix: &str, relative: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest: String = Sha256::digest(relative.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let name_start = relative.rfind('/').map_or(0, |i| i + 1);
+    let extension_start =
+        relative[name_start..].find('.').map(|i| name_start + i).filter(|&i| relative.len() - i <= 16);
+    let (stem, extension) = relative.split_at(extension_start.unwrap_or(relative.len()));
+    let budget =
+        MAX_KEY_BYTES.saturating_sub(LONGEST_SUFFIX.len() + output_prefix.len() + 1 + digest.len() + extension.len());
+    let mut cut = budget.min(stem.len());
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{output_prefix}{}~{digest}{extension}", &stem[..cut])
 }
 
 /// Why an object is not for this function, if it is not.
@@ -616,5 +643,27 @@ impl Run<'_> {
             message: Some("dry run: nothing was sent or written".into()),
             ..JobReport::new(self.job, Outcome::Skipped)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_too_long_for_our_suffixes_are_shortened_keeping_extension_and_identity() {
+        let config = Config::from_lookup(|name| (name == "LEADSPACE_SECRET_ID").then(|| "s".to_string())).unwrap();
+        let long = |c: &str| format!("incoming/{}é/{}.csv.gz", "d".repeat(300), c.repeat(1024 - 9 - 302 - 7 - 1));
+        let (a, b) = (long("a"), long("b"));
+        assert_eq!(a.len(), MAX_KEY_BYTES);
+        let (pa, pb) = (OutputPaths::for_object(&config, "b", &a), OutputPaths::for_object(&config, "b", &b));
+        for paths in [&pa, &pb] {
+            assert!(Lease::key_for(&paths.summary_key).len() <= MAX_KEY_BYTES, "{}", paths.output_key.len());
+            assert!(paths.output_key.starts_with("enriched/ddd") && paths.output_key.ends_with(".csv.gz"));
+        }
+        assert_ne!(pa.output_key, pb.output_key);
+        assert_eq!(pa, OutputPaths::for_object(&config, "b", &a));
+        let short = OutputPaths::for_object(&config, "b", "incoming/x/y.csv");
+        assert_eq!(short.output_key, "enriched/x/y.csv");
     }
 }

@@ -247,6 +247,16 @@ mod tests {
     }
 
     #[test]
+    fn every_formula_prefix_from_leadspace_is_neutralised_and_plain_values_are_not() {
+        for value in ["=HYPERLINK(\"x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralise_formula(value), format!("'{value}"), "{value:?}");
+        }
+        for value in ["Contoso", "1-50", "", "a=b"] {
+            assert_eq!(neutralise_formula(value), value);
+        }
+    }
+
+    #[test]
     fn a_bom_is_written_only_when_asked_and_only_for_csv() {
         let layout = Layout::Csv { columns: vec!["Company".into()], delimiter: b',' };
         assert!(RowWriter::new(CSV, &layout, true).unwrap().finish().unwrap().starts_with(b"\xEF\xBB\xBFCompany,"));

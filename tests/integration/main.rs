@@ -5,6 +5,7 @@ mod harness;
 
 mod csv_files;
 mod guards;
+mod hostile;
 mod invocations;
 mod json_lines;
 mod resilience;
