@@ -52,13 +52,20 @@ pub struct Text {
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Binary formats users upload by mistake, by their first bytes.
-const BINARY_FORMATS: &[(&[u8], &str)] = &[
-    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook is one); save it as CSV UTF-8 and upload that"),
-    (b"\xD0\xCF\x11\xE0", "a legacy Excel (.xls) workbook; save it as CSV UTF-8 and upload that"),
-    (b"%PDF", "a PDF document; export the table as CSV and upload that"),
-    (b"PAR1", "a Parquet file; export it as CSV or JSON Lines and upload that"),
+/// Binary formats users upload by mistake, by their first bytes. `PAR1` could also be the
+/// name of a first column, so Parquet also needs a control byte right after it.
+const BINARY_FORMATS: &[(&[u8], bool, &str)] = &[
+    (b"PK\x03\x04", false, "a ZIP archive (an Excel .xlsx workbook is one); save it as CSV UTF-8 and upload that"),
+    (b"\xD0\xCF\x11\xE0", false, "a legacy Excel (.xls) workbook; save it as CSV UTF-8 and upload that"),
+    (b"%PDF-", false, "a PDF document; export the table as CSV and upload that"),
+    (b"PAR1", true, "a Parquet file; export it as CSV or JSON Lines and upload that"),
 ];
+const HEAD_BYTES: usize = 8;
+
+fn is_binary(head: &[u8], magic: &[u8], control_after: bool) -> bool {
+    let control = |b: &u8| b.is_ascii_control() && !b"\t\r\n".contains(b);
+    head.starts_with(magic) && (!control_after || head[magic.len()..].iter().any(control))
+}
 
 /// Reads up to `n` bytes, fewer only at the end of the stream.
 fn read_prefix(reader: &mut dyn Read, n: usize) -> io::Result<Vec<u8>> {
@@ -92,8 +99,8 @@ pub fn open_text(raw: Box<dyn Read>, named_gzip: bool) -> Result<Text, ReadError
         raw
     };
 
-    let head = read_prefix(&mut text, 4).map_err(|e| classify(e, is_gzip))?;
-    if let Some((_, what)) = BINARY_FORMATS.iter().find(|(magic, _)| head.starts_with(magic)) {
+    let head = read_prefix(&mut text, HEAD_BYTES).map_err(|e| classify(e, is_gzip))?;
+    if let Some((.., what)) = BINARY_FORMATS.iter().find(|(magic, after, _)| is_binary(&head, magic, *after)) {
         return Err(ReadError::Malformed(format!(
             "the object's content is not text: it is {what} (supported formats: {})",
             super::format::SUPPORTED
@@ -127,8 +134,8 @@ fn sniff_encoding(head: &[u8]) -> (TextEncoding, bool) {
         [0xFF, 0xFE, ..] => (TextEncoding::Utf16Le, true),
         [0xFE, 0xFF, ..] => (TextEncoding::Utf16Be, true),
         [0xEF, 0xBB, 0xBF, ..] => (TextEncoding::Utf8, true),
-        [a, 0, b, 0] if ascii(*a) && ascii(*b) => (TextEncoding::Utf16Le, false),
-        [0, a, 0, b] if ascii(*a) && ascii(*b) => (TextEncoding::Utf16Be, false),
+        [a, 0, b, 0, ..] if ascii(*a) && ascii(*b) => (TextEncoding::Utf16Le, false),
+        [0, a, 0, b, ..] if ascii(*a) && ascii(*b) => (TextEncoding::Utf16Be, false),
         _ => (TextEncoding::Utf8, false),
     }
 }
@@ -263,7 +270,7 @@ mod tests {
         for (bytes, word) in [
             (&b"PK\x03\x04\x14\x00"[..], "xlsx"),
             (b"%PDF-1.7\n", "PDF"),
-            (b"PAR1\x15\x04", "Parquet"),
+            (b"PAR1\x15\x04\x15", "Parquet"),
             (b"\xD0\xCF\x11\xE0\xA1\xB1", ".xls"),
         ] {
             let err = read(bytes.to_vec(), false).err().unwrap();
@@ -271,6 +278,10 @@ mod tests {
         }
         let err = read(gzip(b"PK\x03\x04zip inside gzip"), true).err().unwrap();
         assert!(err.to_string().contains("ZIP"), "{err}");
+        // Text that merely starts like a magic number is text.
+        for text in ["PAR1,PAR2\n1,2\n", "PAR1\n", "%PDF,x\n", "PK,Name\n"] {
+            assert_eq!(read(text.as_bytes().to_vec(), false).unwrap().0, text);
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod decode;
 pub mod format;
 mod quotes;
 pub mod reader;
+#[cfg(test)]
+mod roundtrip;
 pub mod writer;
 
 pub use decode::{TextEncoding, TextOrigin};

@@ -25,6 +25,8 @@ const MAX_HEADER_BYTES: u64 = 1024 * 1024;
 /// The longest row (CSV record or JSON line) read: a 20 MB cell is fine, a file without line
 /// breaks is not read into memory whole.
 pub const MAX_ROW_BYTES: u64 = 32 * 1024 * 1024;
+/// The delimiter a one-column file is read with: the ASCII unit separator, which text never has.
+const ONE_COLUMN: u8 = 0x1F;
 
 /// The shape of the file, known before the first row is handed out.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,10 +175,17 @@ impl Parser<'_> {
                 "the file has no header row: a CSV file must start with a line naming its columns".into(),
             ));
         }
-        let delimiter = sniff_delimiter(&first_line, tab_hint);
-        let (tracked, quotes) = QuoteTracker::new(io::Cursor::new(first_line).chain(source), delimiter, MAX_ROW_BYTES);
+        // A header without any delimiter is a one-column file: its values are read whole, so
+        // that an unquoted "Acme, Inc." from a semicolon-locale Excel stays one company. The
+        // output is written with the default delimiter.
+        let (delimiter, read_delimiter) = match sniff_delimiter(&first_line, tab_hint) {
+            Some(found) => (found, found),
+            None => (if tab_hint { b'\t' } else { b',' }, ONE_COLUMN),
+        };
+        let (tracked, quotes) =
+            QuoteTracker::new(io::Cursor::new(first_line).chain(source), read_delimiter, MAX_ROW_BYTES);
         let mut reader =
-            csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).has_headers(false).from_reader(tracked);
+            csv::ReaderBuilder::new().delimiter(read_delimiter).flexible(true).has_headers(false).from_reader(tracked);
 
         let mut record = csv::ByteRecord::new();
         if !reader.read_byte_record(&mut record).map_err(csv_error)? {
@@ -275,9 +284,10 @@ fn csv_error(error: csv::Error) -> io::Error {
 }
 
 /// Picks the delimiter that occurs most often outside quotes in the header line; European
-/// Excel exports use `;`, database dumps `\t` or `|`.
-fn sniff_delimiter(header: &[u8], tab_hint: bool) -> u8 {
-    let candidates = [b',', b';', b'\t', b'|'];
+/// Excel exports use `;`, database dumps `\t` or `|`. `None` when the header has none of them.
+/// A tie is settled in the order `,` `\t` `;` `|`, or for tab first in a `.tsv`.
+fn sniff_delimiter(header: &[u8], tab_hint: bool) -> Option<u8> {
+    let candidates = [b',', b'\t', b';', b'|'];
     let mut counts = [0usize; 4];
     let mut quoted = false;
     for &byte in header {
@@ -287,13 +297,9 @@ fn sniff_delimiter(header: &[u8], tab_hint: bool) -> u8 {
             counts[i] += 1;
         }
     }
-    let default = if tab_hint { b'\t' } else { b',' };
-    let best = (0..candidates.len()).max_by_key(|&i| counts[i]).unwrap_or(0);
-    if counts[best] == 0 || counts[best] == counts[candidates.iter().position(|&c| c == default).unwrap_or(0)] {
-        default
-    } else {
-        candidates[best]
-    }
+    let best = (0..candidates.len()).rev().max_by_key(|&i| counts[i])?;
+    let best = if tab_hint && counts[1] == counts[best] { 1 } else { best };
+    (counts[best] > 0).then_some(candidates[best])
 }
 
 fn parse_json_line(text: &str) -> Row {
@@ -354,6 +360,14 @@ mod tests {
             assert!(matches!(layout, Layout::Csv { delimiter: d, .. } if d == delimiter));
             assert_eq!(fields(&rows[0]).len(), if delimiter == b';' { 3 } else { 2 });
         }
+    }
+
+    #[tokio::test]
+    async fn a_one_column_file_keeps_unquoted_delimiters_inside_its_values() {
+        let (layout, rows) = read_all(b"Company\nAcme, Inc.\nBeta; Gamma|x\n\"Quoted, too\"\n", CSV).await.unwrap();
+        assert_eq!(layout, Layout::Csv { columns: vec!["Company".into()], delimiter: b',' });
+        let values: Vec<Vec<String>> = rows.iter().map(fields).collect();
+        assert_eq!(values, [["Acme, Inc."], ["Beta; Gamma|x"], ["Quoted, too"]]);
     }
 
     #[tokio::test]

@@ -128,13 +128,13 @@ impl RowWriter {
                     ),
                     Row::Json(_) => return Err(io::Error::other("a JSON row cannot be written as CSV")),
                 };
+                // The error may quote Leadspace's own words, so it is neutralised like its values.
                 let status = [enrichment.status.as_str(), enrichment.error.as_deref().unwrap_or("")];
-                let attributes = (0..enrichment::ATTRIBUTE_COUNT).map(|i| neutralise_formula(enrichment.attribute(i)));
+                let ours = (0..enrichment::ATTRIBUTE_COUNT).map(|i| enrichment.attribute(i));
                 let record: Vec<Cow<'_, str>> = original
                     .into_iter()
-                    .chain(status)
                     .map(Cow::Borrowed)
-                    .chain(attributes)
+                    .chain(status.into_iter().chain(ours).map(neutralise_formula))
                     .chain(extra.into_iter().map(Cow::Borrowed))
                     .collect();
                 writer.write_record(record.iter().map(|c| c.as_bytes())).map_err(io::Error::from)
