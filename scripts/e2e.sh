@@ -81,9 +81,39 @@ check "cli-enrich: force re-enriches with the given mapping" "$r" "$outcomes == 
 r=$(invoke events/cli-refresh.json)
 check "cli-refresh: everything is up to date" "$r" "all(o == 'skipped' for _, o in $outcomes)"
 
+# Files as spreadsheets really export them: a European Excel CSV (Windows-1252, semicolons) and
+# a workbook saved with a .csv name.
+python3 - "$WORK/excel-eu.csv" "$WORK/workbook.csv" <<'PY'
+import sys
+table = "Société;Ville;Notes\r\nSociété Générale;Paris;=1+1\r\nMüller GmbH;Köln;\r\n"
+open(sys.argv[1], "wb").write(table.encode("cp1252"))
+open(sys.argv[2], "wb").write(b"PK\x03\x04\x14\x00\x06\x00not really a workbook")
+PY
+aws_s3 s3 cp "$WORK/excel-eu.csv" "s3://$BUCKET/incoming/excel-eu.csv" >/dev/null
+aws_s3 s3 cp "$WORK/workbook.csv" "s3://$BUCKET/incoming/workbook.csv" >/dev/null
+for name in excel-eu workbook; do
+  printf '{"action": "enrich", "bucket": "%s", "key": "incoming/%s.csv"}' "$BUCKET" "$name" >"$WORK/$name.json"
+done
+r=$(invoke "$WORK/excel-eu.json")
+aws_s3 s3 cp "s3://$BUCKET/enriched/excel-eu.csv" "$WORK/excel-eu.out.csv" >/dev/null
+aws_s3 s3 cp "s3://$BUCKET/enriched/excel-eu.csv.summary.json" "$WORK/excel-eu.summary.json" >/dev/null
+python3 -c "
+import csv, json, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline='', encoding='utf-8-sig'), delimiter=';'))
+summary = json.load(open(sys.argv[2]))
+json.dump({'names': [r['Société'] for r in rows], 'notes': [r['Notes'] for r in rows],
+           'encoding': summary['source']['encoding'], 'mapping': summary['field_mapping']}, open(sys.argv[3], 'w'))
+" "$WORK/excel-eu.out.csv" "$WORK/excel-eu.summary.json" "$WORK/excel-eu.check.json"
+check "a European Excel export (Windows-1252, ';') comes back as UTF-8, accents and cells intact" \
+  "$WORK/excel-eu.check.json" \
+  "r['names'] == ['Société Générale', 'Müller GmbH'] and r['notes'] == ['=1+1', ''] and r['encoding'] == 'windows-1252' and r['mapping'] == {'company_name': 'Société', 'city': 'Ville'}"
+r=$(invoke "$WORK/workbook.json")
+check "a workbook named .csv gets a failed summary that says how to fix it" "$r" \
+  "$outcomes == [('incoming/workbook.csv', 'failed')] and 'save it as CSV UTF-8' in r['results'][0]['message']"
+
 r=$(invoke events/cli-status.json)
-check "cli-status: both enrichments, complete, with row counts" "$r" \
-  "sorted((e['source']['key'], e['status'], e['rows']['total']) for e in r['enrichments']) == [('$CSV_KEY', 'complete', 10), ('incoming/crm/accounts.jsonl.gz', 'complete', 6)]"
+check "cli-status: every enrichment, with its status and row counts" "$r" \
+  "sorted((e['source']['key'], e['status'], e['rows']['total']) for e in r['enrichments']) == [('$CSV_KEY', 'complete', 10), ('incoming/crm/accounts.jsonl.gz', 'complete', 6), ('incoming/excel-eu.csv', 'complete', 2), ('incoming/workbook.csv', 'failed', 0)]"
 
 # A function error: real Lambda answers 200 with X-Amz-Function-Error, which the AWS CLI shows;
 # cargo lambda watch answers 500, which the CLI retries and then hides, so this one check reads

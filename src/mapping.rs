@@ -60,6 +60,18 @@ impl Role {
                 "companylegalname",
                 "legalname",
                 "employer",
+                // European spreadsheet headers.
+                "société",
+                "societe",
+                "entreprise",
+                "raisonsociale",
+                "firma",
+                "firmenname",
+                "unternehmen",
+                "empresa",
+                "azienda",
+                "bedrijf",
+                "bedrijfsnaam",
             ],
             Role::Website => &[
                 "website",
@@ -72,16 +84,57 @@ impl Role {
                 "web",
                 "homepage",
                 "site",
+                "siteweb",
+                "webseite",
+                "sitioweb",
             ],
-            Role::Country => &["country", "countrycode", "countryregion", "billingcountry", "countryname"],
-            Role::State => &["state", "stateprovince", "stateorprovince", "province", "region", "billingstate"],
-            Role::City => &["city", "town", "locality", "billingcity"],
-            Role::Street => {
-                &["street", "streetaddress", "address", "address1", "addressline1", "billingstreet", "street1"]
+            Role::Country => &[
+                "country",
+                "countrycode",
+                "countryregion",
+                "billingcountry",
+                "countryname",
+                "pays",
+                "land",
+                "país",
+                "pais",
+            ],
+            Role::State => {
+                &["state", "stateprovince", "stateorprovince", "province", "region", "billingstate", "bundesland"]
             }
-            Role::PostalCode => {
-                &["postalcode", "zip", "zipcode", "postcode", "zippostalcode", "billingpostalcode", "billingzip"]
+            Role::City => {
+                &["city", "town", "locality", "billingcity", "ville", "stadt", "ort", "ciudad", "città", "citta"]
             }
+            Role::Street => &[
+                "street",
+                "streetaddress",
+                "address",
+                "address1",
+                "addressline1",
+                "billingstreet",
+                "street1",
+                "adresse",
+                "rue",
+                "straße",
+                "strasse",
+                "dirección",
+                "direccion",
+                "indirizzo",
+            ],
+            Role::PostalCode => &[
+                "postalcode",
+                "zip",
+                "zipcode",
+                "postcode",
+                "zippostalcode",
+                "billingpostalcode",
+                "billingzip",
+                "codepostal",
+                "plz",
+                "postleitzahl",
+                "códigopostal",
+                "codigopostal",
+            ],
         }
     }
 }
@@ -534,6 +587,19 @@ mod tests {
             m.description().to_json(),
             serde_json::json!({"company_name": "ACCOUNT_NAME", "website": "Web Site", "country": "Country/Region", "postal_code": "Zip"})
         );
+    }
+
+    #[test]
+    fn european_headers_are_recognised_accents_and_all() {
+        let h = header(&["Société", "Adresse", "Code postal", "Ville", "Pays", "Site Web"]);
+        let m = FieldMapping::resolve_columns(None, &h).unwrap();
+        assert_eq!(
+            m.description().to_json(),
+            serde_json::json!({"company_name": "Société", "website": "Site Web", "country": "Pays", "city": "Ville",
+                               "street": "Adresse", "postal_code": "Code postal"})
+        );
+        let h = header(&["Firmenname", "PLZ", "Ort", "Straße"]);
+        assert!(FieldMapping::resolve_columns(None, &h).is_ok());
     }
 
     #[test]
