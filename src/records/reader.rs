@@ -63,6 +63,8 @@ impl std::error::Error for ReadError {
 enum Message {
     Layout(Layout, TextOrigin),
     Rows(Vec<Row>),
+    /// The whole file was read: without it, a closed channel means the parser died.
+    End,
     Failed(ReadError),
 }
 
@@ -72,6 +74,7 @@ pub struct RowStream {
     /// Rows that were not valid UTF-8 and were decoded as Windows-1252; final once drained.
     legacy_rows: Arc<AtomicU64>,
     rx: mpsc::Receiver<Message>,
+    ended: bool,
 }
 
 impl RowStream {
@@ -83,27 +86,33 @@ impl RowStream {
         let counter = legacy_rows.clone();
         let bridge = SyncIoBridge::new(body);
         tokio::task::spawn_blocking(move || {
-            let text = match decode::open_text(Box::new(bridge), format.gzip) {
-                Ok(text) => text,
-                Err(error) => {
-                    // The receiver may be gone (the job gave up): nothing left to tell.
-                    let _ = tx.blocking_send(Message::Failed(error));
-                    return;
-                }
+            // A bug in a parser must give this file a failed summary, not end the file early
+            // (rows lost) or reach the runtime.
+            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let text = decode::open_text(Box::new(bridge), format.gzip)?;
+                let parser = Parser { tx: &tx, origin: text.origin, legacy_rows: &counter };
+                let result = match format.kind {
+                    Kind::Csv { tab_hint } => parser.csv(text.reader, tab_hint),
+                    Kind::JsonLines => parser.json_lines(text.reader),
+                };
+                result.map_err(|error| classify(error, format.gzip))
+            }));
+            let last = match parsed {
+                Ok(Ok(())) => Message::End,
+                Ok(Err(error)) => Message::Failed(error),
+                Err(_) => Message::Failed(ReadError::Malformed(
+                    "the file could not be read because of an internal error in the row parser; \
+                     please report it with the file's format"
+                        .into(),
+                )),
             };
-            let parser = Parser { tx: &tx, origin: text.origin, legacy_rows: &counter };
-            let result = match format.kind {
-                Kind::Csv { tab_hint } => parser.csv(text.reader, tab_hint),
-                Kind::JsonLines => parser.json_lines(text.reader),
-            };
-            if let Err(error) = result {
-                let _ = tx.blocking_send(Message::Failed(classify(error, format.gzip)));
-            }
+            // The receiver may be gone (the job gave up): nothing left to tell.
+            let _ = tx.blocking_send(last);
         });
         match rx.recv().await {
-            Some(Message::Layout(layout, origin)) => Ok(RowStream { layout, origin, legacy_rows, rx }),
+            Some(Message::Layout(layout, origin)) => Ok(RowStream { layout, origin, legacy_rows, rx, ended: false }),
             Some(Message::Failed(error)) => Err(error),
-            Some(Message::Rows(_)) | None => {
+            Some(Message::Rows(_) | Message::End) | None => {
                 Err(ReadError::Io(io::Error::other("the row parser stopped before reading the header")))
             }
         }
@@ -124,8 +133,18 @@ impl RowStream {
 
     /// The next batch of rows, `None` at the end of the file.
     pub async fn next_batch(&mut self) -> Option<Result<Vec<Row>, ReadError>> {
-        match self.rx.recv().await? {
+        if self.ended {
+            return None;
+        }
+        let Some(message) = self.rx.recv().await else {
+            return Some(Err(ReadError::Io(io::Error::other("the row parser stopped before the end of the file"))));
+        };
+        match message {
             Message::Rows(rows) => Some(Ok(rows)),
+            Message::End => {
+                self.ended = true;
+                None
+            }
             Message::Failed(error) => Some(Err(error)),
             Message::Layout(..) => {
                 Some(Err(ReadError::Io(io::Error::other("unexpected second header from the row parser"))))

@@ -336,3 +336,19 @@ async fn a_key_with_every_reserved_character_is_decoded_and_mirrored() {
     assert!(text(&output).starts_with("Company,leadspace_status"));
     assert_eq!(env.summary(&format!("enriched/odd/{name}.summary.json")).await["source"]["key"], key.as_str());
 }
+
+#[test]
+fn a_field_mapping_that_is_not_json_fails_the_cold_start_naming_the_variable() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_leadspace-enrich"))
+        .env_clear()
+        .env("LEADSPACE_SECRET_ID", "leadspace")
+        .env("FIELD_MAPPING", "{company_name: Account Name}")
+        // Never reached: the configuration is checked before the runtime is contacted.
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .output()
+        .expect("the function binary runs");
+
+    assert!(!output.status.success());
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(said.contains("FIELD_MAPPING") && said.contains("is not valid JSON"), "{said}");
+}
