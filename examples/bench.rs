@@ -1,0 +1,343 @@
+//! Scale and cost figures: the release binary of the function, run the way Lambda runs it (a
+//! separate process polling a Runtime API, served here), against moto and the Leadspace
+//! emulator. For each scenario it prints rows/s, the function's peak RSS, Leadspace requests,
+//! 429s, and the time against the emulator's theoretical minimum. Then cold start and binary
+//! size. Run through `scripts/bench.sh` (`make bench`), which builds the binary and starts moto.
+//!
+//! Measuring a separate process keeps the emulator's and this harness's memory out of the
+//! function's peak RSS, which is read from the kernel (`VmHWM`) when the invocation answers.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::routing::{get, post};
+use leadspace_emulator::{Emulator, Knobs};
+use serde_json::{Value, json};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const TOKEN: &str = "bench-token";
+const BULK_SIZE: u64 = 500;
+
+/// A minimal Lambda Runtime API: hands out one event, records when the function asked for it
+/// and when it answered.
+#[derive(Default)]
+struct Invocation {
+    event: Option<Value>,
+    asked_at: Option<Instant>,
+    delivered_at: Option<Instant>,
+    answered: Option<(Instant, Value)>,
+}
+
+type Shared = Arc<Mutex<Invocation>>;
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Invocation> {
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn next(State(shared): State<Shared>) -> (HeaderMap, String) {
+    let event = {
+        let mut invocation = lock(&shared);
+        invocation.asked_at.get_or_insert_with(Instant::now);
+        invocation.event.take()
+    };
+    let Some(event) = event else {
+        // One invocation per process: the second poll waits until the process is stopped.
+        std::future::pending::<()>().await;
+        unreachable!()
+    };
+    lock(&shared).delivered_at = Some(Instant::now());
+    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + Duration::from_secs(900);
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("lambda-runtime-aws-request-id", "bench-request".to_string()),
+        ("lambda-runtime-deadline-ms", deadline.as_millis().to_string()),
+        ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:000000000000:function:bench".into()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    (headers, event.to_string())
+}
+
+async fn answer(State(shared): State<Shared>, UrlPath(_id): UrlPath<String>, body: String) -> &'static str {
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    lock(&shared).answered = Some((Instant::now(), value));
+    "{}"
+}
+
+async fn init_error(State(shared): State<Shared>, body: String) -> &'static str {
+    lock(&shared).answered = Some((Instant::now(), json!({"init_error": body})));
+    "{}"
+}
+
+async fn runtime_api(event: Value) -> Result<(SocketAddr, Shared), Error> {
+    let shared: Shared = Arc::new(Mutex::new(Invocation { event: Some(event), ..Invocation::default() }));
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(answer))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(answer))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((addr, shared))
+}
+
+/// One run of the function binary on one event.
+struct Run {
+    init: Duration,
+    cold_start: Duration,
+    invocation: Duration,
+    peak_rss_kib: u64,
+    response: Value,
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+async fn run_function(binary: &Path, env: &HashMap<&str, String>, event: Value) -> Result<Run, Error> {
+    let (addr, shared) = runtime_api(event).await?;
+    let started = Instant::now();
+    let mut child: Child = Command::new(binary)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "leadspace-enrich")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let answered = loop {
+        if let Some((at, value)) = lock(&shared).answered.take() {
+            break (at, value);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("the function exited with {status} before answering").into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let peak_rss_kib = peak_rss_kib(child.id());
+    child.kill()?;
+    child.wait()?;
+    let invocation = lock(&shared);
+    let asked = invocation.asked_at.unwrap_or(started);
+    let delivered = invocation.delivered_at.unwrap_or(asked);
+    Ok(Run {
+        init: asked - started,
+        cold_start: answered.0 - started,
+        invocation: answered.0 - delivered,
+        peak_rss_kib,
+        response: answered.1,
+    })
+}
+
+struct Scenario {
+    name: &'static str,
+    rows: u64,
+    companies: u64,
+    mode: &'static str,
+    function_tps: u32,
+    knobs: Knobs,
+}
+
+impl Scenario {
+    /// The least time the emulator's limits allow: bulk needs a submission and one poll per 500
+    /// companies, single one request per company, all within its TPS; and no bulk answers
+    /// before it is ready.
+    fn ceiling_seconds(&self) -> Option<f64> {
+        let tps = f64::from(self.knobs.tps_limit?);
+        let requests = if self.mode == "single" { self.companies } else { 2 * self.companies.div_ceil(BULK_SIZE) };
+        let floor = self.knobs.bulk_ready_after_ms.max(self.knobs.latency_ms) as f64 / 1000.0;
+        Some((requests as f64 / tps).max(floor))
+    }
+}
+
+/// A CSV of `rows` rows over `companies` distinct companies (with websites and cities, and a
+/// notes column that is never sent), streamed to a file.
+fn write_input(path: &Path, rows: u64, companies: u64) -> Result<u64, Error> {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(out, "Id,Company Name,Website,City,Notes")?;
+    let cities = ["Paris", "Berlin", "Madrid", "Rome", "Oslo", "Lisbon", "Vienna", "Prague"];
+    for i in 0..rows {
+        let c = (i * 7_919) % companies;
+        writeln!(
+            out,
+            "{i},Bench Company {c},bench{c}.example.com,{},\"Renewal due, call back in Q{} about seats\"",
+            cities[(c % 8) as usize],
+            i % 4 + 1
+        )?;
+    }
+    out.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+fn sdk(endpoint: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "bench",
+        )))
+        .build()
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let endpoint = std::env::var("MOTO_ENDPOINT").map_err(|_| "set MOTO_ENDPOINT (scripts/bench.sh does)")?;
+    let binary = PathBuf::from(
+        std::env::var("BENCH_FUNCTION_BINARY").map_err(|_| "set BENCH_FUNCTION_BINARY (scripts/bench.sh does)")?,
+    );
+    let only: Option<String> = std::env::args().nth(1);
+    let sdk = sdk(&endpoint);
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let bucket = format!("bench-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await?;
+    let secret = format!("bench-token-{}", std::process::id());
+    aws_sdk_secretsmanager::Client::new(&sdk).create_secret().name(&secret).secret_string(TOKEN).send().await?;
+    let work = tempfile::tempdir()?;
+
+    let bulk_30 = Knobs { tps_limit: Some(30), bulk_ready_after_ms: 1_000, ..Knobs::default() };
+    let scenarios = [
+        Scenario {
+            name: "a: 20,000 companies, bulk, 30 TPS",
+            rows: 20_000,
+            companies: 20_000,
+            mode: "bulk",
+            function_tps: 30,
+            knobs: bulk_30.clone(),
+        },
+        Scenario {
+            name: "a': 100,000 companies, bulk, 30 TPS",
+            rows: 100_000,
+            companies: 100_000,
+            mode: "bulk",
+            function_tps: 30,
+            knobs: bulk_30,
+        },
+        Scenario {
+            name: "b: 1,000 companies, single, 30 TPS, 100 ms",
+            rows: 1_000,
+            companies: 1_000,
+            mode: "single",
+            function_tps: 30,
+            knobs: Knobs { tps_limit: Some(30), latency_ms: 100, ..Knobs::default() },
+        },
+        Scenario {
+            name: "c: 1,000,000 rows, 200,000 companies, instant",
+            rows: 1_000_000,
+            companies: 200_000,
+            mode: "bulk",
+            function_tps: 10_000,
+            knobs: Knobs::default(),
+        },
+    ];
+
+    println!(
+        "{:<46} {:>9} {:>9} {:>9} {:>9} {:>6} {:>8} {:>8} {:>7}",
+        "scenario", "rows", "seconds", "rows/s", "peak MiB", "reqs", "429s", "minimum", "ratio"
+    );
+    for scenario in scenarios {
+        if only.as_deref().is_some_and(|o| !scenario.name.starts_with(o)) {
+            continue;
+        }
+        let emulator = Emulator::start(Knobs { token: TOKEN.into(), ..scenario.knobs.clone() }).await?;
+        let key = format!("incoming/{}.csv", scenario.name.split(':').next().unwrap_or("x").replace('\'', "-prime"));
+        let path = work.path().join("input.csv");
+        let size = write_input(&path, scenario.rows, scenario.companies)?;
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(&path).await?;
+        s3.put_object().bucket(&bucket).key(&key).body(body).send().await?;
+        let env: HashMap<&str, String> = HashMap::from([
+            ("LEADSPACE_SECRET_ID", secret.clone()),
+            ("LEADSPACE_BASE_URL", emulator.base_url()),
+            ("DATA_SHARING_CONSENT", "true".into()),
+            ("S3_FORCE_PATH_STYLE", "true".into()),
+            ("AWS_ENDPOINT_URL", endpoint.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("LEADSPACE_TPS", scenario.function_tps.to_string()),
+            ("LEADSPACE_MODE", scenario.mode.into()),
+        ]);
+
+        let run = run_function(&binary, &env, json!({"action": "enrich", "bucket": bucket, "key": key})).await?;
+
+        let stats = emulator.stats();
+        let result = &run.response["results"][0];
+        let rows = result["rows"]["total"].as_u64().unwrap_or(0);
+        let seconds = run.invocation.as_secs_f64();
+        let (minimum, ratio) = match scenario.ceiling_seconds() {
+            Some(min) => (format!("{min:.1}"), format!("{:.2}x", seconds / min)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:<46} {:>9} {:>9.1} {:>9.0} {:>9.1} {:>6} {:>8} {:>8} {:>7}",
+            scenario.name,
+            rows,
+            seconds,
+            rows as f64 / seconds,
+            mib(run.peak_rss_kib),
+            stats.requests,
+            stats.throttled,
+            minimum,
+            ratio
+        );
+        println!(
+            "    input {:.1} MiB; status {}; {} records sent for {} companies",
+            size as f64 / 1048576.0,
+            result["status"].as_str().unwrap_or("?"),
+            stats.records_received,
+            scenario.companies
+        );
+        if result["status"] != "complete" {
+            println!("    response: {}", run.response);
+        }
+    }
+
+    // Cold start: process start to the first answer, on an invocation that reads one summary.
+    let env: HashMap<&str, String> = HashMap::from([
+        ("LEADSPACE_SECRET_ID", secret.clone()),
+        ("S3_FORCE_PATH_STYLE", "true".into()),
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+    ]);
+    let mut colds = Vec::new();
+    for _ in 0..5 {
+        colds.push(run_function(&binary, &env, json!({"action": "status", "bucket": bucket})).await?);
+    }
+    colds.sort_by_key(|r| r.cold_start);
+    let median = &colds[colds.len() / 2];
+    println!(
+        "cold start (median of 5): {:.1} ms to ready (init), {:.1} ms to the first answer (a status call); peak {:.1} MiB",
+        median.init.as_secs_f64() * 1000.0,
+        median.cold_start.as_secs_f64() * 1000.0,
+        mib(median.peak_rss_kib)
+    );
+    println!("release binary: {:.1} MiB ({})", std::fs::metadata(&binary)?.len() as f64 / 1048576.0, binary.display());
+    Ok(())
+}
