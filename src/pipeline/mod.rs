@@ -397,7 +397,7 @@ impl Run<'_> {
 
     async fn open(&self, format: Format) -> Result<Result<RowStream, Problem>, JobError> {
         let body = self.app.store.get(&self.job.bucket, &self.job.key, Some(&self.meta.etag)).await?;
-        match RowStream::open(body, format).await {
+        match RowStream::open(body, format, self.app.config.max_input_bytes).await {
             Ok(stream) => Ok(Ok(stream)),
             Err(error) => self.read_failure(error),
         }
@@ -418,6 +418,13 @@ impl Run<'_> {
         };
         let resolved = match &stream.layout {
             Layout::Csv { columns, .. } => FieldMapping::resolve_columns(mapping, columns),
+            Layout::JsonLines { first_object: None } if mapping.is_none() => {
+                return Ok(Err(Problem(
+                    "no JSON object found in the file's first lines: JSON Lines needs one {...} object per line \
+                     (a file holding a single JSON array is JSON, not JSON Lines)"
+                        .into(),
+                )));
+            }
             Layout::JsonLines { first_object } => FieldMapping::resolve_fields(mapping, first_object.as_ref()),
         };
         let mapping = match resolved {
@@ -462,11 +469,17 @@ impl Run<'_> {
         }
         scan.encoding = stream.encoding();
         if scan.rows > 0 && !company_field_seen {
-            let available = match &stream.layout {
-                Layout::Csv { columns, .. } => columns.clone(),
-                Layout::JsonLines { first_object } => first_object.as_ref().map(field_paths).unwrap_or_default(),
-            };
-            return Ok(Err(Problem(scan.mapping.company_field_missing(available).to_string())));
+            return Ok(Err(Problem(match &stream.layout {
+                Layout::Csv { columns, .. } => format!(
+                    "no row reaches the company column: every row has fewer fields than the header ({} columns); \
+                     check the delimiter and the quoting",
+                    columns.len()
+                ),
+                Layout::JsonLines { first_object } => {
+                    let available = first_object.as_ref().map(field_paths).unwrap_or_default();
+                    scan.mapping.company_field_missing(available).to_string()
+                }
+            })));
         }
         Ok(Ok(scan))
     }
@@ -520,9 +533,9 @@ impl Run<'_> {
                     };
                     rows.count(enrichment.status);
                     writer.write(row, enrichment).map_err(write_error)?;
-                }
-                if writer.pending_len() >= PART_SIZE {
-                    upload.write(writer.take()).await?;
+                    if writer.pending_len() >= PART_SIZE {
+                        upload.write(writer.take()).await?;
+                    }
                 }
             }
             Ok(Ok(()))

@@ -65,7 +65,8 @@ pub async fn prior_answers(
     };
     let read_error =
         |source: ReadError| JobError::Read { bucket: bucket.to_string(), key: output_key.to_string(), source };
-    let mut stream = match RowStream::open(body, format).await {
+    // Our own output, larger than its input by the leadspace columns: no limit.
+    let mut stream = match RowStream::open(body, format, u64::MAX).await {
         Ok(stream) => stream,
         Err(ReadError::Malformed(_)) => return Ok(answers),
         Err(io) => return Err(read_error(io)),

@@ -15,7 +15,6 @@ use std::borrow::Cow;
 use std::io::{self, BufReader, Read};
 
 use encoding_rs::{UTF_16BE, UTF_16LE, WINDOWS_1252};
-use encoding_rs_io::DecodeReaderBytesBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::ReadError;
@@ -76,7 +75,7 @@ fn read_prefix(reader: &mut dyn Read, n: usize) -> io::Result<Vec<u8>> {
 
 /// Opens the object's bytes as UTF-8 text. `named_gzip` is whether the key ends in `.gz`.
 /// Errors are `ReadError::Malformed` for a problem with the file, `Io` for a problem reading it.
-pub fn open_text(raw: Box<dyn Read>, named_gzip: bool) -> Result<Text, ReadError> {
+pub fn open_text(raw: Box<dyn Read>, named_gzip: bool, max_text_bytes: u64) -> Result<Text, ReadError> {
     let mut raw = raw;
     let magic = read_prefix(&mut raw, 2).map_err(ReadError::Io)?;
     if magic.is_empty() {
@@ -111,9 +110,20 @@ pub fn open_text(raw: Box<dyn Read>, named_gzip: bool) -> Result<Text, ReadError
     let reader: Box<dyn Read> = match encoding {
         TextEncoding::Utf16Le | TextEncoding::Utf16Be => {
             let label = if encoding == TextEncoding::Utf16Le { UTF_16LE } else { UTF_16BE };
-            Box::new(
-                DecodeReaderBytesBuilder::new().encoding(Some(label)).bom_sniffing(true).strip_bom(true).build(rest),
-            )
+            let decoder =
+                if had_bom { label.new_decoder_with_bom_removal() } else { label.new_decoder_without_bom_handling() };
+            Box::new(Utf16Text {
+                inner: rest,
+                decoder,
+                input: vec![0; 64 * 1024],
+                pending: 0,
+                ended: false,
+                finished: false,
+                // UTF-8 of 64 KiB of UTF-16 is at most 1.5 times as long.
+                output: vec![0; 96 * 1024 + 16],
+                out_start: 0,
+                out_end: 0,
+            })
         }
         _ if had_bom => {
             let mut rest = rest;
@@ -123,19 +133,20 @@ pub fn open_text(raw: Box<dyn Read>, named_gzip: bool) -> Result<Text, ReadError
         _ => rest,
     };
     let reader: Box<dyn Read> = if is_gzip { Box::new(GzipErrors(reader)) } else { reader };
+    let reader = Box::new(TextLimit { inner: reader, left: max_text_bytes, limit: max_text_bytes });
     Ok(Text { reader, origin: TextOrigin { encoding, had_bom } })
 }
 
 /// The encoding the first bytes announce. Without a BOM, a header of ASCII characters in UTF-16
 /// shows as every other byte being zero.
 fn sniff_encoding(head: &[u8]) -> (TextEncoding, bool) {
-    let ascii = |b: u8| b != 0 && b.is_ascii();
     match head {
         [0xFF, 0xFE, ..] => (TextEncoding::Utf16Le, true),
         [0xFE, 0xFF, ..] => (TextEncoding::Utf16Be, true),
         [0xEF, 0xBB, 0xBF, ..] => (TextEncoding::Utf8, true),
-        [a, 0, b, 0, ..] if ascii(*a) && ascii(*b) => (TextEncoding::Utf16Le, false),
-        [0, a, 0, b, ..] if ascii(*a) && ascii(*b) => (TextEncoding::Utf16Be, false),
+        // UTF-8 text has no zero bytes; UTF-16 of Latin text has one in every other byte.
+        [a, 0, b, 0, ..] if *a != 0 && *b != 0 => (TextEncoding::Utf16Le, false),
+        [0, a, 0, b, ..] if *a != 0 && *b != 0 => (TextEncoding::Utf16Be, false),
         _ => (TextEncoding::Utf8, false),
     }
 }
@@ -149,12 +160,90 @@ pub fn decode_text(bytes: &[u8]) -> (Cow<'_, str>, bool) {
     }
 }
 
+/// UTF-16 transcoded to UTF-8 as it is read. Broken UTF-16 (an odd number of bytes, an unpaired
+/// surrogate) is refused rather than replaced: U+FFFD would put a made-up "company" in front of
+/// Leadspace.
+struct Utf16Text {
+    inner: Box<dyn Read>,
+    decoder: encoding_rs::Decoder,
+    input: Vec<u8>,
+    /// Bytes at the start of `input` not yet decoded.
+    pending: usize,
+    ended: bool,
+    /// The decoder has been told the input ended; it must not be called again.
+    finished: bool,
+    /// UTF-8 decoded and not yet handed out: `output[out_start..out_end]`.
+    output: Vec<u8>,
+    out_start: usize,
+    out_end: usize,
+}
+
+impl Read for Utf16Text {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.out_start < self.out_end {
+                let n = buf.len().min(self.out_end - self.out_start);
+                buf[..n].copy_from_slice(&self.output[self.out_start..self.out_start + n]);
+                self.out_start += n;
+                return Ok(n);
+            }
+            if self.finished {
+                return Ok(0);
+            }
+            if !self.ended && self.pending < self.input.len() {
+                let n = self.inner.read(&mut self.input[self.pending..])?;
+                self.ended = n == 0;
+                self.pending += n;
+            }
+            let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(
+                &self.input[..self.pending],
+                &mut self.output,
+                self.ended,
+            );
+            self.input.copy_within(read..self.pending, 0);
+            self.pending -= read;
+            if let encoding_rs::DecoderResult::Malformed(..) = result {
+                return Err(malformed(
+                    "the UTF-16 text is damaged or cut short (an odd number of bytes, or half of a character \
+                     pair); export the file again, preferably as CSV UTF-8"
+                        .into(),
+                ));
+            }
+            (self.out_start, self.out_end) = (0, written);
+            self.finished = self.ended && result == encoding_rs::DecoderResult::InputEmpty;
+        }
+    }
+}
+
+/// Counts the text's bytes after decompression: a small `.gz` can hold far more than
+/// MAX_INPUT_BYTES.
+struct TextLimit {
+    inner: Box<dyn Read>,
+    left: u64,
+    limit: u64,
+}
+
+impl Read for TextLimit {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            malformed(format!(
+                "the file's text is larger than MAX_INPUT_BYTES ({} bytes) once decompressed; split it into \
+                 smaller files or raise MAX_INPUT_BYTES",
+                self.limit
+            ))
+        })?;
+        Ok(n)
+    }
+}
+
 /// Marks decompression errors so that they are told apart from network errors reading the body.
 struct GzipErrors(Box<dyn Read>);
 
 impl Read for GzipErrors {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read(buf).map_err(|e| match e.kind() {
+            _ if e.get_ref().is_some_and(|inner| inner.is::<Malformed>()) => e,
             io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
                 io::Error::new(io::ErrorKind::InvalidData, Malformed(truncated_gzip(&e)))
             }
@@ -210,7 +299,7 @@ mod tests {
     use super::*;
 
     fn read(bytes: Vec<u8>, named_gzip: bool) -> Result<(String, TextOrigin), ReadError> {
-        let mut text = open_text(Box::new(io::Cursor::new(bytes)), named_gzip)?;
+        let mut text = open_text(Box::new(io::Cursor::new(bytes)), named_gzip, u64::MAX)?;
         let mut out = String::new();
         text.reader.read_to_string(&mut out).map_err(|e| classify(e, true))?;
         Ok((out, text.origin))
@@ -241,6 +330,35 @@ mod tests {
             assert_eq!(out, text);
             assert_eq!(origin, TextOrigin { encoding, had_bom: bom });
         }
+    }
+
+    #[test]
+    fn utf16_without_a_bom_is_recognised_whatever_its_first_letters() {
+        let (out, origin) = read(utf16("Éditeur;Ville\n", false, false), false).unwrap();
+        assert_eq!((out.as_str(), origin.encoding), ("Éditeur;Ville\n", TextEncoding::Utf16Le));
+    }
+
+    #[test]
+    fn damaged_utf16_is_refused_rather_than_guessed() {
+        let mut odd = utf16("Company\nAcme\n", false, true);
+        odd.push(b'x');
+        let result = read(odd, false);
+        assert!(result.is_err(), "{result:?}");
+        let err = result.err().unwrap();
+        assert!(err.to_string().contains("UTF-16 text is damaged"), "{err}");
+        let mut unpaired = utf16("Company\n", false, true);
+        unpaired.extend([0x00, 0xD8, b'A', 0x00]);
+        assert!(read(unpaired, false).is_err());
+        // A real U+FFFD in the text is text.
+        assert_eq!(read(utf16("a\u{FFFD}b", false, true), false).unwrap().0, "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn decompressed_text_past_the_limit_is_refused() {
+        let bytes = gzip(&b"Company\nAcme\n".repeat(1000));
+        let mut text = open_text(Box::new(io::Cursor::new(bytes)), true, 100).unwrap();
+        let err = classify(text.reader.read_to_end(&mut Vec::new()).unwrap_err(), true);
+        assert!(err.to_string().contains("MAX_INPUT_BYTES (100 bytes) once decompressed"), "{err}");
     }
 
     #[test]

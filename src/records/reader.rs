@@ -17,6 +17,9 @@ use super::{Format, InvalidRow, JsonRow, Kind, Row};
 /// Rows per message from the parser thread; with `CHANNEL_BATCHES` in flight this bounds what
 /// the reader holds in memory.
 const BATCH_ROWS: usize = 1024;
+/// ... and at most about this many bytes of rows, so that a file of huge cells cannot fill
+/// memory with a thousand of them.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 const CHANNEL_BATCHES: usize = 4;
 /// JSON Lines auto-detection looks for the first object within this many lines.
 const FIRST_OBJECT_SCAN_LINES: u64 = 1000;
@@ -80,7 +83,12 @@ pub struct RowStream {
 impl RowStream {
     /// Starts parsing `body` on a blocking thread and waits for the layout (the CSV header, or
     /// the first JSON object).
-    pub async fn open(body: Box<dyn AsyncRead + Send + Unpin>, format: Format) -> Result<RowStream, ReadError> {
+    /// `max_text_bytes` bounds the text after decompression.
+    pub async fn open(
+        body: Box<dyn AsyncRead + Send + Unpin>,
+        format: Format,
+        max_text_bytes: u64,
+    ) -> Result<RowStream, ReadError> {
         let (tx, mut rx) = mpsc::channel(CHANNEL_BATCHES);
         let legacy_rows = Arc::new(AtomicU64::new(0));
         let counter = legacy_rows.clone();
@@ -89,7 +97,7 @@ impl RowStream {
             // A bug in a parser must give this file a failed summary, not end the file early
             // (rows lost) or reach the runtime.
             let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let text = decode::open_text(Box::new(bridge), format.gzip)?;
+                let text = decode::open_text(Box::new(bridge), format.gzip, max_text_bytes)?;
                 let parser = Parser { tx: &tx, origin: text.origin, legacy_rows: &counter };
                 let result = match format.kind {
                     Kind::Csv { tab_hint } => parser.csv(text.reader, tab_hint),
@@ -185,22 +193,23 @@ impl Parser<'_> {
 
     fn csv(&self, source: Box<dyn Read>, tab_hint: bool) -> io::Result<()> {
         let mut source = BufReader::with_capacity(256 * 1024, source);
-        // The header line is read whole to sniff the delimiter, up to a cap: a file with
-        // `\r`-only line breaks, or none, must not be read into memory here.
-        let mut first_line = Vec::new();
-        (&mut source).take(MAX_HEADER_BYTES).read_until(b'\n', &mut first_line)?;
-        if first_line.iter().all(u8::is_ascii_whitespace) {
-            return Err(malformed(
-                "the file has no header row: a CSV file must start with a line naming its columns".into(),
-            ));
-        }
+        let mut head = read_header_record(&mut source)?;
+        // Excel's `sep=;` first line names the delimiter; it is not a row.
+        let forced = match scan_header(&head) {
+            HeaderScan { sep: Some(delimiter), end: Some(end), .. } => {
+                head.drain(..=end);
+                Some(delimiter)
+            }
+            _ => None,
+        };
         // A header without any delimiter is a one-column file: its values are read whole, so
         // that an unquoted "Acme, Inc." from a semicolon-locale Excel stays one company. The
         // output is written with the default delimiter.
-        let (delimiter, read_delimiter) = match sniff_delimiter(&first_line, tab_hint) {
+        let (delimiter, read_delimiter) = match forced.or_else(|| sniff_delimiter(&head, tab_hint)) {
             Some(found) => (found, found),
             None => (if tab_hint { b'\t' } else { b',' }, ONE_COLUMN),
         };
+        let first_line = head;
         let (tracked, quotes) =
             QuoteTracker::new(io::Cursor::new(first_line).chain(source), read_delimiter, MAX_ROW_BYTES);
         let mut reader =
@@ -213,8 +222,9 @@ impl Parser<'_> {
         let columns = record.iter().map(|name| self.text(name).into_owned()).collect();
         self.layout(Layout::Csv { columns, delimiter })?;
 
-        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        let mut batch = Batch::default();
         while reader.read_byte_record(&mut record).map_err(csv_error)? {
+            let size = record.as_slice().len();
             let row = match csv::StringRecord::from_byte_record(record.clone()) {
                 Ok(row) => row,
                 Err(not_utf8) => {
@@ -223,9 +233,8 @@ impl Parser<'_> {
                     csv::StringRecord::from(record.iter().map(|f| decode_text(f).0).collect::<Vec<_>>())
                 }
             };
-            batch.push(Row::Csv(row));
-            if batch.len() == BATCH_ROWS {
-                self.send(Message::Rows(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS))))?;
+            if let Some(full) = batch.push(Row::Csv(row), size) {
+                self.send(Message::Rows(full))?;
             }
         }
         if let Some(line) = quotes.unclosed_quote_line() {
@@ -236,58 +245,171 @@ impl Parser<'_> {
                  as one value; close the quote (\") and upload the file again"
             )));
         }
-        if !batch.is_empty() {
-            self.send(Message::Rows(batch))?;
+        if !batch.rows.is_empty() {
+            self.send(Message::Rows(batch.rows))?;
         }
         Ok(())
     }
 
     fn json_lines(&self, source: Box<dyn Read>) -> io::Result<()> {
         let mut lines = BufReader::with_capacity(256 * 1024, source);
-        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        let mut batch = Batch::default();
         let mut layout_sent = false;
-        let mut line = Vec::new();
+        let mut chunk = Vec::new();
         let mut lines_read = 0u64;
         loop {
-            line.clear();
-            if (&mut lines).take(MAX_ROW_BYTES + 1).read_until(b'\n', &mut line)? == 0 {
+            chunk.clear();
+            if (&mut lines).take(MAX_ROW_BYTES + 1).read_until(b'\n', &mut chunk)? == 0 {
                 break;
             }
-            lines_read += 1;
-            if line.len() as u64 > MAX_ROW_BYTES {
+            if chunk.len() as u64 > MAX_ROW_BYTES {
                 return Err(malformed(format!(
-                    "line {lines_read} is longer than {} MiB; JSON Lines needs one object per line",
+                    "line {} is longer than {} MiB; JSON Lines needs one object per line",
+                    lines_read + 1,
                     MAX_ROW_BYTES / (1024 * 1024)
                 )));
             }
-            let text = self.text(&line);
-            let text = text.trim_end_matches(['\n', '\r']);
-            if text.trim().is_empty() {
-                continue;
-            }
-            let row = parse_json_line(text);
-            if !layout_sent {
-                if let Row::Json(json) = &row {
-                    self.layout(Layout::JsonLines { first_object: Some(json.object.clone()) })?;
-                    layout_sent = true;
-                } else if lines_read >= FIRST_OBJECT_SCAN_LINES {
-                    self.layout(Layout::JsonLines { first_object: None })?;
-                    layout_sent = true;
+            // `\r` alone also ends a line (files from classic Mac tools).
+            let body = chunk.strip_suffix(b"\n").unwrap_or(&chunk);
+            let body = body.strip_suffix(b"\r").unwrap_or(body);
+            for line in body.split(|&b| b == b'\r') {
+                lines_read += 1;
+                let text = self.text(line);
+                if text.trim().is_empty() {
+                    continue;
                 }
-            }
-            batch.push(row);
-            if layout_sent && batch.len() >= BATCH_ROWS {
-                self.send(Message::Rows(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS))))?;
+                let row = parse_json_line(&text);
+                if !layout_sent {
+                    if let Row::Json(json) = &row {
+                        self.layout(Layout::JsonLines { first_object: Some(json.object.clone()) })?;
+                        layout_sent = true;
+                    } else if lines_read >= FIRST_OBJECT_SCAN_LINES || batch.bytes >= BATCH_BYTES {
+                        self.layout(Layout::JsonLines { first_object: None })?;
+                        layout_sent = true;
+                    }
+                }
+                let full = batch.push(row, line.len());
+                if let Some(full) = full.filter(|_| layout_sent) {
+                    self.send(Message::Rows(full))?;
+                }
             }
         }
         if !layout_sent {
             self.layout(Layout::JsonLines { first_object: None })?;
         }
-        if !batch.is_empty() {
-            self.send(Message::Rows(batch))?;
+        if !batch.rows.is_empty() {
+            self.send(Message::Rows(batch.rows))?;
         }
         Ok(())
     }
+}
+
+/// Rows on their way to the pipeline, handed over by count or by size.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<Row>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Adds a row; returns the batch to send once it is full.
+    fn push(&mut self, row: Row, size: usize) -> Option<Vec<Row>> {
+        self.rows.push(row);
+        self.bytes += size;
+        if self.rows.len() < BATCH_ROWS && self.bytes < BATCH_BYTES {
+            return None;
+        }
+        self.bytes = 0;
+        Some(std::mem::take(&mut self.rows))
+    }
+}
+
+/// Reads the header record: blank lines before it are skipped (as the CSV parser would), and
+/// a header cell with a line break in it (Alt+Enter in Excel) is read to its closing quote, up
+/// to a cap: a file without line breaks must not be read into memory here.
+fn read_header_record(source: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    loop {
+        let read = source.take(MAX_HEADER_BYTES).read_until(b'\n', &mut head)?;
+        if head.iter().all(u8::is_ascii_whitespace) {
+            if read == 0 {
+                return Err(malformed(
+                    "the file has no header row: a CSV file must start with a line naming its columns".into(),
+                ));
+            }
+            head.clear();
+            continue;
+        }
+        if read == 0 || scan_header(&head).end.is_some() || head.len() as u64 >= MAX_HEADER_BYTES {
+            return Ok(head);
+        }
+    }
+}
+
+/// What the first record of a CSV says, read as `csv_core` reads it: a quote opens a value only
+/// at the start of a field, and any candidate delimiter may end a field.
+struct HeaderScan {
+    /// How often `,` `\t` `;` `|` separate fields.
+    counts: [usize; 4],
+    /// Where the record's line break is, if the bytes hold all of it.
+    end: Option<usize>,
+    /// The delimiter named by an Excel `sep=X` line.
+    sep: Option<u8>,
+}
+
+const CANDIDATES: [u8; 4] = [b',', b'\t', b';', b'|'];
+
+fn scan_header(bytes: &[u8]) -> HeaderScan {
+    let start = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(bytes.len());
+    let mut counts = [0usize; 4];
+    // Inside quotes, and whether the last byte was a quote there (closing, or half of `""`).
+    let (mut quoted, mut quote_in_quoted, mut field_start) = (false, false, true);
+    let mut end = None;
+    for (i, &byte) in bytes.iter().enumerate().skip(start) {
+        if quoted {
+            if quote_in_quoted && byte != b'"' {
+                quoted = false;
+                quote_in_quoted = false;
+            } else {
+                quote_in_quoted = byte == b'"' && !quote_in_quoted;
+                continue;
+            }
+        }
+        match byte {
+            b'"' if field_start => {
+                quoted = true;
+                field_start = false;
+                continue;
+            }
+            b'\r' | b'\n' => {
+                end = Some(if byte == b'\r' && bytes.get(i + 1) == Some(&b'\n') { i + 1 } else { i });
+                break;
+            }
+            _ => {}
+        }
+        let delimiter = CANDIDATES.iter().position(|&c| c == byte);
+        if let Some(index) = delimiter {
+            counts[index] += 1;
+        }
+        field_start = delimiter.is_some();
+    }
+    let record = &bytes[start..end.map_or(bytes.len(), |e| e.min(bytes.len()))];
+    let record = record.strip_suffix(b"\r").unwrap_or(record);
+    let sep = match record {
+        [b's' | b'S', b'e' | b'E', b'p' | b'P', b'=', delimiter] => Some(*delimiter),
+        _ => None,
+    };
+    HeaderScan { counts, end, sep }
+}
+
+/// Picks the delimiter that occurs most often between the header's fields; European Excel
+/// exports use `;`, database dumps `\t` or `|`. `None` when the header has none of them. A tie
+/// is settled in the order `,` `\t` `;` `|`, or for tab first in a `.tsv`.
+fn sniff_delimiter(header: &[u8], tab_hint: bool) -> Option<u8> {
+    let counts = scan_header(header).counts;
+    let best = (0..CANDIDATES.len()).rev().max_by_key(|&i| counts[i])?;
+    let best = if tab_hint && counts[1] == counts[best] { 1 } else { best };
+    (counts[best] > 0).then_some(CANDIDATES[best])
 }
 
 /// A CSV error is the file's fault unless it is an I/O error underneath.
@@ -300,25 +422,6 @@ fn csv_error(error: csv::Error) -> io::Error {
             malformed(format!("the CSV cannot be parsed{at}: {other:?}"))
         }
     }
-}
-
-/// Picks the delimiter that occurs most often outside quotes in the header line; European
-/// Excel exports use `;`, database dumps `\t` or `|`. `None` when the header has none of them.
-/// A tie is settled in the order `,` `\t` `;` `|`, or for tab first in a `.tsv`.
-fn sniff_delimiter(header: &[u8], tab_hint: bool) -> Option<u8> {
-    let candidates = [b',', b'\t', b';', b'|'];
-    let mut counts = [0usize; 4];
-    let mut quoted = false;
-    for &byte in header {
-        if byte == b'"' {
-            quoted = !quoted;
-        } else if !quoted && let Some(i) = candidates.iter().position(|&c| c == byte) {
-            counts[i] += 1;
-        }
-    }
-    let best = (0..candidates.len()).rev().max_by_key(|&i| counts[i])?;
-    let best = if tab_hint && counts[1] == counts[best] { 1 } else { best };
-    (counts[best] > 0).then_some(candidates[best])
 }
 
 fn parse_json_line(text: &str) -> Row {
@@ -336,7 +439,7 @@ mod tests {
     use super::*;
 
     async fn read_all(bytes: &'static [u8], format: Format) -> Result<(Layout, Vec<Row>), ReadError> {
-        let mut stream = RowStream::open(Box::new(bytes), format).await?;
+        let mut stream = RowStream::open(Box::new(bytes), format, u64::MAX).await?;
         let mut rows = Vec::new();
         while let Some(batch) = stream.next_batch().await {
             rows.extend(batch?);
@@ -382,6 +485,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_header_is_read_as_the_parser_reads_it() {
+        let cases: [(&[u8], u8, &[&str]); 6] = [
+            (b"\"Company\nName\",City\nAcme,Paris\n", b',', &["Company\nName", "City"]),
+            (b"Company\rAcme, Inc.\rBeta\r", b',', &["Company"]),
+            (b"\r\n\r\nCompany;City\r\nAcme;Paris\r\n", b';', &["Company", "City"]),
+            (b"sep=;\r\nCompany;City\r\nAcme, Inc.;Paris\r\n", b';', &["Company", "City"]),
+            (b"\"a\"\",b\";c\n1;2\n", b';', &["a\",b", "c"]),
+            (b"\"Company\"", b',', &["Company"]),
+        ];
+        for (bytes, delimiter, columns) in cases {
+            let (layout, rows) = read_all(bytes, CSV).await.unwrap();
+            let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+            assert_eq!(layout, Layout::Csv { columns, delimiter }, "{:?}", String::from_utf8_lossy(bytes));
+            if let Some(first) = rows.first() {
+                assert!(!fields(first)[0].contains('\n'), "{first:?}");
+            }
+        }
+        let (_, rows) = read_all(b"Company\rAcme, Inc.\rBeta\r", CSV).await.unwrap();
+        assert_eq!(rows.iter().map(|r| fields(r)[0].clone()).collect::<Vec<_>>(), ["Acme, Inc.", "Beta"]);
+    }
+
+    #[tokio::test]
+    async fn json_lines_split_on_carriage_returns_too() {
+        let (_, rows) = read_all(b"{\"a\": 1}\r{\"a\": 2}\r\n{\"a\": 3}", JSONL).await.unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|r| matches!(r, Row::Json(_))));
+    }
+
+    #[tokio::test]
+    async fn batches_are_bounded_by_bytes_not_only_rows() {
+        let cell = "x".repeat(3 * 1024 * 1024);
+        let text: String =
+            std::iter::once("Company,Notes\n".to_string()).chain((0..6).map(|i| format!("C{i},{cell}\n"))).collect();
+        let mut stream = RowStream::open(Box::new(io::Cursor::new(text.into_bytes())), CSV, u64::MAX).await.unwrap();
+        let mut sizes = Vec::new();
+        while let Some(batch) = stream.next_batch().await {
+            sizes.push(batch.unwrap().len());
+        }
+        assert_eq!(sizes, [3, 3]);
+    }
+
+    #[tokio::test]
     async fn a_one_column_file_keeps_unquoted_delimiters_inside_its_values() {
         let (layout, rows) = read_all(b"Company\nAcme, Inc.\nBeta; Gamma|x\n\"Quoted, too\"\n", CSV).await.unwrap();
         assert_eq!(layout, Layout::Csv { columns: vec!["Company".into()], delimiter: b',' });
@@ -408,7 +553,7 @@ mod tests {
     }
 
     async fn read_stream(bytes: Vec<u8>, format: Format) -> Result<(RowStream, Vec<Row>), ReadError> {
-        let mut stream = RowStream::open(Box::new(io::Cursor::new(bytes)), format).await?;
+        let mut stream = RowStream::open(Box::new(io::Cursor::new(bytes)), format, u64::MAX).await?;
         let mut rows = Vec::new();
         while let Some(batch) = stream.next_batch().await {
             rows.extend(batch?);

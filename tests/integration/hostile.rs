@@ -37,6 +37,11 @@ async fn every_unreadable_file_gets_a_failed_summary_that_says_what_to_fix_and_n
     let env = TestEnv::new().await;
     let mut truncated = gzip(&"Company\nAcme\n".repeat(2_000).into_bytes());
     truncated.truncate(truncated.len() / 2);
+    // Small as stored, past MAX_INPUT_BYTES (set to 40 MiB below) once decompressed.
+    let bomb = gzip(format!("Company,Notes\n{}", format!("Acme,{}\n", "z".repeat(1_000)).repeat(42_000)).as_bytes());
+    // One byte short of whole UTF-16: decoding it would invent a company named "\u{FFFD}".
+    let mut odd_utf16: Vec<u8> = "\u{feff}Company\nAcme\n".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    odd_utf16.push(b'x');
     let mut long_row = b"Company,Notes\nAcme,".to_vec();
     long_row.extend(std::iter::repeat_n(b'x', 33 * 1024 * 1024));
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -54,12 +59,16 @@ async fn every_unreadable_file_gets_a_failed_summary_that_says_what_to_fix_and_n
         ("incoming/no-company.csv", b"Email,Notes\nx@y.z,hi\n".to_vec(), "set FIELD_MAPPING"),
         ("incoming/twice.csv", b"Company,City,company\nAcme,Paris,Beta\n".to_vec(), "appears 2 times"),
         ("incoming/long-row.csv", long_row, "longer than 32 MiB"),
+        ("incoming/array.jsonl", b"[{\"company\": \"Acme\"}, {\"company\": \"Beta\"}]".to_vec(), "not JSON Lines"),
+        ("incoming/short-rows.csv", b"Id,Notes,Company\n1,a\n2,b\n".to_vec(), "no row reaches the company column"),
+        ("incoming/odd-utf16.csv", odd_utf16, "UTF-16 text is damaged"),
+        ("incoming/bomb.csv.gz", bomb, "once decompressed"),
     ];
     for (key, body, _) in &cases {
         env.put(key, body.clone()).await;
     }
     let before = inputs(&env).await;
-    let app = env.app(&[]);
+    let app = env.app(&[("MAX_INPUT_BYTES", &(40 * 1024 * 1024).to_string())]);
 
     for (key, _, says) in &cases {
         let response = invoke(&app, enrich(&env, key)).await;
@@ -216,11 +225,13 @@ async fn every_common_encoding_comes_out_as_correct_utf8() {
         assert_eq!(&header[..2], ["Société", "Ville"], "{name}");
         assert_eq!(&rows[0][..2], ["Société Générale", "Paris"], "{name}");
         assert_eq!(&rows[1][..2], ["Müller GmbH", "Köln"], "{name}");
+        assert_eq!(rows[0][2], expected("Société Générale", None).0, "{name}: the right name was looked up");
         let summary = env.summary(&summary_key(&key)).await;
         assert_eq!(summary["source"]["encoding"], encoding, "{name}");
     }
     let names: Vec<String> =
         env.emulator.received_records().iter().map(|r| r["company"]["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names.len(), 2 * 5, "two companies from each of the five files: {names:?}");
     assert!(names.iter().all(|n| n == "Société Générale" || n == "Müller GmbH"), "{names:?}");
 }
 
