@@ -114,6 +114,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 async fn run_function(binary: &Path, env: &HashMap<&str, String>, event: Value) -> Result<Run, Error> {
     let (addr, shared) = runtime_api(event).await?;
+    let show_log = std::env::var("BENCH_LOG").is_ok_and(|v| v == "1");
     let started = Instant::now();
     let mut child: Child = Command::new(binary)
         .env_clear()
@@ -122,8 +123,9 @@ async fn run_function(binary: &Path, env: &HashMap<&str, String>, event: Value) 
         .env("AWS_LAMBDA_FUNCTION_NAME", "leadspace-enrich")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_LEVEL", "WARN")
-        .stdout(Stdio::null())
+        // BENCH_LOG=1 shows the function's own log (INFO), to see where the time goes.
+        .env("AWS_LAMBDA_LOG_LEVEL", if show_log { "INFO" } else { "WARN" })
+        .stdout(if show_log { Stdio::inherit() } else { Stdio::null() })
         .stderr(Stdio::inherit())
         .spawn()?;
     let answered = loop {

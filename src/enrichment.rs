@@ -63,17 +63,50 @@ impl RowStatus {
 }
 
 /// The final answer for one company (or one row, for rows that never became a company).
+///
+/// A file can hold hundreds of thousands of companies, all answered before the output is
+/// written, so the values are packed into one string rather than nineteen.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enrichment {
     pub status: RowStatus,
     pub error: Option<String>,
-    /// Leadspace's values, in `COLUMNS[2..]` order; empty strings when there is nothing.
-    pub attributes: Vec<String>,
+    /// Leadspace's values in `COLUMNS[2..]` order, separated by `SEPARATOR`; empty when none.
+    values: Box<str>,
 }
+
+/// A control character that no value keeps (see `with_attributes`).
+const SEPARATOR: char = '\u{1f}';
 
 impl Enrichment {
     pub fn without_attributes(status: RowStatus, error: Option<String>) -> Self {
-        Enrichment { status, error, attributes: Vec::new() }
+        Enrichment { status, error, values: Box::default() }
+    }
+
+    /// An answer with Leadspace's values, in `COLUMNS[2..]` order.
+    pub fn with_attributes<S: AsRef<str>>(
+        status: RowStatus,
+        error: Option<String>,
+        attributes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let mut values = String::new();
+        for (i, value) in attributes.into_iter().take(ATTRIBUTE_COUNT).enumerate() {
+            if i > 0 {
+                values.push(SEPARATOR);
+            }
+            values.extend(value.as_ref().chars().map(|c| if c == SEPARATOR { ' ' } else { c }));
+        }
+        Enrichment { status, error, values: values.into_boxed_str() }
+    }
+
+    /// The attribute in `COLUMNS[2 + i]`, empty when absent.
+    pub fn attribute(&self, i: usize) -> &str {
+        self.attributes().nth(i).unwrap_or("")
+    }
+
+    /// All `ATTRIBUTE_COUNT` attributes, in `COLUMNS[2..]` order.
+    pub fn attributes(&self) -> impl Iterator<Item = &str> {
+        let present = if self.values.is_empty() { None } else { Some(self.values.split(SEPARATOR)) };
+        present.into_iter().flatten().chain(std::iter::repeat("")).take(ATTRIBUTE_COUNT)
     }
 
     /// A matched company: `enriched`, or `low_confidence` with only its confidence kept when the
@@ -83,13 +116,13 @@ impl Enrichment {
         if Confidence::parse(&level).is_some_and(|c| c < min_confidence) {
             let mut attributes = vec![String::new(); ATTRIBUTE_COUNT];
             attributes[ATTRIBUTE_COUNT - 1] = level;
-            return Enrichment { status: RowStatus::LowConfidence, error: None, attributes };
+            return Enrichment::with_attributes(RowStatus::LowConfidence, None, attributes);
         }
         let address = company.address.clone().unwrap_or_default();
         let employees = company.employees.clone().unwrap_or_default();
         let revenue = company.revenue_dollar.clone().unwrap_or_default();
         let id = company.ug_company_id.as_ref().or(company.ls_id.as_ref());
-        let attributes = vec![
+        let attributes = [
             scalar_text(id),
             scalar_text(company.name.as_ref()),
             scalar_text(company.website.as_ref()),
@@ -110,12 +143,7 @@ impl Enrichment {
             scalar_text(company.linkedin_profile.as_ref()),
             level,
         ];
-        Enrichment { status: RowStatus::Enriched, error: None, attributes }
-    }
-
-    /// The attribute in `COLUMNS[2 + i]`, empty when absent.
-    pub fn attribute(&self, i: usize) -> &str {
-        self.attributes.get(i).map_or("", String::as_str)
+        Enrichment::with_attributes(RowStatus::Enriched, None, attributes)
     }
 }
 
@@ -145,6 +173,8 @@ mod tests {
         let e = Enrichment::matched(&company("LOW"), Confidence::Low);
         assert_eq!(e.status, RowStatus::Enriched);
         assert_eq!(e.attribute(1), "Contoso");
-        assert_eq!(e.attributes.len(), ATTRIBUTE_COUNT);
+        assert_eq!(e.attributes().count(), ATTRIBUTE_COUNT);
+        assert_eq!(e.attribute(ATTRIBUTE_COUNT - 1), "LOW");
+        assert_eq!(Enrichment::without_attributes(RowStatus::Failed, None).attributes().count(), ATTRIBUTE_COUNT);
     }
 }

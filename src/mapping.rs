@@ -503,10 +503,22 @@ fn field_value<'r>(row: &'r Row, field: &FieldRef) -> Option<Cow<'r, str>> {
     }
 }
 
-/// Trimmed, inner whitespace collapsed to single spaces.
+/// Trimmed, inner whitespace and control characters collapsed to single spaces.
 fn clean(value: &str) -> String {
-    value.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(value.len());
+    for word in value.split(|c: char| c.is_whitespace() || c.is_control()).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
+
+/// Separate and mark the fields of a packed query: control characters, which `clean` removes
+/// from every value.
+const PACK_SEPARATOR: char = '\u{1f}';
+const PACK_PRESENT: char = '\u{1e}';
 
 /// What is sent to Leadspace for one company: the mapped fields, cleaned, and nothing else.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -541,6 +553,57 @@ impl CompanyQuery {
             key.push('\u{1f}');
         }
         key
+    }
+
+    /// A 128-bit digest of `key()`: two SipHash-2-4 passes with different keys. Two distinct
+    /// companies in one file share it with a probability near 2^-128 times the pairs.
+    #[allow(deprecated)] // `SipHasher` is deprecated only in favour of the randomly seeded hasher
+    pub fn key_digest(&self) -> u128 {
+        use std::hash::{Hasher, SipHasher};
+        let (mut a, mut b) = (SipHasher::new_with_keys(1, 2), SipHasher::new_with_keys(3, 4));
+        let key = self.key();
+        a.write(key.as_bytes());
+        b.write(key.as_bytes());
+        (u128::from(a.finish()) << 64) | u128::from(b.finish())
+    }
+
+    /// The query as one string, fields separated by U+001F (which `clean` never leaves in a value).
+    pub fn pack(&self) -> Box<str> {
+        let fields = [
+            Some(self.name.as_str()),
+            self.website.as_deref(),
+            self.country.as_deref(),
+            self.state.as_deref(),
+            self.city.as_deref(),
+            self.street.as_deref(),
+            self.postal_code.as_deref(),
+        ];
+        let mut packed = String::with_capacity(self.name.len() + 8);
+        for (i, field) in fields.into_iter().enumerate() {
+            if i > 0 {
+                packed.push(PACK_SEPARATOR);
+            }
+            if let Some(value) = field {
+                packed.push(PACK_PRESENT);
+                packed.push_str(value);
+            }
+        }
+        packed.into_boxed_str()
+    }
+
+    pub fn unpack(packed: &str) -> CompanyQuery {
+        let mut fields =
+            packed.split(PACK_SEPARATOR).map(|f| f.strip_prefix(PACK_PRESENT).map(str::to_string));
+        let mut next = || fields.next().flatten();
+        CompanyQuery {
+            name: next().unwrap_or_default(),
+            website: next(),
+            country: next(),
+            state: next(),
+            city: next(),
+            street: next(),
+            postal_code: next(),
+        }
     }
 
     pub fn to_request(&self, external_id: String) -> EnrichRequest {

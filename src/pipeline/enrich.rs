@@ -14,7 +14,7 @@ use crate::config::{Confidence, Mode};
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::leadspace::model::{EnrichRequest, EnrichmentResult, RECORD_INTERNAL_ERROR, RECORD_INVALID_INPUT};
 use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
-use crate::mapping::CompanyQuery;
+use super::companies::Companies;
 
 /// `auto` uses the single API up to this many companies: a bulk's polling round trip costs
 /// more time than a handful of paced single calls, and no more credits either way.
@@ -70,19 +70,19 @@ fn company_of(external_id: Option<&str>) -> Option<usize> {
 /// keep `not_attempted` in the returned answers, for the caller to fill from elsewhere.
 pub async fn enrich_companies(
     enricher: &dyn Enricher,
-    companies: &[CompanyQuery],
+    companies: &(impl Companies + ?Sized),
     wanted: Option<Vec<usize>>,
     plan: EnrichPlan,
     call: &CallContext,
 ) -> EnrichOutcome {
     let not_attempted = Enrichment::without_attributes(RowStatus::NotAttempted, None);
     let mut outcome = EnrichOutcome {
-        answers: vec![not_attempted; companies.len()],
+        answers: vec![not_attempted; companies.count()],
         stopped_by: None,
         answered_batches: 0,
         outage_batches: 0,
     };
-    let mut pending = wanted.unwrap_or_else(|| (0..companies.len()).collect());
+    let mut pending = wanted.unwrap_or_else(|| (0..companies.count()).collect());
     let bulk = plan.uses_bulk(pending.len());
     for round in 0..RECORD_RETRY_ROUNDS {
         if round > 0 {
@@ -101,7 +101,7 @@ pub async fn enrich_companies(
 /// One pass over `pending`; returns the companies worth resubmitting (record-level 1100).
 async fn enrich_round(
     enricher: &dyn Enricher,
-    companies: &[CompanyQuery],
+    companies: &(impl Companies + ?Sized),
     pending: &[usize],
     bulk: bool,
     plan: EnrichPlan,
@@ -128,7 +128,7 @@ async fn enrich_round(
                     return (batch, None);
                 }
                 let requests: Vec<EnrichRequest> =
-                    batch.iter().map(|&i| companies[i].to_request(external_id(i))).collect();
+                    batch.iter().map(|&i| companies.request(i, external_id(i))).collect();
                 let span = tracing::debug_span!("batch", first = batch[0], records = requests.len());
                 let result = async {
                     if bulk {
@@ -222,6 +222,7 @@ fn interpret(record: &EnrichmentResult, min_confidence: Confidence) -> Enrichmen
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::CompanyQuery;
     use crate::leadspace::model::{EnrichedCompany, EnrichmentData, RecordError};
     use async_trait::async_trait;
     use std::sync::atomic::AtomicUsize;
@@ -293,7 +294,7 @@ mod tests {
         let names: Vec<String> = (0..7).map(|i| format!("co{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let out =
-            enrich_companies(&fake, &companies(&names), None, plan(Mode::Bulk, 3, 2), &CallContext::default()).await;
+            enrich_companies(&fake, &companies(&names)[..], None, plan(Mode::Bulk, 3, 2), &CallContext::default()).await;
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 3);
         for (i, answer) in out.answers.iter().enumerate() {
             assert_eq!(answer.attribute(1), format!("CO{i}"));
@@ -324,7 +325,7 @@ mod tests {
     async fn a_repeated_answer_does_not_hide_a_missing_one() {
         let out = enrich_companies(
             &RepeatingLeadspace,
-            &companies(&["a", "b", "c"]),
+            &companies(&["a", "b", "c"])[..],
             None,
             plan(Mode::Bulk, 3, 1),
             &CallContext::default(),
@@ -339,7 +340,7 @@ mod tests {
         let fake = fake(usize::MAX);
         let out = enrich_companies(
             &fake,
-            &companies(&["a", "xb", "bad"]),
+            &companies(&["a", "xb", "bad"])[..],
             None,
             plan(Mode::Auto, 500, 4),
             &CallContext::default(),
@@ -356,7 +357,7 @@ mod tests {
         let names: Vec<String> = (0..10).map(|i| format!("co{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let out =
-            enrich_companies(&fake, &companies(&names), None, plan(Mode::Bulk, 2, 1), &CallContext::default()).await;
+            enrich_companies(&fake, &companies(&names)[..], None, plan(Mode::Bulk, 2, 1), &CallContext::default()).await;
         assert!(matches!(out.stopped_by, Some(LeadspaceError::CreditsExhausted)));
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 2, "no submission after the 427");
         assert_eq!(out.answers[0].status, RowStatus::Enriched);

@@ -350,8 +350,10 @@ impl Run<'_> {
             max_in_flight: config.max_in_flight,
             min_confidence: config.min_confidence,
         };
+        let wanted_count = wanted.len();
         let mut enriched =
-            enrich_companies(app.enricher.as_ref(), scan.companies.queries(), Some(wanted), plan, &call).await;
+            enrich_companies(app.enricher.as_ref(), &scan.companies, Some(wanted), plan, &call).await;
+        tracing::info!(companies = wanted_count, requests = CallStats::get(&call.stats.requests), "enrichment finished");
         for (answer, reused) in enriched.answers.iter_mut().zip(prior) {
             if let Some(reused) = reused {
                 *answer = reused;

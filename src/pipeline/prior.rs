@@ -43,8 +43,7 @@ fn enrichment_of(row: &Row, positions: &[Option<usize>]) -> Option<Enrichment> {
     };
     let status = status_from(&field(0))?;
     let error = Some(field(1)).filter(|e| !e.is_empty());
-    let attributes = (2..COLUMNS.len()).map(field).collect();
-    Some(Enrichment { status, error, attributes })
+    Some(Enrichment::with_attributes(status, error, (2..COLUMNS.len()).map(field)))
 }
 
 /// Final answers found in the previous output, by company number; `None` where there is none.

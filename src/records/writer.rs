@@ -130,7 +130,7 @@ impl RowWriter {
                 };
                 // The error may quote Leadspace's own words, so it is neutralised like its values.
                 let status = [enrichment.status.as_str(), enrichment.error.as_deref().unwrap_or("")];
-                let ours = (0..enrichment::ATTRIBUTE_COUNT).map(|i| enrichment.attribute(i));
+                let ours = enrichment.attributes();
                 let record: Vec<Cow<'_, str>> = original
                     .into_iter()
                     .map(Cow::Borrowed)
@@ -183,7 +183,7 @@ fn enrichment_fields(enrichment: &Enrichment) -> impl Iterator<Item = (&'static 
     let text = |s: &str| if s.is_empty() { Value::Null } else { Value::String(s.to_string()) };
     let status = Value::String(enrichment.status.as_str().to_string());
     let error = enrichment.error.as_deref().map_or(Value::Null, |e| Value::String(e.to_string()));
-    let attributes = (0..enrichment::ATTRIBUTE_COUNT).map(move |i| text(enrichment.attribute(i)));
+    let attributes = enrichment.attributes().map(text);
     COLUMNS.into_iter().zip([status, error].into_iter().chain(attributes))
 }
 
@@ -228,7 +228,7 @@ mod tests {
     fn enriched(name: &str) -> Enrichment {
         let mut attributes = vec![String::new(); enrichment::ATTRIBUTE_COUNT];
         attributes[1] = name.to_string();
-        Enrichment { status: RowStatus::Enriched, error: None, attributes }
+        Enrichment::with_attributes(RowStatus::Enriched, None, attributes)
     }
 
     const CSV: Format = Format { kind: Kind::Csv { tab_hint: false }, gzip: false };
