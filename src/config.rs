@@ -7,10 +7,11 @@ use std::time::Duration;
 use crate::mapping::FieldMapping;
 
 pub const DEFAULT_BASE_URL: &str = "https://apigw.leadspace.com";
-/// Bulk jobs or single requests outstanding at once. With bulks ready about a second after
-/// submission, 16 in flight keeps a 30 TPS contract busy without building a backlog anywhere
-/// near Leadspace's 100,000-lead ceiling (16 x 500 = 8,000 leads).
+/// The fewest bulk jobs or single requests outstanding at once by default; the default is
+/// LEADSPACE_TPS within [16, 100].
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+/// The most in flight by default, whatever LEADSPACE_TPS says.
+const MAX_DEFAULT_IN_FLIGHT: u64 = 100;
 pub const MAX_BATCH_SIZE: usize = 500;
 /// Objects above this size get a failed summary instead of a run that cannot finish.
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -137,8 +138,11 @@ impl Config {
         };
         let batch_size = parse_number("BATCH_SIZE", get("BATCH_SIZE"), 500, 1, MAX_BATCH_SIZE as u64)? as usize;
         let tps = parse_number("LEADSPACE_TPS", get("LEADSPACE_TPS"), 25, 1, 10_000)? as u32;
-        let max_in_flight =
-            parse_number("MAX_IN_FLIGHT", get("MAX_IN_FLIGHT"), DEFAULT_MAX_IN_FLIGHT as u64, 1, 1_000)? as usize;
+        // A bulk takes about two requests and a second or so: keeping LEADSPACE_TPS of them in
+        // flight keeps the contract busy. Capped so that the backlog (100 x 500 = 50,000 leads)
+        // stays below Leadspace's 100,000-lead ceiling.
+        let default_in_flight = (u64::from(tps)).clamp(DEFAULT_MAX_IN_FLIGHT as u64, MAX_DEFAULT_IN_FLIGHT);
+        let max_in_flight = parse_number("MAX_IN_FLIGHT", get("MAX_IN_FLIGHT"), default_in_flight, 1, 1_000)? as usize;
         let min_confidence = match get("MIN_CONFIDENCE") {
             None => Confidence::Low,
             Some(v) => Confidence::parse(&v)

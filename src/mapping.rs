@@ -592,8 +592,7 @@ impl CompanyQuery {
     }
 
     pub fn unpack(packed: &str) -> CompanyQuery {
-        let mut fields =
-            packed.split(PACK_SEPARATOR).map(|f| f.strip_prefix(PACK_PRESENT).map(str::to_string));
+        let mut fields = packed.split(PACK_SEPARATOR).map(|f| f.strip_prefix(PACK_PRESENT).map(str::to_string));
         let mut next = || fields.next().flatten();
         CompanyQuery {
             name: next().unwrap_or_default(),

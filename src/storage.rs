@@ -2,6 +2,7 @@
 //! tests and on the real SDK (against S3 or moto) everywhere else.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -92,17 +93,24 @@ pub trait ObjectStore: Send + Sync {
 
 /// Writes one output object from a sequence of chunks: a single PutObject when it stays under
 /// a part, a multipart upload otherwise (aborted if the job fails, so no orphan parts bill).
-pub struct OutputUpload<'s> {
-    store: &'s dyn ObjectStore,
+pub struct OutputUpload {
+    store: Arc<dyn ObjectStore>,
     bucket: String,
     key: String,
     content_type: String,
     buffer: Vec<u8>,
-    multipart: Option<(String, Vec<(i32, String)>)>,
+    multipart: Option<String>,
+    /// Parts on their way, uploaded while the next rows are written.
+    uploading: tokio::task::JoinSet<Result<(i32, String), StorageError>>,
+    parts: Vec<(i32, String)>,
+    next_part: i32,
 }
 
-impl<'s> OutputUpload<'s> {
-    pub fn new(store: &'s dyn ObjectStore, bucket: &str, key: &str, content_type: &str) -> Self {
+/// Parts uploaded at once: S3 is faster with a few connections, and memory holds each of them.
+const PARTS_IN_FLIGHT: usize = 3;
+
+impl OutputUpload {
+    pub fn new(store: Arc<dyn ObjectStore>, bucket: &str, key: &str, content_type: &str) -> Self {
         OutputUpload {
             store,
             bucket: bucket.to_string(),
@@ -110,6 +118,9 @@ impl<'s> OutputUpload<'s> {
             content_type: content_type.to_string(),
             buffer: Vec::new(),
             multipart: None,
+            uploading: tokio::task::JoinSet::new(),
+            parts: Vec::new(),
+            next_part: 1,
         }
     }
 
@@ -127,16 +138,40 @@ impl<'s> OutputUpload<'s> {
     }
 
     async fn upload_part(&mut self, part: Vec<u8>) -> Result<(), StorageError> {
-        if self.multipart.is_none() {
-            let id = self.store.create_multipart(&self.bucket, &self.key, &self.content_type).await?;
-            self.multipart = Some((id, Vec::new()));
+        let id = match &self.multipart {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.store.create_multipart(&self.bucket, &self.key, &self.content_type).await?;
+                self.multipart = Some(id.clone());
+                id
+            }
+        };
+        while self.uploading.len() >= PARTS_IN_FLIGHT {
+            self.wait_for_one().await?;
         }
-        if let Some((id, parts)) = &mut self.multipart {
-            let number = parts.len() as i32 + 1;
-            let etag = self.store.upload_part(&self.bucket, &self.key, id, number, part).await?;
-            parts.push((number, etag));
-        }
+        let (store, bucket, key, number) = (self.store.clone(), self.bucket.clone(), self.key.clone(), self.next_part);
+        self.next_part += 1;
+        self.uploading.spawn(async move {
+            let etag = store.upload_part(&bucket, &key, &id, number, part).await?;
+            Ok((number, etag))
+        });
         Ok(())
+    }
+
+    async fn wait_for_one(&mut self) -> Result<(), StorageError> {
+        match self.uploading.join_next().await {
+            Some(Ok(result)) => {
+                self.parts.push(result?);
+                Ok(())
+            }
+            Some(Err(join)) => Err(StorageError::Service {
+                operation: "UploadPart",
+                bucket: self.bucket.clone(),
+                key: self.key.clone(),
+                source: Box::new(join),
+            }),
+            None => Ok(()),
+        }
     }
 
     pub async fn finish(mut self, last: Vec<u8>) -> Result<(), StorageError> {
@@ -148,15 +183,21 @@ impl<'s> OutputUpload<'s> {
         if !rest.is_empty() {
             self.upload_part(rest).await?;
         }
+        while !self.uploading.is_empty() {
+            self.wait_for_one().await?;
+        }
+        let mut parts = std::mem::take(&mut self.parts);
+        parts.sort_by_key(|(number, _)| *number);
         match self.multipart.take() {
-            Some((id, parts)) => self.store.complete_multipart(&self.bucket, &self.key, &id, parts).await,
+            Some(id) => self.store.complete_multipart(&self.bucket, &self.key, &id, parts).await,
             None => Ok(()),
         }
     }
 
     /// Abandons a started multipart upload; best effort, the job's own error is what matters.
     pub async fn abort(mut self) {
-        if let Some((id, _)) = self.multipart.take()
+        self.uploading.shutdown().await;
+        if let Some(id) = self.multipart.take()
             && let Err(error) = self.store.abort_multipart(&self.bucket, &self.key, &id).await
         {
             tracing::warn!(error = %error, "could not abort the multipart upload of the output");

@@ -2,6 +2,7 @@
 //! and goes through the one retry loop in `send`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -18,12 +19,18 @@ use crate::secrets::TokenSource;
 const SINGLE_PATH: &str = "/enrichment/enrich/single";
 const BULK_PATH: &str = "/enrichment/enrich/bulk";
 
+/// The earliest first poll: below this, polling costs requests for nothing.
+const MIN_FIRST_POLL: Duration = Duration::from_millis(100);
+
 pub struct LeadspaceClient {
     http: reqwest::Client,
     base_url: String,
     tokens: Arc<dyn TokenSource>,
     pacer: Pacer,
     policy: RetryPolicy,
+    /// When to poll a new bulk first, learned from the bulks before it (microseconds): a poll
+    /// that comes too early costs a request, one that comes too late costs time.
+    first_poll_micros: AtomicU64,
 }
 
 /// What `send` hands back: statuses the caller interprets itself (2xx, and 404 for polls).
@@ -45,7 +52,15 @@ impl LeadspaceClient {
             .user_agent(concat!("leadspace-enrich/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let pacer = Pacer::new(tps);
-        Ok(LeadspaceClient { http, base_url: base_url.trim_end_matches('/').to_string(), tokens, pacer, policy })
+        let first_poll_micros = AtomicU64::new(policy.poll_first_delay.as_micros() as u64);
+        Ok(LeadspaceClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            tokens,
+            pacer,
+            policy,
+            first_poll_micros,
+        })
     }
 
     /// Sends one logical request, retrying what is worth retrying. `build` is called once per
@@ -165,6 +180,14 @@ fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, LeadspaceEr
 }
 
 impl LeadspaceClient {
+    /// Moves the first poll towards when bulks are ready: earlier while the first poll keeps
+    /// finding results, to when the results came when it did not.
+    fn learn_ready_time(&self, polls_before: u32, first: Duration, ready_after: Duration) {
+        let next = if polls_before == 0 { first.mul_f64(0.8) } else { ready_after };
+        let next = next.clamp(MIN_FIRST_POLL, self.policy.poll_max_delay);
+        self.first_poll_micros.store(next.as_micros() as u64, Ordering::Relaxed);
+    }
+
     /// Submits a bulk and returns the path to poll.
     async fn submit(&self, records: &[EnrichRequest], call: &CallContext) -> Result<String, LeadspaceError> {
         let url = self.url(BULK_PATH);
@@ -182,15 +205,19 @@ impl LeadspaceClient {
     async fn poll(&self, id: &str, call: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
         let poll_url = self.url(id);
         let started = Instant::now();
+        let first = Duration::from_micros(self.first_poll_micros.load(Ordering::Relaxed));
         for poll in 0.. {
-            let delay = self.policy.poll_delay(poll);
+            let delay = if poll == 0 { first } else { self.policy.poll_delay(poll - 1) };
             if call.would_overrun(delay) {
                 return Err(LeadspaceError::DeadlineReached);
             }
             tokio::time::sleep(delay).await;
             let answer = self.send("poll", call, |http, token| http.get(&poll_url).bearer_auth(token)).await?;
             match answer.status {
-                StatusCode::OK => return Ok(decode::<BulkResults>(&answer.body, "bulk results")?.results),
+                StatusCode::OK => {
+                    self.learn_ready_time(poll, first, started.elapsed());
+                    return Ok(decode::<BulkResults>(&answer.body, "bulk results")?.results);
+                }
                 StatusCode::NOT_FOUND => return Err(LeadspaceError::BulkNotFound),
                 _ if started.elapsed() >= self.policy.poll_timeout => break,
                 _ => {} // 204: still processing

@@ -10,11 +10,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::Instrument;
 
+use super::companies::Companies;
 use crate::config::{Confidence, Mode};
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::leadspace::model::{EnrichRequest, EnrichmentResult, RECORD_INTERNAL_ERROR, RECORD_INVALID_INPUT};
 use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
-use super::companies::Companies;
 
 /// `auto` uses the single API up to this many companies: a bulk's polling round trip costs
 /// more time than a handful of paced single calls, and no more credits either way.
@@ -222,8 +222,8 @@ fn interpret(record: &EnrichmentResult, min_confidence: Confidence) -> Enrichmen
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::CompanyQuery;
     use crate::leadspace::model::{EnrichedCompany, EnrichmentData, RecordError};
+    use crate::mapping::CompanyQuery;
     use async_trait::async_trait;
     use std::sync::atomic::AtomicUsize;
 
@@ -294,7 +294,8 @@ mod tests {
         let names: Vec<String> = (0..7).map(|i| format!("co{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let out =
-            enrich_companies(&fake, &companies(&names)[..], None, plan(Mode::Bulk, 3, 2), &CallContext::default()).await;
+            enrich_companies(&fake, &companies(&names)[..], None, plan(Mode::Bulk, 3, 2), &CallContext::default())
+                .await;
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 3);
         for (i, answer) in out.answers.iter().enumerate() {
             assert_eq!(answer.attribute(1), format!("CO{i}"));
@@ -357,7 +358,8 @@ mod tests {
         let names: Vec<String> = (0..10).map(|i| format!("co{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let out =
-            enrich_companies(&fake, &companies(&names)[..], None, plan(Mode::Bulk, 2, 1), &CallContext::default()).await;
+            enrich_companies(&fake, &companies(&names)[..], None, plan(Mode::Bulk, 2, 1), &CallContext::default())
+                .await;
         assert!(matches!(out.stopped_by, Some(LeadspaceError::CreditsExhausted)));
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 2, "no submission after the 427");
         assert_eq!(out.answers[0].status, RowStatus::Enriched);

@@ -211,6 +211,8 @@ struct Run<'a> {
     format_label: String,
     paths: OutputPaths,
     started_at: String,
+    /// For the phase timings in the log.
+    clock: std::time::Instant,
 }
 
 /// Runs one job. `stop_at` is when to stop starting Leadspace work (the Lambda deadline less a
@@ -243,6 +245,7 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
         format_label: Format::detect(&job.key).map(|f| f.label().to_string()).unwrap_or_default(),
         paths,
         started_at: now_utc(),
+        clock: std::time::Instant::now(),
     };
     if job.dry_run {
         return run.process(false, stop_at).await;
@@ -319,6 +322,7 @@ impl Run<'_> {
             rows = scan.rows,
             unique_companies = scan.companies.len(),
             rows_without_company = scan.rows_without_company,
+            elapsed_ms = self.clock.elapsed().as_millis() as u64,
             "scanned"
         );
         if job.dry_run {
@@ -351,9 +355,13 @@ impl Run<'_> {
             min_confidence: config.min_confidence,
         };
         let wanted_count = wanted.len();
-        let mut enriched =
-            enrich_companies(app.enricher.as_ref(), &scan.companies, Some(wanted), plan, &call).await;
-        tracing::info!(companies = wanted_count, requests = CallStats::get(&call.stats.requests), "enrichment finished");
+        let mut enriched = enrich_companies(app.enricher.as_ref(), &scan.companies, Some(wanted), plan, &call).await;
+        tracing::info!(
+            companies = wanted_count,
+            requests = CallStats::get(&call.stats.requests),
+            elapsed_ms = self.clock.elapsed().as_millis() as u64,
+            "enrichment finished"
+        );
         for (answer, reused) in enriched.answers.iter_mut().zip(prior) {
             if let Some(reused) = reused {
                 *answer = reused;
@@ -375,7 +383,14 @@ impl Run<'_> {
         let unique = scan.companies.len() as u64;
         let summary = self.summary(status, error.clone(), rows.clone(), unique, counts(&call.stats), Some(&scan));
         self.write_summary(&summary).await?;
-        tracing::info!(status = ?status, rows = rows.total, enriched = rows.enriched, requests = summary.leadspace.requests, "job finished");
+        tracing::info!(
+            status = ?status,
+            rows = rows.total,
+            enriched = rows.enriched,
+            requests = summary.leadspace.requests,
+            elapsed_ms = self.clock.elapsed().as_millis() as u64,
+            "job finished"
+        );
         // Everything is written (answers kept, summary partial); when the cause is passing,
         // Lambda's retry resumes and sends only the rows without an answer.
         let leadspace_down = enriched.leadspace_down();
@@ -504,7 +519,7 @@ impl Run<'_> {
         };
         let mut writer = RowWriter::new(format, &stream.layout, scan.output_bom()).map_err(write_error)?;
         let mut upload = OutputUpload::new(
-            self.app.store.as_ref(),
+            self.app.store.clone(),
             &self.paths.bucket,
             &self.paths.output_key,
             format.content_type(),
