@@ -93,12 +93,12 @@ pub fn open_text(raw: Box<dyn Read>, named_gzip: bool, max_text_bytes: u64) -> R
     }
     let raw: Box<dyn Read> = Box::new(io::Cursor::new(magic).chain(raw));
     let mut text: Box<dyn Read> = if is_gzip {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, raw)))
+        Box::new(GzipErrors(Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, raw)))))
     } else {
         raw
     };
 
-    let head = read_prefix(&mut text, HEAD_BYTES).map_err(|e| classify(e, is_gzip))?;
+    let head = read_prefix(&mut text, HEAD_BYTES).map_err(classify)?;
     if let Some((.., what)) = BINARY_FORMATS.iter().find(|(magic, after, _)| is_binary(&head, magic, *after)) {
         return Err(ReadError::Malformed(format!(
             "the object's content is not text: it is {what} (supported formats: {})",
@@ -127,12 +127,11 @@ pub fn open_text(raw: Box<dyn Read>, named_gzip: bool, max_text_bytes: u64) -> R
         }
         _ if had_bom => {
             let mut rest = rest;
-            read_prefix(&mut rest, UTF8_BOM.len()).map_err(|e| classify(e, is_gzip))?;
+            read_prefix(&mut rest, UTF8_BOM.len()).map_err(classify)?;
             rest
         }
         _ => rest,
     };
-    let reader: Box<dyn Read> = if is_gzip { Box::new(GzipErrors(reader)) } else { reader };
     let reader = Box::new(TextLimit { inner: reader, left: max_text_bytes, limit: max_text_bytes });
     Ok(Text { reader, origin: TextOrigin { encoding, had_bom } })
 }
@@ -237,13 +236,13 @@ impl Read for TextLimit {
     }
 }
 
-/// Marks decompression errors so that they are told apart from network errors reading the body.
+/// Marks decompression errors, right at the decoder, so that they are told apart from network
+/// errors reading the body.
 struct GzipErrors(Box<dyn Read>);
 
 impl Read for GzipErrors {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read(buf).map_err(|e| match e.kind() {
-            _ if e.get_ref().is_some_and(|inner| inner.is::<Malformed>()) => e,
             io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
                 io::Error::new(io::ErrorKind::InvalidData, Malformed(truncated_gzip(&e)))
             }
@@ -278,18 +277,10 @@ pub fn malformed(why: String) -> io::Error {
 }
 
 /// A problem with the file (permanent) or with reading it (possibly transient).
-pub fn classify(error: io::Error, gzip: bool) -> ReadError {
-    if error.get_ref().and_then(|inner| inner.downcast_ref::<Malformed>()).is_some() {
+pub fn classify(error: io::Error) -> ReadError {
+    if error.get_ref().is_some_and(|inner| inner.is::<Malformed>()) {
         let why = error.into_inner().map(|inner| inner.to_string()).unwrap_or_default();
         return ReadError::Malformed(why);
-    }
-    if gzip
-        && matches!(
-            error.kind(),
-            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
-        )
-    {
-        return ReadError::Malformed(truncated_gzip(&error));
     }
     ReadError::Io(error)
 }
@@ -301,7 +292,7 @@ mod tests {
     fn read(bytes: Vec<u8>, named_gzip: bool) -> Result<(String, TextOrigin), ReadError> {
         let mut text = open_text(Box::new(io::Cursor::new(bytes)), named_gzip, u64::MAX)?;
         let mut out = String::new();
-        text.reader.read_to_string(&mut out).map_err(|e| classify(e, true))?;
+        text.reader.read_to_string(&mut out).map_err(classify)?;
         Ok((out, text.origin))
     }
 
@@ -357,7 +348,7 @@ mod tests {
     fn decompressed_text_past_the_limit_is_refused() {
         let bytes = gzip(&b"Company\nAcme\n".repeat(1000));
         let mut text = open_text(Box::new(io::Cursor::new(bytes)), true, 100).unwrap();
-        let err = classify(text.reader.read_to_end(&mut Vec::new()).unwrap_err(), true);
+        let err = classify(text.reader.read_to_end(&mut Vec::new()).unwrap_err());
         assert!(err.to_string().contains("MAX_INPUT_BYTES (100 bytes) once decompressed"), "{err}");
     }
 

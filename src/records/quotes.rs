@@ -13,12 +13,33 @@ use std::rc::Rc;
 use super::decode::malformed;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     StartOfField,
     Unquoted,
     Quoted,
     /// A quote inside a quoted value: either the closing one, or the first of `""`.
     QuoteInQuoted,
+}
+
+impl State {
+    /// The state after `byte`, as `csv_core` moves; `is_delimiter` says whether `byte` ends a
+    /// field outside quotes.
+    pub(super) fn next(self, byte: u8, is_delimiter: bool) -> State {
+        match (self, byte) {
+            (State::Quoted, b'"') => State::QuoteInQuoted,
+            (State::Quoted, _) => State::Quoted,
+            (State::QuoteInQuoted, b'"') => State::Quoted,
+            (_, b'\r' | b'\n') => State::StartOfField,
+            _ if is_delimiter => State::StartOfField,
+            (State::StartOfField, b'"') => State::Quoted,
+            _ => State::Unquoted,
+        }
+    }
+
+    /// Whether `byte`, arriving in this state, ends the record: a line break outside quotes.
+    pub(super) fn ends_record(self, byte: u8) -> bool {
+        matches!(byte, b'\r' | b'\n') && self != State::Quoted
+    }
 }
 
 /// What the tracker has seen so far; shared with the parsing loop, which asks after the last row.
@@ -75,21 +96,14 @@ impl<R: Read> Read for QuoteTracker<R> {
             }
             seen.previous = byte;
             seen.record_bytes += 1;
-            seen.state = match (seen.state, byte) {
-                (State::Quoted, b'"') => State::QuoteInQuoted,
-                (State::Quoted, _) => State::Quoted,
-                (State::QuoteInQuoted, b'"') => State::Quoted,
-                (_, b'\r' | b'\n') => {
-                    seen.record_bytes = 0;
-                    State::StartOfField
-                }
-                (_, b) if b == self.delimiter => State::StartOfField,
-                (State::StartOfField, b'"') => {
-                    seen.quote_opened_on = seen.line;
-                    State::Quoted
-                }
-                _ => State::Unquoted,
-            };
+            if seen.state.ends_record(byte) {
+                seen.record_bytes = 0;
+            }
+            let next = seen.state.next(byte, byte == self.delimiter);
+            if next == State::Quoted && seen.state == State::StartOfField {
+                seen.quote_opened_on = seen.line;
+            }
+            seen.state = next;
             if seen.record_bytes > self.max_row_bytes {
                 return Err(malformed(format!(
                     "the row at line {} is longer than {} MiB{}; split the file or shorten the row",

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
 use super::decode::{self, TextEncoding, TextOrigin, classify, decode_text, malformed};
-use super::quotes::QuoteTracker;
+use super::quotes::{QuoteTracker, State};
 use super::{Format, InvalidRow, JsonRow, Kind, Row};
 
 /// Rows per message from the parser thread; with `CHANNEL_BATCHES` in flight this bounds what
@@ -23,7 +23,7 @@ const BATCH_BYTES: usize = 8 * 1024 * 1024;
 const CHANNEL_BATCHES: usize = 4;
 /// JSON Lines auto-detection looks for the first object within this many lines.
 const FIRST_OBJECT_SCAN_LINES: u64 = 1000;
-/// The most of the first line read to sniff a CSV's delimiter.
+/// The most of the header record read to sniff a CSV's delimiter.
 const MAX_HEADER_BYTES: u64 = 1024 * 1024;
 /// The longest row (CSV record or JSON line) read: a 20 MB cell is fine, a file without line
 /// breaks is not read into memory whole.
@@ -103,7 +103,7 @@ impl RowStream {
                     Kind::Csv { tab_hint } => parser.csv(text.reader, tab_hint),
                     Kind::JsonLines => parser.json_lines(text.reader),
                 };
-                result.map_err(|error| classify(error, format.gzip))
+                result.map_err(classify)
             }));
             let last = match parsed {
                 Ok(Ok(())) => Message::End,
@@ -346,8 +346,8 @@ fn read_header_record(source: &mut impl BufRead) -> io::Result<Vec<u8>> {
     }
 }
 
-/// What the first record of a CSV says, read as `csv_core` reads it: a quote opens a value only
-/// at the start of a field, and any candidate delimiter may end a field.
+/// What the first record of a CSV says, read with the quote rules of `csv_core` (the same
+/// states as the quote guard), any candidate delimiter ending a field.
 struct HeaderScan {
     /// How often `,` `\t` `;` `|` separate fields.
     counts: [usize; 4],
@@ -362,36 +362,18 @@ const CANDIDATES: [u8; 4] = [b',', b'\t', b';', b'|'];
 fn scan_header(bytes: &[u8]) -> HeaderScan {
     let start = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(bytes.len());
     let mut counts = [0usize; 4];
-    // Inside quotes, and whether the last byte was a quote there (closing, or half of `""`).
-    let (mut quoted, mut quote_in_quoted, mut field_start) = (false, false, true);
+    let mut state = State::StartOfField;
     let mut end = None;
     for (i, &byte) in bytes.iter().enumerate().skip(start) {
-        if quoted {
-            if quote_in_quoted && byte != b'"' {
-                quoted = false;
-                quote_in_quoted = false;
-            } else {
-                quote_in_quoted = byte == b'"' && !quote_in_quoted;
-                continue;
-            }
+        if state.ends_record(byte) {
+            end = Some(if byte == b'\r' && bytes.get(i + 1) == Some(&b'\n') { i + 1 } else { i });
+            break;
         }
-        match byte {
-            b'"' if field_start => {
-                quoted = true;
-                field_start = false;
-                continue;
-            }
-            b'\r' | b'\n' => {
-                end = Some(if byte == b'\r' && bytes.get(i + 1) == Some(&b'\n') { i + 1 } else { i });
-                break;
-            }
-            _ => {}
-        }
-        let delimiter = CANDIDATES.iter().position(|&c| c == byte);
-        if let Some(index) = delimiter {
+        let candidate = CANDIDATES.iter().position(|&c| c == byte);
+        state = state.next(byte, candidate.is_some());
+        if let Some(index) = candidate.filter(|_| state == State::StartOfField) {
             counts[index] += 1;
         }
-        field_start = delimiter.is_some();
     }
     let record = &bytes[start..end.map_or(bytes.len(), |e| e.min(bytes.len()))];
     let record = record.strip_suffix(b"\r").unwrap_or(record);
