@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
+use crate::cache::{AnswerCache, DynamoCacheTable};
 use crate::config::Config;
 use crate::leadspace::LeadspaceClient;
 use crate::leadspace::retry::RetryPolicy;
@@ -35,5 +36,9 @@ pub fn build_app_with(config: Config, sdk_config: &SdkConfig) -> Result<App, lam
         config.tps,
         RetryPolicy { poll_timeout: config.poll_timeout, ..RetryPolicy::default() },
     )?);
-    Ok(App { config, store, enricher })
+    let cache = config.cache.as_ref().map(|cache| {
+        let table = DynamoCacheTable::new(aws_sdk_dynamodb::Client::new(sdk_config), cache.table.clone());
+        AnswerCache::new(Arc::new(table), cache.ttl)
+    });
+    Ok(App { config, store, enricher, cache })
 }

@@ -76,6 +76,15 @@ pub struct Config {
     pub max_input_bytes: u64,
     /// The most data rows enriched from one object.
     pub max_input_rows: u64,
+    /// The cross-run answer cache; `None` (ENRICHMENT_CACHE_TTL_DAYS unset) turns it off.
+    pub cache: Option<CacheConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// DynamoDB table name or ARN.
+    pub table: String,
+    pub ttl: Duration,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -171,6 +180,22 @@ impl Config {
         let max_input_rows =
             parse_number("MAX_INPUT_ROWS", get("MAX_INPUT_ROWS"), DEFAULT_MAX_INPUT_ROWS, 1, 1_000_000_000)?;
 
+        let cache = match get("ENRICHMENT_CACHE_TTL_DAYS") {
+            None => None,
+            Some(days) => {
+                let days = parse_number("ENRICHMENT_CACHE_TTL_DAYS", Some(days), 0, 1, 3_650)?;
+                let table = get("ENRICHMENT_CACHE_TABLE").ok_or_else(|| {
+                    invalid(
+                        "ENRICHMENT_CACHE_TABLE",
+                        "is required when ENRICHMENT_CACHE_TTL_DAYS is set: name the DynamoDB table that keeps \
+                         answers (partition key company_key, a string), or unset ENRICHMENT_CACHE_TTL_DAYS to turn \
+                         the cache off",
+                    )
+                })?;
+                Some(CacheConfig { table, ttl: Duration::from_secs(days * 86_400) })
+            }
+        };
+
         let config = Config {
             secret_id,
             base_url,
@@ -192,6 +217,7 @@ impl Config {
             poll_timeout,
             max_input_bytes,
             max_input_rows,
+            cache,
         };
         config.refuse_overlapping_prefixes()?;
         Ok(config)
@@ -278,6 +304,26 @@ mod tests {
         assert_eq!(c.min_confidence, Confidence::Low);
         assert_eq!(c.enrichment_name, "leadspace");
         assert!(!c.s3_force_path_style);
+    }
+
+    #[test]
+    fn the_cache_is_off_unless_its_ttl_is_set_and_then_needs_its_table() {
+        assert_eq!(config(&[("LEADSPACE_SECRET_ID", "ls"), ("ENRICHMENT_CACHE_TABLE", "t")]).unwrap().cache, None);
+        let err = config(&[("LEADSPACE_SECRET_ID", "ls"), ("ENRICHMENT_CACHE_TTL_DAYS", "30")]).unwrap_err();
+        assert_eq!(err.variable, "ENRICHMENT_CACHE_TABLE");
+        let err = config(&[
+            ("LEADSPACE_SECRET_ID", "ls"),
+            ("ENRICHMENT_CACHE_TTL_DAYS", "0"),
+            ("ENRICHMENT_CACHE_TABLE", "t"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "ENRICHMENT_CACHE_TTL_DAYS");
+        let on = config(&[
+            ("LEADSPACE_SECRET_ID", "ls"),
+            ("ENRICHMENT_CACHE_TTL_DAYS", "30"),
+            ("ENRICHMENT_CACHE_TABLE", "t"),
+        ]);
+        assert_eq!(on.unwrap().cache, Some(CacheConfig { table: "t".into(), ttl: Duration::from_secs(30 * 86_400) }));
     }
 
     #[test]

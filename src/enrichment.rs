@@ -95,6 +95,8 @@ impl Enrichment {
             }
             values.extend(value.as_ref().chars().map(|c| if c == SEPARATOR { ' ' } else { c }));
         }
+        // Trailing empty values are implied, so equal answers are equal whatever their length.
+        values.truncate(values.trim_end_matches(SEPARATOR).len());
         Enrichment { status, error, values: values.into_boxed_str() }
     }
 
@@ -109,15 +111,10 @@ impl Enrichment {
         present.into_iter().flatten().chain(std::iter::repeat("")).take(ATTRIBUTE_COUNT)
     }
 
-    /// A matched company: `enriched`, or `low_confidence` with only its confidence kept when the
-    /// match is weaker than `min_confidence`. A match without a stated confidence is accepted.
-    pub fn matched(company: &EnrichedCompany, min_confidence: Confidence) -> Self {
+    /// A matched company, `enriched` with every value Leadspace gave; `judged` applies
+    /// MIN_CONFIDENCE later, so that the cache keeps the whole answer whatever the threshold.
+    pub fn matched(company: &EnrichedCompany) -> Self {
         let level = company.matching_confidence.as_ref().and_then(|c| c.level.clone()).unwrap_or_default();
-        if Confidence::parse(&level).is_some_and(|c| c < min_confidence) {
-            let mut attributes = vec![String::new(); ATTRIBUTE_COUNT];
-            attributes[ATTRIBUTE_COUNT - 1] = level;
-            return Enrichment::with_attributes(RowStatus::LowConfidence, None, attributes);
-        }
         let address = company.address.clone().unwrap_or_default();
         let employees = company.employees.clone().unwrap_or_default();
         let revenue = company.revenue_dollar.clone().unwrap_or_default();
@@ -145,7 +142,26 @@ impl Enrichment {
         ];
         Enrichment::with_attributes(RowStatus::Enriched, None, attributes)
     }
+
+    /// The answer a row gets under `min_confidence`: a match weaker than it becomes
+    /// `low_confidence` with only its confidence kept. A match without a stated confidence is
+    /// accepted.
+    pub fn judged(self, min_confidence: Confidence) -> Self {
+        if self.status != RowStatus::Enriched {
+            return self;
+        }
+        let level = self.attribute(CONFIDENCE);
+        if Confidence::parse(level).is_none_or(|c| c >= min_confidence) {
+            return self;
+        }
+        let mut attributes = vec![""; ATTRIBUTE_COUNT];
+        attributes[CONFIDENCE] = level;
+        Enrichment::with_attributes(RowStatus::LowConfidence, None, attributes)
+    }
 }
+
+/// The attribute holding Leadspace's matching confidence.
+const CONFIDENCE: usize = ATTRIBUTE_COUNT - 1;
 
 #[cfg(test)]
 mod tests {
@@ -162,7 +178,7 @@ mod tests {
 
     #[test]
     fn matches_below_the_minimum_confidence_keep_only_their_confidence() {
-        let e = Enrichment::matched(&company("VERY LOW"), Confidence::Low);
+        let e = Enrichment::matched(&company("VERY LOW")).judged(Confidence::Low);
         assert_eq!(e.status, RowStatus::LowConfidence);
         assert_eq!(e.attribute(1), "");
         assert_eq!(e.attribute(ATTRIBUTE_COUNT - 1), "VERY LOW");
@@ -170,7 +186,7 @@ mod tests {
 
     #[test]
     fn matches_at_the_minimum_are_enriched() {
-        let e = Enrichment::matched(&company("LOW"), Confidence::Low);
+        let e = Enrichment::matched(&company("LOW")).judged(Confidence::Low);
         assert_eq!(e.status, RowStatus::Enriched);
         assert_eq!(e.attribute(1), "Contoso");
         assert_eq!(e.attributes().count(), ATTRIBUTE_COUNT);

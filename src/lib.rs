@@ -5,6 +5,7 @@
 //! `secrets` and `storage` at the edges.
 
 pub mod bootstrap;
+pub mod cache;
 pub mod config;
 pub mod enrichment;
 pub mod error;

@@ -15,6 +15,8 @@ use crate::mapping::CompanyQuery;
 pub trait Companies: Sync {
     fn count(&self) -> usize;
     fn request(&self, company: usize, external_id: String) -> EnrichRequest;
+    /// What makes two companies the same question (`CompanyQuery::key`).
+    fn match_key(&self, company: usize) -> String;
 }
 
 impl Companies for [CompanyQuery] {
@@ -24,6 +26,10 @@ impl Companies for [CompanyQuery] {
 
     fn request(&self, company: usize, external_id: String) -> EnrichRequest {
         self[company].to_request(external_id)
+    }
+
+    fn match_key(&self, company: usize) -> String {
+        self[company].key()
     }
 }
 
@@ -94,6 +100,10 @@ impl Companies for CompanyTable {
 
     fn request(&self, company: usize, external_id: String) -> EnrichRequest {
         self.query(company).to_request(external_id)
+    }
+
+    fn match_key(&self, company: usize) -> String {
+        self.query(company).key()
     }
 }
 

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use tracing::Instrument;
 
 use super::companies::Companies;
-use crate::config::{Confidence, Mode};
+use crate::config::Mode;
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::leadspace::model::{EnrichRequest, EnrichmentResult, RECORD_INTERNAL_ERROR, RECORD_INVALID_INPUT};
 use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
@@ -25,7 +25,6 @@ pub struct EnrichPlan {
     pub mode: Mode,
     pub batch_size: usize,
     pub max_in_flight: usize,
-    pub min_confidence: Confidence,
 }
 
 impl EnrichPlan {
@@ -39,7 +38,8 @@ impl EnrichPlan {
 }
 
 pub struct EnrichOutcome {
-    /// One per company, in company order.
+    /// One per company, in company order, not yet judged against MIN_CONFIDENCE (see
+    /// `Enrichment::judged`).
     pub answers: Vec<Enrichment>,
     /// Why the run stopped early, if it did.
     pub stopped_by: Option<LeadspaceError>,
@@ -165,7 +165,7 @@ async fn enrich_round(
                             if record.error_code() == Some(RECORD_INTERNAL_ERROR) {
                                 retry.push(i);
                             }
-                            answers[i] = interpret(&record, plan.min_confidence);
+                            answers[i] = interpret(&record);
                         }
                         _ => tracing::warn!("Leadspace returned a result for a record that was not in the batch"),
                     }
@@ -204,7 +204,7 @@ async fn enrich_round(
     retry
 }
 
-fn interpret(record: &EnrichmentResult, min_confidence: Confidence) -> Enrichment {
+fn interpret(record: &EnrichmentResult) -> Enrichment {
     if let Some(code) = record.error_code() {
         let (status, what) = if code == RECORD_INVALID_INPUT {
             (RowStatus::InvalidInput, "Leadspace could not use this input")
@@ -214,7 +214,7 @@ fn interpret(record: &EnrichmentResult, min_confidence: Confidence) -> Enrichmen
         return Enrichment::without_attributes(status, Some(format!("{what} (code {code})")));
     }
     match record.data.as_ref().and_then(|d| d.company.as_ref()) {
-        Some(company) if record.company_enriched() => Enrichment::matched(company, min_confidence),
+        Some(company) if record.company_enriched() => Enrichment::matched(company),
         _ => Enrichment::without_attributes(RowStatus::NotMatched, None),
     }
 }
@@ -285,7 +285,7 @@ mod tests {
     }
 
     fn plan(mode: Mode, batch_size: usize, max_in_flight: usize) -> EnrichPlan {
-        EnrichPlan { mode, batch_size, max_in_flight, min_confidence: Confidence::Low }
+        EnrichPlan { mode, batch_size, max_in_flight }
     }
 
     #[tokio::test]

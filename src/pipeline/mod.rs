@@ -5,6 +5,7 @@
 //! Two passes keep memory proportional to the number of unique companies, not rows, and let the
 //! mode and batch plan be chosen knowing how many companies there are.
 
+pub mod answer;
 pub mod companies;
 pub mod enrich;
 pub mod lease;
@@ -22,8 +23,8 @@ use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
 use crate::mapping::{FieldMapping, NoQuery, ResolvedMapping, field_paths};
 use crate::records::{Format, Layout, ReadError, RowStream, RowWriter, TextEncoding, TextOrigin};
 use crate::storage::{ObjectMeta, ObjectStore, OutputUpload, PART_SIZE};
+use answer::answer_companies;
 use companies::CompanyTable;
-use enrich::{EnrichPlan, enrich_companies};
 use lease::Lease;
 use summary::{LeadspaceCounts, OutputInfo, RowCounts, RunStatus, SourceInfo, Summary, now_utc};
 
@@ -32,6 +33,8 @@ pub struct App {
     pub config: Config,
     pub store: Arc<dyn ObjectStore>,
     pub enricher: Arc<dyn Enricher>,
+    /// The cross-run answer cache, when ENRICHMENT_CACHE_TTL_DAYS is set.
+    pub cache: Option<crate::cache::AnswerCache>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -334,39 +337,22 @@ impl Run<'_> {
             return self.fail(why, Some(&scan)).await;
         }
 
-        let prior = match resume {
+        let known = match resume {
             false => vec![None; scan.companies.len()],
             true => {
                 let description = scan.mapping.description();
                 let (bucket, key) = (&self.paths.bucket, &self.paths.output_key);
-                prior::prior_answers(app.store.as_ref(), bucket, key, format, description, &scan.companies).await?
+                let known =
+                    prior::prior_answers(app.store.as_ref(), bucket, key, format, description, &scan.companies).await?;
+                let reused = known.iter().filter(|k| k.is_some()).count();
+                tracing::info!(reused, "resuming a partial run");
+                known
             }
         };
-        let wanted: Vec<usize> = (0..prior.len()).filter(|&i| prior[i].is_none()).collect();
-        if resume {
-            tracing::info!(reused = prior.len() - wanted.len(), to_send = wanted.len(), "resuming a partial run");
-        }
 
         let call = CallContext { stats: CallStats::default(), stop_at };
-        let plan = EnrichPlan {
-            mode: config.mode,
-            batch_size: config.batch_size,
-            max_in_flight: config.max_in_flight,
-            min_confidence: config.min_confidence,
-        };
-        let wanted_count = wanted.len();
-        let mut enriched = enrich_companies(app.enricher.as_ref(), &scan.companies, Some(wanted), plan, &call).await;
-        tracing::info!(
-            companies = wanted_count,
-            requests = CallStats::get(&call.stats.requests),
-            elapsed_ms = self.clock.elapsed().as_millis() as u64,
-            "enrichment finished"
-        );
-        for (answer, reused) in enriched.answers.iter_mut().zip(prior) {
-            if let Some(reused) = reused {
-                *answer = reused;
-            }
-        }
+        let enriched = answer_companies(app, &scan.companies, known, &call).await;
+        tracing::info!(elapsed_ms = self.clock.elapsed().as_millis() as u64, "answers ready");
 
         let rows = match self.write_output(format, &scan, &enriched.answers).await? {
             Ok(rows) => rows,
@@ -381,7 +367,8 @@ impl Run<'_> {
             ),
         };
         let unique = scan.companies.len() as u64;
-        let summary = self.summary(status, error.clone(), rows.clone(), unique, counts(&call.stats), Some(&scan));
+        let mut summary = self.summary(status, error.clone(), rows.clone(), unique, counts(&call.stats), Some(&scan));
+        summary.cache = enriched.cache;
         self.write_summary(&summary).await?;
         tracing::info!(
             status = ?status,
@@ -393,7 +380,7 @@ impl Run<'_> {
         );
         // Everything is written (answers kept, summary partial); when the cause is passing,
         // Lambda's retry resumes and sends only the rows without an answer.
-        let leadspace_down = enriched.leadspace_down();
+        let leadspace_down = enriched.leadspace_down;
         if let Some(LeadspaceError::Secret(secret)) = enriched.stopped_by
             && secret.is_transient()
         {
@@ -619,6 +606,7 @@ impl Run<'_> {
             rows,
             unique_companies: unique,
             leadspace,
+            cache: None,
         }
     }
 

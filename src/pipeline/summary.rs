@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::CacheCounts;
 use crate::enrichment::RowStatus;
 use crate::records::TextEncoding;
 
@@ -83,6 +84,9 @@ pub struct Summary {
     pub rows: RowCounts,
     pub unique_companies: u64,
     pub leadspace: LeadspaceCounts,
+    /// What the cross-run cache did; absent when ENRICHMENT_CACHE_TTL_DAYS is unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheCounts>,
 }
 
 impl Summary {

@@ -130,6 +130,35 @@ impl TestEnv {
             .expect("upload to moto");
     }
 
+    /// A fresh cache table in moto's DynamoDB, shaped as template.yaml declares it.
+    pub async fn cache_table(&self) -> String {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let table = unique("cache");
+        let attribute = AttributeDefinition::builder()
+            .attribute_name("company_key")
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute definition");
+        let key =
+            KeySchemaElement::builder().attribute_name("company_key").key_type(KeyType::Hash).build().expect("key");
+        self.dynamodb()
+            .create_table()
+            .table_name(&table)
+            .attribute_definitions(attribute)
+            .key_schema(key)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("create the cache table in moto");
+        table
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         let out = self.s3.get_object().bucket(&self.bucket).key(key).send().await.ok()?;
         Some(out.body.collect().await.expect("read object body").to_vec())

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod cache;
 mod csv_files;
 mod guards;
 mod hostile;
