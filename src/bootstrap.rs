@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::leadspace::LeadspaceClient;
 use crate::leadspace::retry::RetryPolicy;
 use crate::pipeline::App;
+use crate::pipeline::workflow::Workflow;
 use crate::secrets::SecretsManagerTokens;
 use crate::storage::S3Store;
 
@@ -30,15 +31,17 @@ pub fn build_app_with(config: Config, sdk_config: &SdkConfig) -> Result<App, lam
     let store = Arc::new(S3Store::new(aws_sdk_s3::Client::from_conf(s3.build())));
     let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
     let tokens = Arc::new(SecretsManagerTokens::new(secrets, config.secret_id.clone()));
-    let enricher = Arc::new(LeadspaceClient::new(
-        &config.base_url,
-        tokens,
-        config.tps,
-        RetryPolicy { poll_timeout: config.poll_timeout, ..RetryPolicy::default() },
-    )?);
+    let policy = RetryPolicy { poll_timeout: config.poll_timeout, ..RetryPolicy::default() };
+    let enricher = Arc::new(LeadspaceClient::new(&config.base_url, tokens.clone(), config.tps, policy.clone())?);
+    // A large file's batches run in parallel containers: each gets its share of the TPS.
+    let batch_enricher = Arc::new(LeadspaceClient::new(&config.base_url, tokens, config.workflow_batch_tps(), policy)?);
+    let workflow = config.workflow.as_ref().map(|workflow| Workflow {
+        client: aws_sdk_sfn::Client::new(sdk_config),
+        state_machine_arn: workflow.state_machine_arn.clone(),
+    });
     let cache = config.cache.as_ref().map(|cache| {
         let table = DynamoCacheTable::new(aws_sdk_dynamodb::Client::new(sdk_config), cache.table.clone());
         AnswerCache::new(Arc::new(table), cache.ttl)
     });
-    Ok(App { config, store, enricher, cache })
+    Ok(App { config, store, enricher, batch_enricher, cache, workflow })
 }

@@ -18,6 +18,11 @@ pub const DEFAULT_MAX_INPUT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Rows above this count get a failed summary: the company table grows with unique companies.
 pub const DEFAULT_MAX_INPUT_ROWS: u64 = 5_000_000;
 
+/// Above either, a file goes to the Step Functions workflow (when STATE_MACHINE_ARN is set): about
+/// what one 15-minute invocation enriches when Leadspace takes minutes per bulk.
+pub const DEFAULT_LARGE_FILE_BYTES: u64 = 100 * 1024 * 1024;
+pub const DEFAULT_LARGE_FILE_ROWS: u64 = 250_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Single,
@@ -78,6 +83,36 @@ pub struct Config {
     pub max_input_rows: u64,
     /// The cross-run answer cache; `None` (ENRICHMENT_CACHE_TTL_DAYS unset) turns it off.
     pub cache: Option<CacheConfig>,
+    /// The Step Functions workflow large files are handed to; `None` enriches every file inline.
+    pub workflow: Option<WorkflowConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowConfig {
+    pub state_machine_arn: String,
+    /// Files larger than this (bytes as stored) or with more data rows than `min_rows` go to
+    /// the workflow.
+    pub min_bytes: u64,
+    pub min_rows: u64,
+}
+
+/// Batches of the workflow at once: one per this many LEADSPACE_TPS, so each batch still has a
+/// few requests per second for its bulks and polls.
+const TPS_PER_WORKFLOW_BATCH: u32 = 5;
+/// Step Functions runs at most this many child workflows of a Distributed Map at once by
+/// default; far above what a Leadspace contract can feed.
+const MAX_WORKFLOW_CONCURRENCY: u32 = 100;
+
+impl Config {
+    /// How many batches of a large file run at once (the Distributed Map's MaxConcurrency).
+    pub fn workflow_concurrency(&self) -> u32 {
+        (self.tps / TPS_PER_WORKFLOW_BATCH).clamp(1, MAX_WORKFLOW_CONCURRENCY)
+    }
+
+    /// Each batch's share of LEADSPACE_TPS, so that all batches together stay within it.
+    pub fn workflow_batch_tps(&self) -> u32 {
+        (self.tps / self.workflow_concurrency()).max(1)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +231,37 @@ impl Config {
             }
         };
 
+        let workflow = match get("STATE_MACHINE_ARN") {
+            None => None,
+            Some(arn) if arn.starts_with("arn:") && arn.contains(":states:") && arn.contains(":stateMachine:") => {
+                Some(WorkflowConfig {
+                    state_machine_arn: arn,
+                    min_bytes: parse_number(
+                        "LARGE_FILE_BYTES",
+                        get("LARGE_FILE_BYTES"),
+                        DEFAULT_LARGE_FILE_BYTES,
+                        1,
+                        u64::MAX,
+                    )?,
+                    min_rows: parse_number(
+                        "LARGE_FILE_ROWS",
+                        get("LARGE_FILE_ROWS"),
+                        DEFAULT_LARGE_FILE_ROWS,
+                        1,
+                        u64::MAX,
+                    )?,
+                })
+            }
+            Some(arn) => {
+                return Err(invalid(
+                    "STATE_MACHINE_ARN",
+                    format!(
+                        "{arn:?} is not a Step Functions state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)"
+                    ),
+                ));
+            }
+        };
+
         let config = Config {
             secret_id,
             base_url,
@@ -218,6 +284,7 @@ impl Config {
             max_input_bytes,
             max_input_rows,
             cache,
+            workflow,
         };
         config.refuse_overlapping_prefixes()?;
         Ok(config)
@@ -324,6 +391,24 @@ mod tests {
             ("ENRICHMENT_CACHE_TABLE", "t"),
         ]);
         assert_eq!(on.unwrap().cache, Some(CacheConfig { table: "t".into(), ttl: Duration::from_secs(30 * 86_400) }));
+    }
+
+    #[test]
+    fn the_workflow_splits_leadspace_tps_between_its_batches() {
+        let c = config(&[("LEADSPACE_SECRET_ID", "ls")]).unwrap();
+        assert_eq!(c.workflow, None);
+        assert_eq!((c.workflow_concurrency(), c.workflow_batch_tps()), (5, 5));
+        let slow = config(&[("LEADSPACE_SECRET_ID", "ls"), ("LEADSPACE_TPS", "3")]).unwrap();
+        assert_eq!((slow.workflow_concurrency(), slow.workflow_batch_tps()), (1, 3));
+        let odd = config(&[("LEADSPACE_SECRET_ID", "ls"), ("LEADSPACE_TPS", "27")]).unwrap();
+        assert!(odd.workflow_concurrency() * odd.workflow_batch_tps() <= 27);
+        let arn = "arn:aws:states:eu-west-1:123456789012:stateMachine:large-files";
+        let on =
+            config(&[("LEADSPACE_SECRET_ID", "ls"), ("STATE_MACHINE_ARN", arn), ("LARGE_FILE_ROWS", "10")]).unwrap();
+        let workflow = on.workflow.unwrap();
+        assert_eq!((workflow.min_rows, workflow.min_bytes), (10, DEFAULT_LARGE_FILE_BYTES));
+        let err = config(&[("LEADSPACE_SECRET_ID", "ls"), ("STATE_MACHINE_ARN", "large-files")]).unwrap_err();
+        assert_eq!(err.variable, "STATE_MACHINE_ARN");
     }
 
     #[test]

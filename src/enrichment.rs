@@ -1,7 +1,7 @@
 //! What a row gets: its status and the `leadspace_*` values, derived from Leadspace's answer for
 //! its company.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Confidence;
 use crate::leadspace::model::{EnrichedCompany, scalar_text};
@@ -38,7 +38,7 @@ pub fn is_output_column(name: &str) -> bool {
     COLUMNS.contains(&name)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RowStatus {
     Enriched,

@@ -26,6 +26,12 @@ pub enum JobError {
     },
     #[error("Leadspace is unavailable ({0}); its rows are written as failed, and a retry sends only those")]
     LeadspaceUnavailable(String),
+    #[error("could not {action} in Step Functions")]
+    Workflow {
+        action: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("writing the output for s3://{bucket}/{key} failed")]
     Write {
         bucket: String,
@@ -41,7 +47,10 @@ impl JobError {
         match self {
             JobError::Storage(e) => e.is_transient(),
             JobError::Secret(e) => e.is_transient(),
-            JobError::Read { .. } | JobError::Write { .. } | JobError::LeadspaceUnavailable(_) => true,
+            JobError::Read { .. }
+            | JobError::Write { .. }
+            | JobError::LeadspaceUnavailable(_)
+            | JobError::Workflow { .. } => true,
         }
     }
 }
@@ -50,6 +59,9 @@ impl JobError {
 pub enum HandlerError {
     #[error("{0}")]
     InvalidEvent(String),
+    /// A large file's batch met credits running out or a refused token: the workflow stops.
+    #[error("{0}")]
+    LeadspaceStopped(String),
     #[error("{error}")]
     Job {
         #[source]
@@ -85,6 +97,7 @@ impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Self {
         let (error_type, error_message) = match &error {
             HandlerError::InvalidEvent(message) => ("NonRetryable.InvalidEvent", message.clone()),
+            HandlerError::LeadspaceStopped(message) => ("NonRetryable.LeadspaceStopped", message.clone()),
             HandlerError::Job { error, message } if error.is_transient() => {
                 ("Retryable.TransientFailure", message.clone())
             }

@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{HandlerError, JobError};
+use crate::pipeline::workflow::{BatchError, BatchEvent, ExecutionInput, assemble, enrich_batch};
 use crate::pipeline::{App, JobReport, run_job};
 use crate::refresh::refresh;
 use crate::status::enrichments;
@@ -47,6 +48,23 @@ pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Resul
             let span = tracing::info_span!("refresh", bucket = %bucket, prefix = %prefix);
             let results = refresh(app, &bucket, &prefix, force, stop_at).instrument(span).await.map_err(failed)?;
             Ok(json!({ "results": results }))
+        }
+        Invocation::Batch(event) => {
+            let batch: BatchEvent = serde_json::from_value(event)
+                .map_err(|e| HandlerError::InvalidEvent(format!("a Distributed Map batch that cannot be read: {e}")))?;
+            let span = tracing::info_span!("batch", companies = batch.items.len());
+            match enrich_batch(app, batch, stop_at).instrument(span).await {
+                Ok(answer) => Ok(answer),
+                Err(BatchError::LeadspaceStopped(why)) => Err(HandlerError::LeadspaceStopped(why)),
+                Err(BatchError::Job(error)) => Err(failed(error)),
+            }
+        }
+        Invocation::Assemble(event) => {
+            let input: ExecutionInput = serde_json::from_value(event)
+                .map_err(|e| HandlerError::InvalidEvent(format!("an assemble step that cannot be read: {e}")))?;
+            let span = tracing::info_span!("assemble", bucket = %input.bucket, key = %input.key);
+            let report = assemble(app, input).instrument(span).await.map_err(failed)?;
+            Ok(json!({ "results": [report] }))
         }
         Invocation::Status { bucket } => {
             let found = enrichments(app, &bucket).await.map_err(failed)?;

@@ -22,6 +22,10 @@ pub enum Invocation {
     Refresh { bucket: Option<String>, prefix: Option<String>, force: bool },
     /// List the enrichments under the output prefix.
     Status { bucket: String },
+    /// One batch of a large file's Distributed Map (`{"BatchInput": ..., "Items": [...]}`).
+    Batch(Value),
+    /// The large-file workflow's last step (its execution input, `"action": "assemble"`).
+    Assemble(Value),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -36,6 +40,9 @@ fn problem(text: impl Into<String>) -> TriggerError {
 
 /// What an event asks for. S3 records that are not object creations are skipped (and logged).
 pub fn parse_event(event: &Value) -> Result<Invocation, TriggerError> {
+    if event.get("BatchInput").is_some() && event.get("Items").is_some() {
+        return Ok(Invocation::Batch(event.clone()));
+    }
     if let Some(records) = event.get("Records") {
         return s3_notification(records).map(Invocation::Jobs);
     }
@@ -121,6 +128,7 @@ fn direct(action: &Value, event: &Value) -> Result<Invocation, TriggerError> {
             prefix: text(event, "prefix").map(str::to_string),
             force: flag("force")?,
         }),
+        Some("assemble") => Ok(Invocation::Assemble(event.clone())),
         Some("status") => {
             let bucket = text(event, "bucket").ok_or_else(|| problem("\"status\" needs a \"bucket\" string"))?;
             Ok(Invocation::Status { bucket: bucket.to_string() })

@@ -7,7 +7,7 @@ use super::companies::Companies;
 use super::enrich::{EnrichPlan, enrich_companies};
 use crate::cache::CacheCounts;
 use crate::enrichment::Enrichment;
-use crate::leadspace::{CallContext, CallStats, LeadspaceError};
+use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
 
 pub struct Answers {
     /// One per company, in company order, judged against MIN_CONFIDENCE.
@@ -20,9 +20,11 @@ pub struct Answers {
     pub cache: Option<CacheCounts>,
 }
 
-/// Answers `companies`; `known[i]` is company `i`'s answer from a partial run, if any.
+/// Answers `companies` through `enricher`; `known[i]` is company `i`'s answer from a partial
+/// run, if any.
 pub async fn answer_companies(
     app: &App,
+    enricher: &dyn Enricher,
     companies: &(impl Companies + ?Sized),
     mut known: Vec<Option<Enrichment>>,
     call: &CallContext,
@@ -41,7 +43,7 @@ pub async fn answer_companies(
 
     let plan = EnrichPlan { mode: config.mode, batch_size: config.batch_size, max_in_flight: config.max_in_flight };
     let to_send = wanted.len();
-    let enriched = enrich_companies(app.enricher.as_ref(), companies, Some(wanted.clone()), plan, call).await;
+    let enriched = enrich_companies(enricher, companies, Some(wanted.clone()), plan, call).await;
     tracing::info!(companies = to_send, requests = CallStats::get(&call.stats.requests), "enrichment finished");
     if let (Some(cache), Some(counts)) = (&app.cache, cache_counts.as_mut()) {
         cache.remember(companies, &enriched.answers, &wanted, now, counts).await;

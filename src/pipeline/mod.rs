@@ -11,11 +11,13 @@ pub mod enrich;
 pub mod lease;
 pub mod prior;
 pub mod summary;
+pub mod workflow;
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::cache::CacheCounts;
 use crate::config::Config;
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::error::JobError;
@@ -33,8 +35,12 @@ pub struct App {
     pub config: Config,
     pub store: Arc<dyn ObjectStore>,
     pub enricher: Arc<dyn Enricher>,
+    /// The same Leadspace, paced at one workflow batch's share of LEADSPACE_TPS.
+    pub batch_enricher: Arc<dyn Enricher>,
     /// The cross-run answer cache, when ENRICHMENT_CACHE_TTL_DAYS is set.
     pub cache: Option<crate::cache::AnswerCache>,
+    /// Where large files go, when STATE_MACHINE_ARN is set.
+    pub workflow: Option<workflow::Workflow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -83,6 +89,9 @@ pub struct JobReport {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimate: Option<Estimate>,
+    /// The Step Functions execution enriching a large file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
 }
 
 impl JobReport {
@@ -97,6 +106,7 @@ impl JobReport {
             rows: None,
             message: None,
             estimate: None,
+            execution_arn: None,
         }
     }
 
@@ -350,16 +360,49 @@ impl Run<'_> {
             }
         };
 
-        let call = CallContext { stats: CallStats::default(), stop_at };
-        let enriched = answer_companies(app, &scan.companies, known, &call).await;
-        tracing::info!(elapsed_ms = self.clock.elapsed().as_millis() as u64, "answers ready");
+        if let Some(workflow) = &app.workflow
+            && workflow::is_large(config, self.meta.size, scan.rows)
+            && known.iter().any(Option::is_none)
+        {
+            return workflow::hand_off(self, workflow, &scan, known).await;
+        }
 
-        let rows = match self.write_output(format, &scan, &enriched.answers).await? {
+        let call = CallContext { stats: CallStats::default(), stop_at };
+        let enriched = answer_companies(app, app.enricher.as_ref(), &scan.companies, known, &call).await;
+        tracing::info!(elapsed_ms = self.clock.elapsed().as_millis() as u64, "answers ready");
+        let stopped = enriched.stopped_by.as_ref().map(ToString::to_string);
+        let report =
+            self.finish(format, &scan, &enriched.answers, stopped, counts(&call.stats), enriched.cache).await?;
+        // Everything is written (answers kept, summary partial); when the cause is passing,
+        // Lambda's retry resumes and sends only the rows without an answer.
+        if let Some(LeadspaceError::Secret(secret)) = enriched.stopped_by
+            && secret.is_transient()
+        {
+            return Err(JobError::Secret(secret));
+        }
+        if enriched.leadspace_down {
+            return Err(JobError::LeadspaceUnavailable(report.message.unwrap_or_default()));
+        }
+        Ok(report)
+    }
+
+    /// Pass 2 and the summary: every row with its company's answer. `stopped` says why
+    /// Leadspace work ended early, if it did.
+    async fn finish(
+        &self,
+        format: Format,
+        scan: &Scan,
+        answers: &[Enrichment],
+        stopped: Option<String>,
+        leadspace: LeadspaceCounts,
+        cache: Option<CacheCounts>,
+    ) -> Result<JobReport, JobError> {
+        let rows = match self.write_output(format, scan, answers).await? {
             Ok(rows) => rows,
-            Err(Problem(why)) => return self.fail(&why, Some(&scan)).await,
+            Err(Problem(why)) => return self.fail(&why, Some(scan)).await,
         };
-        let (status, error) = match (&enriched.stopped_by, rows.unfinished()) {
-            (Some(stop), _) => (RunStatus::Partial, Some(stop.to_string())),
+        let (status, error) = match (stopped, rows.unfinished()) {
+            (Some(stop), _) => (RunStatus::Partial, Some(stop)),
             (None, 0) => (RunStatus::Complete, None),
             (None, n) => (
                 RunStatus::Partial,
@@ -367,8 +410,8 @@ impl Run<'_> {
             ),
         };
         let unique = scan.companies.len() as u64;
-        let mut summary = self.summary(status, error.clone(), rows.clone(), unique, counts(&call.stats), Some(&scan));
-        summary.cache = enriched.cache;
+        let mut summary = self.summary(status, error.clone(), rows.clone(), unique, leadspace, Some(scan));
+        summary.cache = cache;
         self.write_summary(&summary).await?;
         tracing::info!(
             status = ?status,
@@ -378,24 +421,13 @@ impl Run<'_> {
             elapsed_ms = self.clock.elapsed().as_millis() as u64,
             "job finished"
         );
-        // Everything is written (answers kept, summary partial); when the cause is passing,
-        // Lambda's retry resumes and sends only the rows without an answer.
-        let leadspace_down = enriched.leadspace_down;
-        if let Some(LeadspaceError::Secret(secret)) = enriched.stopped_by
-            && secret.is_transient()
-        {
-            return Err(JobError::Secret(secret));
-        }
-        if leadspace_down {
-            return Err(JobError::LeadspaceUnavailable(error.unwrap_or_default()));
-        }
         Ok(JobReport {
             status: Some(status),
             output_key: Some(self.paths.output_key.clone()),
             summary_key: Some(self.paths.summary_key.clone()),
             rows: Some(rows),
             message: error,
-            ..JobReport::new(job, Outcome::Enriched)
+            ..JobReport::new(self.job, Outcome::Enriched)
         })
     }
 

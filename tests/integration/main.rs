@@ -10,3 +10,4 @@ mod hostile;
 mod invocations;
 mod json_lines;
 mod resilience;
+mod workflow;

@@ -1,0 +1,599 @@
+//! Files too big for one invocation run on Step Functions (template.yaml, `LargeFileWorkflow`).
+//!
+//! 1. **Hand-off** (the S3-triggered invocation): pass 1 as usual (mapping, validation, unique
+//!    companies), then the file's unique companies, mapped fields only, are staged as JSON Lines
+//!    and a Standard execution starts.
+//! 2. **Batches**: a Distributed Map reads the staged companies (ItemReader, JSONL), batches them
+//!    (ItemBatcher) and invokes this function on each batch, at most MaxConcurrency at once, each
+//!    paced at its share of LEADSPACE_TPS. A batch writes its answers to S3.
+//! 3. **Assemble**: one invocation reads the original file again, in order, and writes the
+//!    output and the summary from the batches' answers, exactly as an inline run does.
+//!
+//! Staging unique companies rather than rows means no company is sent twice across batches,
+//! every input the inline path reads (gzip, UTF-16, Windows-1252, any delimiter) works, and no
+//! unmapped customer field passes through Step Functions.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::answer::answer_companies;
+use super::summary::LeadspaceCounts;
+use super::{App, Job, JobReport, Outcome, OutputPaths, Problem, Run, Scan, counts, now_utc};
+use crate::cache::CacheCounts;
+use crate::config::Config;
+use crate::enrichment::{Enrichment, RowStatus};
+use crate::error::JobError;
+use crate::leadspace::{CallContext, CallStats, LeadspaceError};
+use crate::mapping::{CompanyQuery, FieldMapping};
+use crate::records::Format;
+use crate::storage::{ObjectStore, OutputUpload, PART_SIZE};
+
+pub struct Workflow {
+    pub client: aws_sdk_sfn::Client,
+    pub state_machine_arn: String,
+}
+
+/// Whether a file goes to the workflow rather than being enriched inline.
+pub fn is_large(config: &Config, size: u64, rows: u64) -> bool {
+    config.workflow.as_ref().is_some_and(|w| size > w.min_bytes || rows > w.min_rows)
+}
+
+/// Companies per batch: a few bulks' worth, so that a batch is a few minutes at most.
+const BULKS_PER_BATCH: usize = 4;
+/// Step Functions passes at most 256 KiB to a Lambda function; a batch stays well below it.
+pub const MAX_BATCH_INPUT_BYTES: u64 = 200 * 1024;
+
+/// The execution's input, which is also the assemble step's payload (the Map passes its input
+/// through). Serialised field names are the state machine's paths: keep them in step with
+/// template.yaml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionInput {
+    /// Always "assemble".
+    pub action: String,
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    /// The execution's name, unique per file version and attempt.
+    pub run: String,
+    /// Where the staged companies and the batches' answers are: the output bucket.
+    pub work_bucket: String,
+    pub companies_key: String,
+    pub answers_prefix: String,
+    /// For the ItemBatcher (MaxItemsPerBatchPath) and the Map (MaxConcurrencyPath).
+    pub batch_size: u64,
+    pub max_concurrency: u64,
+    /// A direct invocation's own mapping, kept for the assemble step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_mapping: Option<Value>,
+    /// Added by the Map's Catch when a batch failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_error: Option<MapError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapError {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+impl MapError {
+    /// What the summary says: the batch's own message when the cause is a Lambda error.
+    fn describe(&self) -> String {
+        let message = serde_json::from_str::<Value>(&self.cause)
+            .ok()
+            .and_then(|cause| cause.get("errorMessage").and_then(Value::as_str).map(str::to_string));
+        match message {
+            Some(message) => format!("the workflow stopped before every batch was enriched: {message}"),
+            None => format!("the workflow stopped before every batch was enriched ({})", self.error),
+        }
+    }
+}
+
+/// One staged company: a line of the JSON Lines the Map reads, and an item of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StagedCompany {
+    /// The company's number in the file (first-seen order), how answers find their rows.
+    pub company: u32,
+    pub company_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub street: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+}
+
+impl StagedCompany {
+    fn new(company: u32, q: CompanyQuery) -> Self {
+        StagedCompany {
+            company,
+            company_name: q.name,
+            website: q.website,
+            country: q.country,
+            state: q.state,
+            city: q.city,
+            street: q.street,
+            postal_code: q.postal_code,
+        }
+    }
+
+    fn query(self) -> CompanyQuery {
+        CompanyQuery {
+            name: self.company_name,
+            website: self.website,
+            country: self.country,
+            state: self.state,
+            city: self.city,
+            street: self.street,
+            postal_code: self.postal_code,
+        }
+    }
+}
+
+/// What the Map hands each invocation: `Items` from the ItemReader, `BatchInput` from the
+/// ItemBatcher.
+#[derive(Debug, Deserialize)]
+pub struct BatchEvent {
+    #[serde(rename = "BatchInput")]
+    pub input: BatchInput,
+    #[serde(rename = "Items")]
+    pub items: Vec<StagedCompany>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BatchInput {
+    pub work_bucket: String,
+    pub answers_prefix: String,
+}
+
+/// The first line of every answers object: what it cost.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PartStats {
+    leadspace: LeadspaceCounts,
+    #[serde(default)]
+    cache: Option<CacheCounts>,
+}
+
+/// One company's answer in an answers object.
+#[derive(Debug, Serialize, Deserialize)]
+struct PartAnswer {
+    company: u32,
+    status: RowStatus,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    values: Vec<String>,
+}
+
+impl PartAnswer {
+    fn new(company: u32, answer: &Enrichment) -> Self {
+        let values: Vec<String> = answer.attributes().map(str::to_string).collect();
+        let used = values.iter().rposition(|v| !v.is_empty()).map_or(0, |i| i + 1);
+        PartAnswer { company, status: answer.status, error: answer.error.clone(), values: values[..used].to_vec() }
+    }
+
+    fn enrichment(self) -> Enrichment {
+        Enrichment::with_attributes(self.status, self.error, self.values)
+    }
+}
+
+/// Where one execution keeps its files: under OUTPUT_PREFIX, so they never trigger anything,
+/// in a folder of their own that the assemble step deletes (and a lifecycle rule expires).
+fn work_prefix(config: &Config, run: &str) -> String {
+    format!("{}.work/{run}/", config.output_prefix)
+}
+
+/// `<file name, as far as the execution name allows>-<digest of bucket, key and ETag>-<attempt>`:
+/// readable in the console, the same for a redelivered event, new for a new attempt.
+fn execution_base_name(bucket: &str, key: &str, etag: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest =
+        Sha256::new().chain_update(bucket).chain_update([0]).chain_update(key).chain_update([0]).chain_update(etag);
+    let digest: String = digest.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let file = key.rsplit('/').next().unwrap_or(key);
+    let readable: String = file
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(40)
+        .collect();
+    format!("{readable}-{digest}")
+}
+
+/// Attempts per file version before a hand-off gives up: each finished (partial or failed)
+/// execution of the same version takes a number.
+const MAX_ATTEMPTS: u32 = 50;
+
+fn execution_arn(state_machine_arn: &str, name: &str) -> String {
+    format!("{}:{name}", state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
+}
+
+fn workflow_error(action: &'static str, error: impl std::error::Error + Send + Sync + 'static) -> JobError {
+    JobError::Workflow { action, source: Box::new(error) }
+}
+
+enum Slot {
+    /// No execution has this name yet.
+    Free(String),
+    /// An execution for this file version is running (a redelivered event).
+    Running(String),
+}
+
+/// The name for a new execution of this file version, or the one already running.
+async fn find_slot(workflow: &Workflow, base: &str) -> Result<Slot, JobError> {
+    use aws_sdk_sfn::types::ExecutionStatus;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let name = format!("{base}-{attempt}");
+        let arn = execution_arn(&workflow.state_machine_arn, &name);
+        match workflow.client.describe_execution().execution_arn(&arn).send().await {
+            Ok(found) if found.status == ExecutionStatus::Running => return Ok(Slot::Running(arn)),
+            Ok(_) => continue,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_execution_does_not_exist()) => {
+                return Ok(Slot::Free(name));
+            }
+            Err(error) => return Err(workflow_error("describe an execution", error)),
+        }
+    }
+    Err(JobError::Workflow {
+        action: "start an execution",
+        source: format!("this file version already has {MAX_ATTEMPTS} executions; upload it again to start over")
+            .into(),
+    })
+}
+
+/// Stages the companies still without an answer and starts the workflow.
+pub(super) async fn hand_off(
+    run: &Run<'_>,
+    workflow: &Workflow,
+    scan: &Scan,
+    known: Vec<Option<Enrichment>>,
+) -> Result<JobReport, JobError> {
+    let (app, job) = (run.app, run.job);
+    let base = execution_base_name(&job.bucket, &job.key, &run.meta.etag);
+    let name = match find_slot(workflow, &base).await? {
+        Slot::Free(name) => name,
+        Slot::Running(arn) => {
+            tracing::info!("a workflow execution for this file version is already running");
+            return Ok(JobReport {
+                message: Some(format!("already being enriched by the Step Functions execution {arn}")),
+                execution_arn: Some(arn),
+                ..JobReport::new(job, Outcome::Skipped)
+            });
+        }
+    };
+    let work = work_prefix(&app.config, &name);
+    let input = ExecutionInput {
+        action: "assemble".into(),
+        bucket: job.bucket.clone(),
+        key: job.key.clone(),
+        etag: run.meta.etag.clone(),
+        run: name.clone(),
+        work_bucket: run.paths.bucket.clone(),
+        companies_key: format!("{work}companies.jsonl"),
+        answers_prefix: format!("{work}answers/"),
+        batch_size: (app.config.batch_size * BULKS_PER_BATCH) as u64,
+        max_concurrency: u64::from(app.config.workflow_concurrency()),
+        field_mapping: job.field_mapping.as_ref().map(FieldMapping::to_json),
+        map_error: None,
+    };
+
+    let mut staged = 0_u64;
+    let mut upload =
+        OutputUpload::new(app.store.clone(), &input.work_bucket, &input.companies_key, "application/x-ndjson");
+    let mut lines = Vec::new();
+    let mut reused = Vec::new();
+    for (company, known) in known.into_iter().enumerate() {
+        match known {
+            Some(answer) => reused.push(PartAnswer::new(company as u32, &answer)),
+            None => {
+                let line = StagedCompany::new(company as u32, scan.companies.query(company));
+                serde_json::to_writer(&mut lines, &line).map_err(|e| workflow_error("stage the companies", e))?;
+                lines.push(b'\n');
+                staged += 1;
+            }
+        }
+        if lines.len() >= PART_SIZE {
+            upload.write(std::mem::take(&mut lines)).await?;
+        }
+    }
+    upload.finish(lines).await?;
+    if !reused.is_empty() {
+        // A partial run's answers, as if a batch had given them.
+        write_part(
+            app.store.as_ref(),
+            &input.work_bucket,
+            &format!("{}reused.jsonl", input.answers_prefix),
+            &PartStats::default(),
+            &reused,
+        )
+        .await?;
+    }
+
+    let payload = serde_json::to_string(&input).map_err(|e| workflow_error("start an execution", e))?;
+    let started = workflow
+        .client
+        .start_execution()
+        .state_machine_arn(&workflow.state_machine_arn)
+        .name(&name)
+        .input(payload)
+        .send()
+        .await
+        .map_err(|e| workflow_error("start an execution", e))?;
+    tracing::info!(
+        companies = staged,
+        reused = reused.len(),
+        rows = scan.rows,
+        batch_size = input.batch_size,
+        max_concurrency = input.max_concurrency,
+        "handed to the Step Functions workflow"
+    );
+    Ok(JobReport {
+        message: Some(format!(
+            "{} rows and {staged} companies handed to the Step Functions execution {}; the output and summary are \
+             written when it finishes",
+            scan.rows, started.execution_arn
+        )),
+        execution_arn: Some(started.execution_arn),
+        ..JobReport::new(job, Outcome::Enriched)
+    })
+}
+
+async fn write_part(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    stats: &PartStats,
+    answers: &[PartAnswer],
+) -> Result<(), JobError> {
+    let mut body = serde_json::to_vec(stats).map_err(|e| workflow_error("write a batch's answers", e))?;
+    body.push(b'\n');
+    for answer in answers {
+        serde_json::to_writer(&mut body, answer).map_err(|e| workflow_error("write a batch's answers", e))?;
+        body.push(b'\n');
+    }
+    store.put(bucket, key, body, "application/x-ndjson").await?;
+    Ok(())
+}
+
+/// Why a batch ends in an error: Step Functions retries the transient ones (the template's
+/// Retry on `Retryable.TransientFailure`) and stops the Map on the others.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Credits ran out or the token was refused: every other batch would meet the same.
+    #[error("{0}")]
+    LeadspaceStopped(String),
+    #[error(transparent)]
+    Job(#[from] JobError),
+}
+
+/// One batch of the Map: its companies' answers (cache, then Leadspace), written to S3.
+pub async fn enrich_batch(
+    app: &App,
+    batch: BatchEvent,
+    stop_at: Option<tokio::time::Instant>,
+) -> Result<Value, BatchError> {
+    let Some(first) = batch.items.first().map(|c| c.company) else {
+        return Ok(json!({"companies": 0}));
+    };
+    let numbers: Vec<u32> = batch.items.iter().map(|c| c.company).collect();
+    let queries: Vec<CompanyQuery> = batch.items.into_iter().map(StagedCompany::query).collect();
+    let call = CallContext { stats: CallStats::default(), stop_at };
+    let answered =
+        answer_companies(app, app.batch_enricher.as_ref(), &queries[..], vec![None; queries.len()], &call).await;
+
+    let stats = PartStats { leadspace: counts(&call.stats), cache: answered.cache };
+    let answers: Vec<PartAnswer> =
+        numbers.iter().zip(&answered.answers).map(|(&company, answer)| PartAnswer::new(company, answer)).collect();
+    let key = format!("{}{first:010}.jsonl", batch.input.answers_prefix);
+    write_part(app.store.as_ref(), &batch.input.work_bucket, &key, &stats, &answers).await?;
+    tracing::info!(companies = answers.len(), requests = stats.leadspace.requests, "batch answered");
+
+    match answered.stopped_by {
+        Some(LeadspaceError::Secret(secret)) if secret.is_transient() => Err(JobError::Secret(secret).into()),
+        Some(stop) if !matches!(stop, LeadspaceError::DeadlineReached) => {
+            Err(BatchError::LeadspaceStopped(stop.to_string()))
+        }
+        _ if answered.leadspace_down => {
+            Err(JobError::LeadspaceUnavailable("every request of this batch failed".into()).into())
+        }
+        _ => Ok(json!({
+            "companies": answers.len(),
+            "records_sent": stats.leadspace.records_sent,
+            "requests": stats.leadspace.requests,
+        })),
+    }
+}
+
+/// The workflow's last step: the output and summary, in input order, from the batches' answers.
+pub async fn assemble(app: &App, input: ExecutionInput) -> Result<JobReport, JobError> {
+    let field_mapping = match &input.field_mapping {
+        Some(value) => {
+            Some(FieldMapping::from_value(value).map_err(|e| workflow_error("read the execution input", e))?)
+        }
+        None => None,
+    };
+    let job = Job { bucket: input.bucket.clone(), key: input.key.clone(), field_mapping, ..Job::default() };
+    let work = work_prefix(&app.config, &input.run);
+    let report = assemble_job(app, &job, &input).await;
+    // The staged companies are customer data: they go whatever happened, unless the error is
+    // one a retry of this step should find them for.
+    if report.as_ref().is_ok() {
+        delete_prefix(app.store.as_ref(), &input.work_bucket, &work).await;
+    }
+    report
+}
+
+async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<JobReport, JobError> {
+    let Some(meta) = app.store.head(&job.bucket, &job.key).await? else {
+        return Ok(JobReport::ignored(job, "the object no longer exists"));
+    };
+    if meta.etag != input.etag {
+        return Ok(JobReport::not_started(
+            job,
+            "the object was replaced while the workflow ran; its new version is enriched by its own event",
+        ));
+    }
+    let paths = OutputPaths::for_object(&app.config, &job.bucket, &job.key);
+    let lease =
+        super::lease::Lease::acquire(app.store.as_ref(), &paths.bucket, &paths.summary_key, app.config.lease_timeout)
+            .await?;
+    let Some(lease) = lease else {
+        return Err(JobError::Workflow {
+            action: "assemble the output",
+            source: "another invocation holds the lease on this object; the step is retried".into(),
+        });
+    };
+    let run = Run {
+        app,
+        job,
+        meta,
+        format_label: Format::detect(&job.key).map(|f| f.label().to_string()).unwrap_or_default(),
+        paths,
+        started_at: now_utc(),
+        clock: std::time::Instant::now(),
+    };
+    let result = run.assemble(input).await;
+    lease.release(app.store.as_ref()).await;
+    result
+}
+
+impl Run<'_> {
+    async fn assemble(&self, input: &ExecutionInput) -> Result<JobReport, JobError> {
+        let format = match Format::detect(&self.job.key) {
+            Ok(format) => format,
+            Err(unsupported) => return self.fail(&unsupported.to_string(), None).await,
+        };
+        let mapping = self.job.field_mapping.as_ref().or(self.app.config.field_mapping.as_ref());
+        let scan = match self.scan(format, mapping).await? {
+            Ok(scan) => scan,
+            Err(Problem(why)) => return self.fail(&why, None).await,
+        };
+        let mut answers = vec![Enrichment::without_attributes(RowStatus::NotAttempted, None); scan.companies.len()];
+        let (leadspace, cache) = self.read_parts(input, &mut answers).await?;
+        tracing::info!(elapsed_ms = self.clock.elapsed().as_millis() as u64, "answers read");
+        let stopped = input.map_error.as_ref().map(MapError::describe);
+        self.finish(format, &scan, &answers, stopped, leadspace, cache).await
+    }
+
+    /// Fills `answers` from every answers object of the execution; returns the summed costs.
+    async fn read_parts(
+        &self,
+        input: &ExecutionInput,
+        answers: &mut [Enrichment],
+    ) -> Result<(LeadspaceCounts, Option<CacheCounts>), JobError> {
+        let store = self.app.store.as_ref();
+        let mut leadspace = LeadspaceCounts::default();
+        let mut cache: Option<CacheCounts> = None;
+        let mut unreadable = 0_usize;
+        for part in store.list(&input.work_bucket, &input.answers_prefix).await? {
+            let Some(body) = store.get_small(&input.work_bucket, &part.key).await? else { continue };
+            let mut lines = body.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+            if let Some(stats) = lines.next().and_then(|l| serde_json::from_slice::<PartStats>(l).ok()) {
+                add_leadspace(&mut leadspace, &stats.leadspace);
+                if let Some(part_cache) = stats.cache {
+                    add_cache(cache.get_or_insert_with(CacheCounts::default), &part_cache);
+                }
+            }
+            for line in lines {
+                match serde_json::from_slice::<PartAnswer>(line) {
+                    Ok(answer) if (answer.company as usize) < answers.len() => {
+                        let company = answer.company as usize;
+                        answers[company] = answer.enrichment();
+                    }
+                    _ => unreadable += 1,
+                }
+            }
+        }
+        if unreadable > 0 {
+            // Their companies stay not_attempted: a later run asks again.
+            tracing::warn!(unreadable, "answers that match no company of the file were ignored");
+        }
+        Ok((leadspace, cache))
+    }
+}
+
+fn add_leadspace(total: &mut LeadspaceCounts, part: &LeadspaceCounts) {
+    total.requests += part.requests;
+    total.records_sent += part.records_sent;
+    total.retries += part.retries;
+    total.throttled += part.throttled;
+}
+
+fn add_cache(total: &mut CacheCounts, part: &CacheCounts) {
+    total.hits += part.hits;
+    total.credits_saved += part.credits_saved;
+    total.stored += part.stored;
+    total.errors += part.errors;
+}
+
+/// Best effort: what is left is expired by the bucket's lifecycle rule.
+async fn delete_prefix(store: &dyn ObjectStore, bucket: &str, prefix: &str) {
+    let listed = match store.list(bucket, prefix).await {
+        Ok(listed) => listed,
+        Err(error) => {
+            tracing::warn!(error = %error, "could not list the workflow's files to delete them");
+            return;
+        }
+    };
+    let mut failed = 0;
+    for object in &listed {
+        if store.delete(bucket, &object.key).await.is_err() {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        tracing::warn!(failed, "some of the workflow's files could not be deleted; the lifecycle rule expires them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_names_are_valid_stable_and_distinct_per_version() {
+        let a = execution_base_name("b", "incoming/very long name with spaces & symbols (2026).csv.gz", "\"e1\"");
+        assert!(a.len() + 3 <= 80 && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{a}");
+        assert_eq!(
+            a,
+            execution_base_name("b", "incoming/very long name with spaces & symbols (2026).csv.gz", "\"e1\"")
+        );
+        assert_ne!(
+            a,
+            execution_base_name("b", "incoming/very long name with spaces & symbols (2026).csv.gz", "\"e2\"")
+        );
+        assert_eq!(
+            execution_arn("arn:aws:states:eu-west-1:1:stateMachine:big", "x-1"),
+            "arn:aws:states:eu-west-1:1:execution:big:x-1"
+        );
+    }
+
+    #[test]
+    fn answers_survive_their_batch_file() {
+        let answer = Enrichment::with_attributes(RowStatus::Enriched, None, ["id", "CONTOSO", "", "x"]);
+        let line = serde_json::to_string(&PartAnswer::new(7, &answer)).unwrap();
+        let back: PartAnswer = serde_json::from_str(&line).unwrap();
+        assert_eq!((back.company, back.enrichment()), (7, answer));
+        let failed = Enrichment::without_attributes(RowStatus::Failed, Some("5xx".into()));
+        let line = serde_json::to_string(&PartAnswer::new(1, &failed)).unwrap();
+        assert_eq!(serde_json::from_str::<PartAnswer>(&line).unwrap().enrichment(), failed);
+    }
+
+    #[test]
+    fn a_lambda_error_from_the_map_is_told_in_its_own_words() {
+        let error = MapError {
+            error: "NonRetryable.LeadspaceStopped".into(),
+            cause: r#"{"errorType":"NonRetryable.LeadspaceStopped","errorMessage":"credits exhausted (427)"}"#.into(),
+        };
+        assert!(error.describe().ends_with("credits exhausted (427)"), "{}", error.describe());
+        let other = MapError { error: "States.ExceedToleratedFailureThreshold".into(), cause: "n/a".into() };
+        assert!(other.describe().contains("States.ExceedToleratedFailureThreshold"));
+    }
+}

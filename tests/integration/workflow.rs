@@ -1,0 +1,321 @@
+//! Large files through Step Functions, against moto (S3 and Step Functions) and the emulator.
+//!
+//! moto records executions but does not run them, so `run_execution` plays the state machine
+//! as template.yaml defines it: the definition is read from the template, and every payload the
+//! function gets is built from the definition's own ItemReader, ItemBatcher, BatchInput, Retry
+//! and Catch, the way Step Functions builds it.
+
+use std::collections::HashMap;
+
+use leadspace_emulator::Knobs;
+use leadspace_enrich::error::HandlerError;
+use leadspace_enrich::pipeline::App;
+use serde_json::{Value, json};
+
+use crate::harness::{TestEnv, gunzip, gzip, invoke, try_invoke};
+
+const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:leadspace-enrich";
+
+/// The state machine of template.yaml, with its substitutions made.
+fn definition() -> Value {
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../../template.yaml")).expect("template.yaml is YAML");
+    let definition = &template["Resources"]["LargeFileWorkflow"]["Properties"]["Definition"];
+    let text = serde_json::to_string(definition).expect("the definition is plain data");
+    serde_json::from_str(&text.replace("${EnrichFunctionArn}", FUNCTION_ARN)).expect("JSON")
+}
+
+/// `$.name` paths, the only kind the definition uses.
+fn at<'v>(input: &'v Value, path: &str) -> &'v Value {
+    let name = path.strip_prefix("$.").unwrap_or_else(|| panic!("unexpected path {path}"));
+    input.get(name).unwrap_or_else(|| panic!("{path} is not in the input {input}"))
+}
+
+/// A Parameters-style object: `"x.$": "$.y"` takes y from `input`, other fields are literal.
+fn resolve(template: &Value, input: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, value) in template.as_object().expect("an object") {
+        match name.strip_suffix(".$") {
+            Some(name) => out.insert(name.to_string(), at(input, value.as_str().expect("a path")).clone()),
+            None => out.insert(name.clone(), value.clone()),
+        };
+    }
+    Value::Object(out)
+}
+
+/// How a Lambda error reaches Step Functions: its type, and the JSON cause.
+fn state_error(error: HandlerError) -> (String, String) {
+    let diagnostic = lambda_runtime::Diagnostic::from(error);
+    let cause = json!({"errorType": diagnostic.error_type, "errorMessage": diagnostic.error_message});
+    (diagnostic.error_type, cause.to_string())
+}
+
+fn retries_allowed(task: &Value, error_type: &str) -> u64 {
+    let rules = task["Retry"].as_array().cloned().unwrap_or_default();
+    let rule = rules.iter().find(|r| r["ErrorEquals"].as_array().unwrap().iter().any(|e| e == error_type));
+    rule.map_or(0, |r| r["MaxAttempts"].as_u64().unwrap())
+}
+
+/// What one run of the definition does with `input`: the Map's batches, then Assemble.
+struct Played {
+    batches: Vec<usize>,
+    assembled: Value,
+}
+
+async fn run_execution(env: &TestEnv, app: &App, input: Value) -> Played {
+    let definition = definition();
+    let map = &definition["States"][definition["StartAt"].as_str().unwrap()];
+    assert_eq!(map["Type"], "Map");
+    assert_eq!(map["ItemProcessor"]["ProcessorConfig"]["Mode"], "DISTRIBUTED");
+
+    // ItemReader: JSON Lines from S3.
+    let reader = &map["ItemReader"];
+    assert_eq!(
+        (reader["Resource"].as_str(), reader["ReaderConfig"]["InputType"].as_str()),
+        (Some("arn:aws:states:::s3:getObject"), Some("JSONL"))
+    );
+    let location = resolve(&reader["Parameters"], &input);
+    let staged =
+        env.s3.get_object().bucket(location["Bucket"].as_str().unwrap()).key(location["Key"].as_str().unwrap());
+    let staged = staged.send().await.expect("the staged companies exist").body.collect().await.unwrap().to_vec();
+    let items: Vec<Value> =
+        staged.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+
+    // ItemBatcher: by count and by bytes, each batch with the resolved BatchInput.
+    let batcher = &map["ItemBatcher"];
+    let max_items = at(&input, batcher["MaxItemsPerBatchPath"].as_str().unwrap()).as_u64().unwrap() as usize;
+    let max_bytes = batcher["MaxInputBytesPerBatch"].as_u64().unwrap() as usize;
+    let batch_input = resolve(&batcher["BatchInput"], &input);
+    assert!(at(&input, map["MaxConcurrencyPath"].as_str().unwrap()).as_u64().unwrap() >= 1);
+    let mut batches: Vec<Vec<Value>> = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let size = item.to_string().len();
+        match batches.last_mut() {
+            Some(batch) if batch.len() < max_items && bytes + size <= max_bytes => batch.push(item),
+            _ => {
+                bytes = 0;
+                batches.push(vec![item]);
+            }
+        }
+        bytes += size;
+    }
+
+    let task = &map["ItemProcessor"]["States"][map["ItemProcessor"]["StartAt"].as_str().unwrap()];
+    assert_eq!(task["Parameters"]["Payload.$"], "$", "each batch invocation gets the batch as it is");
+    let mut map_error = None;
+    let mut sizes = Vec::new();
+    'batches: for batch in batches {
+        sizes.push(batch.len());
+        let payload = json!({"BatchInput": batch_input, "Items": batch});
+        assert!(payload.to_string().len() < 256 * 1024, "Lambda's payload limit");
+        let mut attempt = 0;
+        loop {
+            match try_invoke(app, payload.clone()).await {
+                Ok(result) => {
+                    assert!(result["companies"].is_u64(), "the ResultSelector's path: {result}");
+                    break;
+                }
+                Err(error) => {
+                    let (error_type, cause) = state_error(error);
+                    if attempt < retries_allowed(task, &error_type) {
+                        attempt += 1;
+                        continue;
+                    }
+                    // ToleratedFailurePercentage 0: the Map fails, and its Catch goes on.
+                    map_error = Some(json!({"Error": error_type, "Cause": cause}));
+                    break 'batches;
+                }
+            }
+        }
+    }
+    assert_eq!(map["ToleratedFailurePercentage"], 0);
+    assert_eq!(map["ResultPath"], Value::Null, "the Map passes its input on");
+    let mut next_input = input.clone();
+    if let Some(error) = map_error {
+        let catch = &map["Catch"][0];
+        assert_eq!(
+            (catch["ErrorEquals"][0].as_str(), catch["ResultPath"].as_str()),
+            (Some("States.ALL"), Some("$.map_error"))
+        );
+        next_input["map_error"] = error;
+    }
+    let assemble = &definition["States"][map["Next"].as_str().unwrap()];
+    assert_eq!(assemble["Parameters"]["Payload.$"], "$");
+    let assembled = invoke(app, next_input).await;
+    Played { batches: sizes, assembled }
+}
+
+/// 300 rows, 210 companies (60 of them two or three times, far apart), one row without a name;
+/// gzip, semicolons and Windows-1252, which Step Functions' own CSV reader could not read.
+fn big_file() -> Vec<u8> {
+    let mut text = String::from("Id;Company;City\r\n");
+    for i in 0..300 {
+        let company = match i {
+            150 => String::new(),
+            i if i % 2 == 0 => format!("Société {}", (i / 2) % 60),
+            i => format!("Firm {i}"),
+        };
+        text.push_str(&format!("{i};{company};Paris\r\n"));
+    }
+    let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&text);
+    gzip(&bytes)
+}
+
+fn workflow_vars(state_machine_arn: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("STATE_MACHINE_ARN", state_machine_arn.to_string()),
+        ("LARGE_FILE_ROWS", "100".into()),
+        ("BATCH_SIZE", "10".into()),
+        ("LEADSPACE_TPS", "100".into()),
+    ]
+}
+
+fn app_with(env: &TestEnv, vars: &[(&'static str, String)]) -> App {
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.app(&vars)
+}
+
+async fn create_state_machine(env: &TestEnv) -> String {
+    let created = aws_sdk_sfn::Client::new(&env.sdk)
+        .create_state_machine()
+        .name(format!("{}-large-files", env.bucket))
+        .definition(definition().to_string())
+        .role_arn("arn:aws:iam::123456789012:role/large-file-workflow")
+        .send()
+        .await
+        .expect("create the state machine in moto");
+    created.state_machine_arn
+}
+
+async fn execution_input(env: &TestEnv, arn: &str) -> Value {
+    let described = aws_sdk_sfn::Client::new(&env.sdk).describe_execution().execution_arn(arn).send().await;
+    let input = described.expect("the execution exists").input.expect("an input");
+    serde_json::from_str(&input).expect("JSON input")
+}
+
+async fn stop(env: &TestEnv, arn: &str) {
+    // What Step Functions does when the last state ends: the execution is no longer running.
+    aws_sdk_sfn::Client::new(&env.sdk).stop_execution().execution_arn(arn).send().await.expect("stop");
+}
+
+fn work_files(keys: &[String]) -> Vec<&String> {
+    keys.iter().filter(|k| k.starts_with("enriched/.work/")).collect()
+}
+
+#[tokio::test]
+async fn a_large_file_goes_through_the_workflow_and_comes_out_as_an_inline_run_would() {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    env.put("incoming/small.csv", "Id,Company\n1,Contoso\n").await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+
+    let small = invoke(&app, env.s3_event("incoming/small.csv")).await;
+    assert_eq!(small["results"][0]["status"], "complete", "a small file is enriched inline: {small}");
+
+    let response = invoke(&app, env.s3_event("incoming/big.csv.gz")).await;
+    let handed = &response["results"][0];
+    assert_eq!(handed["outcome"], "enriched", "{response}");
+    let execution = handed["execution_arn"].as_str().expect("the execution is named").to_string();
+    assert!(env.get("enriched/big.csv.gz.summary.json").await.is_none(), "the summary comes at the end");
+    assert_eq!(env.emulator.stats().records_received, 1, "only the small file was sent so far");
+
+    let again = invoke(&app, env.s3_event("incoming/big.csv.gz")).await;
+    assert_eq!(again["results"][0]["outcome"], "skipped", "a redelivered event while it runs: {again}");
+    assert_eq!(again["results"][0]["execution_arn"].as_str(), Some(execution.as_str()));
+
+    let input = execution_input(&env, &execution).await;
+    let staged = env.get(input["companies_key"].as_str().unwrap()).await.unwrap();
+    let first: Value = serde_json::from_slice(staged.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    let fields: Vec<&String> = first.as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["company", "company_name", "city"], "only mapped fields are staged: {first}");
+    let played = run_execution(&env, &app, input).await;
+    assert_eq!(played.batches, [40, 40, 40, 40, 40, 10], "210 companies in batches of 4 bulks of 10");
+    assert_eq!(played.assembled["results"][0]["status"], "complete", "{}", played.assembled);
+
+    let sent = env.emulator.stats().records_received - 1;
+    assert_eq!(sent, 210, "every company exactly once, across batches");
+    let summary = env.summary("enriched/big.csv.gz.summary.json").await;
+    assert_eq!(summary["rows"]["total"], 300);
+    assert_eq!((summary["rows"]["invalid_input"].as_u64(), summary["unique_companies"].as_u64()), (Some(1), Some(210)));
+    assert_eq!(summary["leadspace"]["records_sent"], 210, "the batches' costs add up: {summary}");
+    assert_eq!(summary["source"]["encoding"], "windows-1252");
+
+    // The same bytes enriched inline give the same rows.
+    let inline = App { workflow: None, ..app_with(&env, &workflow_vars(&state_machine)) };
+    env.put("incoming/copy/big.csv.gz", big_file()).await;
+    invoke(&inline, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/copy/big.csv.gz"})).await;
+    let by_workflow = gunzip(&env.get("enriched/big.csv.gz").await.unwrap());
+    let by_inline = gunzip(&env.get("enriched/copy/big.csv.gz").await.unwrap());
+    assert_eq!(by_workflow, by_inline, "input order, original columns, the same answers");
+    let text = String::from_utf8(by_workflow).expect("UTF-8 output");
+    assert!(
+        text.starts_with("\u{feff}Id;Company;City;leadspace_status") && text.contains("\n0;Société 0;Paris;"),
+        "{text:.200}"
+    );
+    assert!(work_files(&env.keys().await).is_empty(), "the staged companies and answers are deleted");
+}
+
+#[tokio::test]
+async fn credits_running_out_stop_the_map_and_a_later_run_sends_only_what_is_missing() {
+    let env = TestEnv::with_knobs(Knobs { credits: Some(20), ..Default::default() }).await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+
+    let response = invoke(&app, env.s3_event("incoming/big.csv.gz")).await;
+    let execution = response["results"][0]["execution_arn"].as_str().unwrap().to_string();
+    let played = run_execution(&env, &app, execution_input(&env, &execution).await).await;
+    // Credits are charged per match, so which batch meets the 427 depends on the matches.
+    assert!(played.batches.len() < 6, "the Map stops at the batch that met the 427: {:?}", played.batches);
+    let summary = env.summary("enriched/big.csv.gz.summary.json").await;
+    assert_eq!(summary["status"], "partial", "{summary}");
+    assert!(summary["error"].as_str().unwrap().contains("427"), "{summary}");
+    let rows = &summary["rows"];
+    assert_eq!(rows["total"], 300);
+    assert!(rows["not_attempted"].as_u64().unwrap() > 0 && rows["enriched"].as_u64().unwrap() > 0, "{summary}");
+    let sent_first = env.emulator.stats().records_received;
+    stop(&env, &execution).await;
+
+    // Credits bought: the next run (a new execution) stages only the companies without an answer.
+    env.emulator.set_knobs(|k| k.credits = None);
+    let response = invoke(&app, env.s3_event("incoming/big.csv.gz")).await;
+    let second = response["results"][0]["execution_arn"].as_str().expect("a new execution").to_string();
+    assert_ne!(second, execution);
+    let input = execution_input(&env, &second).await;
+    let staged = env.get(input["companies_key"].as_str().unwrap()).await.unwrap();
+    let staged_count = staged.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+    assert_eq!(staged_count, count_unanswered(&env).await, "answers of the partial run are reused");
+    assert!(staged_count < 210);
+    let played = run_execution(&env, &app, input).await;
+    assert_eq!(played.assembled["results"][0]["status"], "complete", "{}", played.assembled);
+    let summary = env.summary("enriched/big.csv.gz.summary.json").await;
+    assert_eq!((summary["rows"]["not_attempted"].as_u64(), summary["rows"]["failed"].as_u64()), (Some(0), Some(0)));
+    let resent = env.emulator.stats().records_received - sent_first;
+    assert_eq!(resent, staged_count, "no company answered before is sent again");
+}
+
+fn parse_semicolons(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = String::from_utf8_lossy(bytes).trim_start_matches('\u{feff}').to_string();
+    let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_reader(text.as_bytes());
+    let header = reader.headers().expect("header").iter().map(str::to_string).collect();
+    let rows = reader.records().map(|r| r.expect("row").iter().map(str::to_string).collect()).collect();
+    (header, rows)
+}
+
+/// Companies of the current output whose rows have no final answer.
+async fn count_unanswered(env: &TestEnv) -> u64 {
+    let text = gunzip(&env.get("enriched/big.csv.gz").await.unwrap());
+    let (header, rows) = parse_semicolons(&text);
+    let status = header.iter().position(|h| h == "leadspace_status").unwrap();
+    let mut companies: HashMap<&str, bool> = HashMap::new();
+    for row in &rows {
+        if row[1].is_empty() {
+            continue;
+        }
+        let unanswered = row[status] == "not_attempted" || row[status] == "failed";
+        *companies.entry(row[1].as_str()).or_default() |= unanswered;
+    }
+    companies.values().filter(|&&u| u).count() as u64
+}
