@@ -59,6 +59,27 @@ pub fn parse_secret(value: &str) -> Option<Credentials> {
     (!trimmed.is_empty()).then(|| Credentials { token: SecretString::from(trimmed.to_string()), program_id: None })
 }
 
+/// Leadspace advises rotating the token every 6 months; it expires after 2 years.
+pub const ROTATE_AFTER_DAYS: i64 = 182;
+pub const EXPIRES_AFTER_DAYS: i64 = 730;
+
+/// Warns (log and metric) when the secret's current value, stored at `stored_at`, is older
+/// than Leadspace's rotation advice. Returns the token's age in days.
+pub fn check_token_age(stored_at: i64, now: i64) -> i64 {
+    let days = (now - stored_at).max(0) / 86_400;
+    let due = days > ROTATE_AFTER_DAYS;
+    if due {
+        tracing::warn!(
+            token_age_days = days,
+            expires_in_days = EXPIRES_AFTER_DAYS - days,
+            "the Leadspace token was stored more than 6 months ago: Leadspace advises rotating it every 6 months, \
+             and it stops working after 2 years; put a new token in the secret named by LEADSPACE_SECRET_ID"
+        );
+    }
+    crate::metrics::token_age(days, due);
+    days
+}
+
 pub struct SecretsManagerTokens {
     client: aws_sdk_secretsmanager::Client,
     secret_id: String,
@@ -85,6 +106,9 @@ impl SecretsManagerTokens {
             .and_then(parse_secret)
             .ok_or_else(|| SecretError::NoToken { secret_id: self.secret_id.clone() })?;
         tracing::info!(program_id = credentials.program_id.as_deref().unwrap_or("-"), "read the Leadspace token");
+        if let Some(stored) = out.created_date() {
+            check_token_age(stored.secs(), time::OffsetDateTime::now_utc().unix_timestamp());
+        }
         Ok(credentials.token)
     }
 }
@@ -126,6 +150,13 @@ mod tests {
         assert!(parse_secret(r#"{"program_id": "P-1"}"#).is_none());
         assert!(parse_secret(r#"{"token": ""}"#).is_none());
         assert!(parse_secret("   ").is_none());
+    }
+
+    #[test]
+    fn token_age_is_counted_in_whole_days() {
+        let now = 1_800_000_000;
+        assert_eq!(check_token_age(now - 183 * 86_400 - 5, now), 183);
+        assert_eq!(check_token_age(now + 60, now), 0, "a clock running behind never gives a negative age");
     }
 
     #[test]

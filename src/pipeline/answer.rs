@@ -49,6 +49,9 @@ pub async fn answer_companies(
         cache.remember(companies, &enriched.answers, &wanted, now, counts).await;
     }
 
+    if matches!(enriched.stopped_by, Some(LeadspaceError::CreditsExhausted)) {
+        crate::metrics::credits_exhausted();
+    }
     let leadspace_down = enriched.leadspace_down();
     let answers = enriched
         .answers

@@ -645,6 +645,7 @@ impl Run<'_> {
     async fn write_summary(&self, summary: &Summary) -> Result<(), JobError> {
         let body = serde_json::to_vec_pretty(summary).unwrap_or_default();
         self.app.store.put(&self.paths.bucket, &self.paths.summary_key, body, "application/json").await?;
+        crate::metrics::job_finished(summary, self.clock.elapsed().as_millis() as u64);
         Ok(())
     }
 

@@ -1,0 +1,123 @@
+//! CloudWatch metrics in Embedded Metric Format: one JSON line on stdout per event, which
+//! CloudWatch Logs turns into metrics. No API call, so no latency, no permission and no failure
+//! mode; the lines carry counts only, never a value from a file or the token.
+
+use std::io::Write;
+
+use serde_json::{Map, Value, json};
+
+use crate::pipeline::summary::{RunStatus, Summary};
+
+pub const NAMESPACE: &str = "LeadspaceEnrich";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+    None,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::None => "None",
+        }
+    }
+}
+
+pub type Metric = (&'static str, Unit, f64);
+
+/// The EMF document for `metrics`, with one dimension, the function's name, so that alarms and
+/// dashboards can tell deployments apart.
+pub fn document(metrics: &[Metric], function_name: &str, timestamp_ms: i64) -> Value {
+    let definitions: Vec<Value> =
+        metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()})).collect();
+    let mut root = Map::new();
+    root.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["FunctionName"]], "Metrics": definitions}],
+        }),
+    );
+    root.insert("FunctionName".into(), Value::String(function_name.to_string()));
+    for (name, _, value) in metrics {
+        root.insert((*name).to_string(), json!(value));
+    }
+    Value::Object(root)
+}
+
+/// Writes one EMF line to stdout. A failed write loses a data point, never the invocation.
+pub fn emit(metrics: &[Metric]) {
+    let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let line = document(metrics, &function_name, now_ms).to_string();
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+}
+
+/// One job's figures, from its summary.
+pub fn job_finished(summary: &Summary, duration_ms: u64) {
+    let rows = &summary.rows;
+    let leadspace = &summary.leadspace;
+    let cache = summary.cache.unwrap_or_default();
+    let is = |status: RunStatus| if summary.status == status { 1.0 } else { 0.0 };
+    emit(&[
+        ("RowsTotal", Unit::Count, rows.total as f64),
+        ("RowsEnriched", Unit::Count, rows.enriched as f64),
+        ("RowsNotMatched", Unit::Count, rows.not_matched as f64),
+        ("RowsLowConfidence", Unit::Count, rows.low_confidence as f64),
+        ("RowsInvalidInput", Unit::Count, rows.invalid_input as f64),
+        ("RowsFailed", Unit::Count, rows.failed as f64),
+        ("RowsNotAttempted", Unit::Count, rows.not_attempted as f64),
+        ("LeadspaceRequests", Unit::Count, leadspace.requests as f64),
+        ("LeadspaceRecordsSent", Unit::Count, leadspace.records_sent as f64),
+        ("LeadspaceRetries", Unit::Count, leadspace.retries as f64),
+        ("LeadspaceThrottles", Unit::Count, leadspace.throttled as f64),
+        ("CacheHits", Unit::Count, cache.hits as f64),
+        ("CreditsSaved", Unit::Count, cache.credits_saved as f64),
+        ("FilesComplete", Unit::Count, is(RunStatus::Complete)),
+        ("FilesPartial", Unit::Count, is(RunStatus::Partial)),
+        ("FilesFailed", Unit::Count, is(RunStatus::Failed)),
+        ("JobDuration", Unit::Milliseconds, duration_ms as f64),
+    ]);
+}
+
+/// Leadspace answered 427: the alarm on this tells someone to buy credits.
+pub fn credits_exhausted() {
+    emit(&[("CreditsExhausted", Unit::Count, 1.0)]);
+}
+
+/// The first invocation of a container.
+pub fn cold_start(init_ms: u64) {
+    emit(&[("ColdStart", Unit::Count, 1.0), ("InitDuration", Unit::Milliseconds, init_ms as f64)]);
+}
+
+/// How old the token is; `rotation_due` once it passes Leadspace's advice.
+pub fn token_age(days: i64, rotation_due: bool) {
+    emit(&[
+        ("TokenAgeDays", Unit::None, days as f64),
+        ("TokenRotationDue", Unit::Count, if rotation_due { 1.0 } else { 0.0 }),
+    ]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_follow_the_embedded_metric_format() {
+        let doc = document(&[("RowsEnriched", Unit::Count, 5.0), ("JobDuration", Unit::Milliseconds, 12.0)], "fn", 42);
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(doc["_aws"]["Timestamp"], 42);
+        assert_eq!(directive["Namespace"], NAMESPACE);
+        assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
+        assert_eq!(directive["Metrics"][1], json!({"Name": "JobDuration", "Unit": "Milliseconds"}));
+        // Every declared metric and dimension must be a member of the root, or CloudWatch
+        // drops the document.
+        assert_eq!((doc["FunctionName"].as_str(), doc["RowsEnriched"].as_f64()), (Some("fn"), Some(5.0)));
+        assert_eq!(doc["JobDuration"].as_f64(), Some(12.0));
+    }
+}
