@@ -85,6 +85,8 @@ pub struct Config {
     pub cache: Option<CacheConfig>,
     /// The Step Functions workflow large files are handed to; `None` enriches every file inline.
     pub workflow: Option<WorkflowConfig>,
+    /// The function's reserved concurrency, when the deployment sets one.
+    pub max_concurrent_invocations: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,9 +106,11 @@ const TPS_PER_WORKFLOW_BATCH: u32 = 5;
 const MAX_WORKFLOW_CONCURRENCY: u32 = 100;
 
 impl Config {
-    /// How many batches of a large file run at once (the Distributed Map's MaxConcurrency).
+    /// How many batches of a large file run at once (the Distributed Map's MaxConcurrency):
+    /// never more than the function's reserved concurrency, or Lambda would throttle them.
     pub fn workflow_concurrency(&self) -> u32 {
-        (self.tps / TPS_PER_WORKFLOW_BATCH).clamp(1, MAX_WORKFLOW_CONCURRENCY)
+        let by_tps = (self.tps / TPS_PER_WORKFLOW_BATCH).clamp(1, MAX_WORKFLOW_CONCURRENCY);
+        self.max_concurrent_invocations.map_or(by_tps, |limit| by_tps.min(limit))
     }
 
     /// Each batch's share of LEADSPACE_TPS, so that all batches together stay within it.
@@ -262,6 +266,11 @@ impl Config {
             }
         };
 
+        let max_concurrent_invocations = match get("MAX_CONCURRENT_INVOCATIONS") {
+            None => None,
+            some => Some(parse_number("MAX_CONCURRENT_INVOCATIONS", some, 1, 1, 10_000)? as u32),
+        };
+
         let config = Config {
             secret_id,
             base_url,
@@ -285,6 +294,7 @@ impl Config {
             max_input_rows,
             cache,
             workflow,
+            max_concurrent_invocations,
         };
         config.refuse_overlapping_prefixes()?;
         Ok(config)
@@ -400,6 +410,8 @@ mod tests {
         assert_eq!((c.workflow_concurrency(), c.workflow_batch_tps()), (5, 5));
         let slow = config(&[("LEADSPACE_SECRET_ID", "ls"), ("LEADSPACE_TPS", "3")]).unwrap();
         assert_eq!((slow.workflow_concurrency(), slow.workflow_batch_tps()), (1, 3));
+        let reserved = config(&[("LEADSPACE_SECRET_ID", "ls"), ("MAX_CONCURRENT_INVOCATIONS", "2")]).unwrap();
+        assert_eq!((reserved.workflow_concurrency(), reserved.workflow_batch_tps()), (2, 12));
         let odd = config(&[("LEADSPACE_SECRET_ID", "ls"), ("LEADSPACE_TPS", "27")]).unwrap();
         assert!(odd.workflow_concurrency() * odd.workflow_batch_tps() <= 27);
         let arn = "arn:aws:states:eu-west-1:123456789012:stateMachine:large-files";
