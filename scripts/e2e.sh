@@ -10,7 +10,9 @@ cd "$REPO_ROOT"
 trap stop_all EXIT
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/leadspace-enrich-e2e.XXXXXX")
-local_stack_up "$WORK"
+# The most verbose log there is, in Lambda's JSON format, for the log-policy check at the end:
+# every invocation below is logged at TRACE, dependencies included.
+FUNCTION_LOG_LEVEL=trace FUNCTION_LOG_FORMAT=JSON local_stack_up "$WORK"
 passed=0
 failed=0
 
@@ -123,6 +125,38 @@ curl -s -o "$WORK/bad.response.json" -X POST --data-binary "@$WORK/bad.json" \
   "http://127.0.0.1:$LAMBDA_PORT/2015-03-31/functions/$FUNCTION/invocations"
 check "an unknown action is refused, naming the accepted shapes" "$WORK/bad.response.json" \
   "r['errorType'] == 'NonRetryable.InvalidEvent' and '\"refresh\"' in r['errorMessage']"
+
+# Logging policy: counts, never contents. Every invocation above ran with RUST_LOG=trace; the
+# function's whole log (stdout and stderr, as cargo lambda watch captured it) must hold neither
+# the token nor any customer value of the files it read.
+python3 - "$WORK/lambda.log" "$LEADSPACE_TOKEN" tests/data/customers.csv tests/data/customers.jsonl \
+  "$WORK/excel-eu.csv" >"$WORK/leak.check.json" <<'PY'
+import csv, io, json, sys
+log_path, token, table, lines, excel = sys.argv[1:6]
+def leaves(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from leaves(v)
+    elif isinstance(value, str):
+        yield value
+cells = [c for row in list(csv.reader(open(table, newline="", encoding="utf-8")))[1:] for c in row]
+cells += [v for line in open(lines, encoding="utf-8") if line.strip() for v in leaves(json.loads(line))]
+excel_text = open(excel, "rb").read().decode("cp1252")
+cells += [c for row in list(csv.reader(io.StringIO(excel_text), delimiter=";"))[1:] for c in row]
+# Short or numeric cells ("US", "1") are in any log by chance; every other value must not be.
+values = sorted({c.strip() for c in cells if len(c.strip()) >= 5 and not c.strip().replace(".", "").isdigit()})
+log = open(log_path, encoding="utf-8", errors="replace").read()
+lowered = log.lower()
+leaks = [v for v in values if v.lower() in lowered]
+if token in log:
+    leaks.append("<the token>")
+json.dump({"log_lines": log.count("\n"), "values_checked": len(values), "trace_lines": log.count('"TRACE"'), "leaks": leaks}, sys.stdout)
+PY
+check "RUST_LOG=trace: neither the token nor any customer value appears in the function's log" "$WORK/leak.check.json" \
+  "r['trace_lines'] > 100 and r['values_checked'] >= 30 and r['leaks'] == []"
 
 echo "e2e: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -65,7 +65,8 @@ AWS_ACCESS_KEY_ID=testing
 AWS_SECRET_ACCESS_KEY=testing
 AWS_SESSION_TOKEN=testing
 AWS_REGION=us-east-1
-RUST_LOG="info,leadspace_enrich=debug"
+RUST_LOG="${FUNCTION_LOG_LEVEL:-info,leadspace_enrich=debug}"
+AWS_LAMBDA_LOG_FORMAT=${FUNCTION_LOG_FORMAT:-TEXT}
 ENV
 
   log "starting the function under cargo lambda watch on 127.0.0.1:$LAMBDA_PORT"
