@@ -10,4 +10,5 @@ mod hostile;
 mod invocations;
 mod json_lines;
 mod resilience;
+mod template;
 mod workflow;

@@ -1,0 +1,138 @@
+//! template.yaml against the code it deploys: cfn-lint checks CloudFormation's rules, these
+//! check ours (least privilege, the trigger matching what the function reads, the contract
+//! arithmetic, alarms on the metrics the function really emits).
+
+use leadspace_enrich::metrics::NAMESPACE;
+use leadspace_enrich::records::Format;
+use serde_yaml::Value;
+
+fn template() -> Value {
+    serde_yaml::from_str(include_str!("../../template.yaml")).expect("template.yaml is YAML")
+}
+
+/// `!Ref X` as ("Ref", X), `!Sub "..."` as ("Sub", "..."), plain strings as ("", s).
+fn tagged(value: &Value) -> (String, String) {
+    match value {
+        Value::Tagged(tagged) => (tagged.tag.to_string().trim_start_matches('!').to_string(), text(&tagged.value)),
+        other => (String::new(), text(other)),
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn list(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Sequence(items) => items.clone(),
+        Value::Null => Vec::new(),
+        one => vec![one.clone()],
+    }
+}
+
+/// Every IAM statement in the function's policies and the workflow role, whatever the nesting
+/// (`!If` branches included).
+fn statements(value: &Value, out: &mut Vec<Value>) {
+    match value {
+        Value::Mapping(map) => {
+            if map.contains_key("Effect") && map.contains_key("Action") {
+                out.push(value.clone());
+            }
+            map.values().for_each(|v| statements(v, out));
+        }
+        Value::Sequence(items) => items.iter().for_each(|v| statements(v, out)),
+        Value::Tagged(tagged) => statements(&tagged.value, out),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_permission_names_its_actions_and_resources() {
+    let template = template();
+    let mut found = Vec::new();
+    statements(&template["Resources"]["EnrichFunction"]["Properties"]["Policies"], &mut found);
+    statements(&template["Resources"]["LargeFileWorkflowRole"]["Properties"]["Policies"], &mut found);
+    assert!(found.len() >= 10, "the policies were found: {}", found.len());
+    for statement in found.iter().filter(|s| s["Effect"] == "Allow") {
+        for action in list(&statement["Action"]) {
+            let action = text(&action);
+            assert!(!action.contains('*'), "a wildcard action {action} in {statement:?}");
+        }
+        for resource in list(&statement["Resource"]) {
+            let (_, resource) = tagged(&resource);
+            assert!(resource != "*", "a statement on every resource: {statement:?}");
+            if resource.contains(":s3:::") && resource.ends_with('*') {
+                assert!(
+                    resource.contains("${InputPrefix}*") || resource.contains("${OutputPrefix}"),
+                    "object access outside the two prefixes: {resource}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_trigger_matches_exactly_the_files_the_function_reads_and_only_under_the_input_prefix() {
+    let template = template();
+    let pattern = &template["Resources"]["CustomerFileUploaded"]["Properties"]["EventPattern"];
+    assert_eq!(text(&pattern["detail-type"][0]), "Object Created");
+    let suffixes: Vec<String> = list(&pattern["detail"]["object"]["key"])
+        .iter()
+        .map(|matcher| {
+            let (tag, wildcard) = tagged(&matcher["wildcard"]);
+            assert_eq!(tag, "Sub");
+            wildcard.strip_prefix("${InputPrefix}*").expect("every pattern starts at InputPrefix").to_string()
+        })
+        .collect();
+    for suffix in &suffixes {
+        assert!(Format::detect(&format!("incoming/a{suffix}")).is_ok(), "{suffix} is triggered but not read");
+    }
+    for extension in [".csv", ".tsv", ".csv.gz", ".jsonl", ".ndjson", ".jsonl.gz"] {
+        assert!(Format::detect(&format!("incoming/a{extension}")).is_ok());
+        assert!(suffixes.iter().any(|s| s == extension), "{extension} is read but never triggered");
+    }
+}
+
+#[test]
+fn reserved_concurrency_and_the_function_agree_on_how_many_invocations_share_the_contract() {
+    let template = template();
+    let function = &template["Resources"]["EnrichFunction"]["Properties"];
+    let variables = &function["Environment"]["Variables"];
+    assert_eq!(tagged(&function["ReservedConcurrentExecutions"]), ("Ref".into(), "ReservedConcurrency".into()));
+    assert_eq!(tagged(&variables["MAX_CONCURRENT_INVOCATIONS"]), ("Ref".into(), "ReservedConcurrency".into()));
+    assert_eq!(tagged(&variables["LEADSPACE_TPS"]), ("Ref".into(), "LeadspaceTps".into()));
+    let schedule = &template["Resources"]["ScheduledRefresh"]["Properties"];
+    assert_eq!(template["Parameters"]["ScheduleEnabled"]["Default"], "false", "the schedule is off by default");
+    assert!(text(&schedule["State"]).contains("DISABLED"));
+}
+
+#[test]
+fn alarms_watch_the_metrics_the_function_emits() {
+    let template = template();
+    let alarm = |name: &str| template["Resources"][name]["Properties"].clone();
+    for (name, namespace, metric) in [
+        ("CreditsExhaustedAlarm", NAMESPACE, "CreditsExhausted"),
+        ("TokenRotationDueAlarm", NAMESPACE, "TokenRotationDue"),
+        ("FunctionErrorsAlarm", "AWS/Lambda", "Errors"),
+        ("FailedInvocationsAlarm", "AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ] {
+        let properties = alarm(name);
+        assert_eq!(
+            (text(&properties["Namespace"]), text(&properties["MetricName"])),
+            (namespace.into(), metric.into())
+        );
+        assert_eq!(text(&properties["TreatMissingData"]), "notBreaching");
+    }
+    let document = leadspace_enrich::metrics::document(
+        &[("CreditsExhausted", leadspace_enrich::metrics::Unit::Count, 1.0)],
+        "fn",
+        0,
+    );
+    let dimensions = &document["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0];
+    assert_eq!(dimensions[0], "FunctionName", "the alarm's dimension is the one the metric carries");
+    assert_eq!(text(&alarm("CreditsExhaustedAlarm")["Dimensions"][0]["Name"]), "FunctionName");
+}
