@@ -41,7 +41,7 @@ pub fn build_app_with(config: Config, sdk_config: &SdkConfig) -> Result<App, lam
     });
     let cache = config.cache.as_ref().map(|cache| {
         let table = DynamoCacheTable::new(aws_sdk_dynamodb::Client::new(sdk_config), cache.table.clone());
-        AnswerCache::new(Arc::new(table), cache.ttl)
+        AnswerCache::new(Arc::new(table), cache.ttl, &config.base_url)
     });
     Ok(App { config, store, enricher, batch_enricher, cache, workflow })
 }

@@ -62,7 +62,8 @@ pub trait CacheTable: Send + Sync {
 pub struct CacheCounts {
     /// Companies answered from the cache instead of Leadspace.
     pub hits: u64,
-    /// Leadspace credits those hits saved: one per company not sent.
+    /// Leadspace credits those hits saved: one per enriched company not sent (Leadspace
+    /// charges matches, not misses).
     pub credits_saved: u64,
     /// Answers stored for later runs.
     pub stored: u64,
@@ -73,16 +74,25 @@ pub struct CacheCounts {
 pub struct AnswerCache {
     table: Arc<dyn CacheTable>,
     ttl: Duration,
+    /// Which Leadspace answered (its base URL): a test gateway's answers never serve production.
+    namespace: String,
 }
 
 impl AnswerCache {
-    pub fn new(table: Arc<dyn CacheTable>, ttl: Duration) -> Self {
-        AnswerCache { table, ttl }
+    pub fn new(table: Arc<dyn CacheTable>, ttl: Duration, namespace: &str) -> Self {
+        AnswerCache { table, ttl, namespace: namespace.to_string() }
     }
 
-    /// The item key for a match key: a digest, so no company name is stored.
-    pub fn key_for(match_key: &str) -> String {
-        let digest = Sha256::new().chain_update(KEY_VERSION).chain_update([0x1e]).chain_update(match_key).finalize();
+    /// The item key for a match key asked of the Leadspace at `namespace`: a digest, so no
+    /// company name is stored.
+    pub fn key_for(namespace: &str, match_key: &str) -> String {
+        let digest = Sha256::new()
+            .chain_update(KEY_VERSION)
+            .chain_update([0x1e])
+            .chain_update(namespace)
+            .chain_update([0x1e])
+            .chain_update(match_key)
+            .finalize();
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -99,7 +109,8 @@ impl AnswerCache {
         let oldest = now - self.ttl.as_secs() as i64;
         let mut lookups = futures::stream::iter(wanted.chunks(GET_CHUNK))
             .map(|chunk| async move {
-                let keys: Vec<String> = chunk.iter().map(|&i| Self::key_for(&companies.match_key(i))).collect();
+                let keys: Vec<String> =
+                    chunk.iter().map(|&i| Self::key_for(&self.namespace, &companies.match_key(i))).collect();
                 let found = self.table.get(&keys).await;
                 (chunk, keys, found)
             })
@@ -129,7 +140,7 @@ impl AnswerCache {
             }
         }
         counts.hits += hits.len() as u64;
-        counts.credits_saved += hits.len() as u64;
+        counts.credits_saved += hits.iter().filter(|(_, answer)| answer.status == RowStatus::Enriched).count() as u64;
         hits
     }
 
@@ -149,7 +160,7 @@ impl AnswerCache {
                 let entries: Vec<CacheEntry> = chunk
                     .iter()
                     .map(|&i| CacheEntry {
-                        key: Self::key_for(&companies.match_key(i)),
+                        key: Self::key_for(&self.namespace, &companies.match_key(i)),
                         answer: answers[i].clone(),
                         enriched_at: now,
                     })
@@ -259,7 +270,7 @@ impl CacheTable for DynamoCacheTable {
                 _ => return Ok(()),
             }
         }
-        Err(self.unprocessed_error("written", entries.len()))
+        Err(self.unprocessed_error("written", writes.len()))
     }
 }
 
@@ -344,7 +355,7 @@ mod tests {
     #[tokio::test]
     async fn final_answers_come_back_within_the_ttl_and_failures_are_never_kept() {
         let table = Arc::new(MapTable::default());
-        let cache = AnswerCache::new(table.clone(), Duration::from_secs(30 * DAY as u64));
+        let cache = AnswerCache::new(table.clone(), Duration::from_secs(30 * DAY as u64), "https://ls");
         let names = companies(&["Contoso", "Fabrikam", "Northwind", "Tailspin"]);
         let answers = vec![
             answer("CONTOSO"),
@@ -359,7 +370,7 @@ mod tests {
         let mut hits = cache.recall(&names[..], &[0, 1, 2, 3], 1_029 * DAY, &mut counts).await;
         hits.sort_by_key(|(i, _)| *i);
         assert_eq!(hits, vec![(0, answers[0].clone()), (1, answers[1].clone())]);
-        assert_eq!((counts.hits, counts.credits_saved), (2, 2));
+        assert_eq!((counts.hits, counts.credits_saved), (2, 1), "a not_matched answer cost no credit");
 
         let expired = cache.recall(&names[..], &[0, 1], 1_031 * DAY, &mut CacheCounts::default()).await;
         assert!(expired.is_empty(), "entries older than the TTL are misses");
@@ -368,7 +379,7 @@ mod tests {
     #[tokio::test]
     async fn the_same_company_spelt_differently_is_one_entry_and_no_name_is_stored() {
         let table = Arc::new(MapTable::default());
-        let cache = AnswerCache::new(table.clone(), Duration::from_secs(DAY as u64));
+        let cache = AnswerCache::new(table.clone(), Duration::from_secs(DAY as u64), "https://ls");
         let mut counts = CacheCounts::default();
         cache.remember(&companies(&["Contoso Ltd"])[..], &[answer("CONTOSO")], &[0], 0, &mut counts).await;
         let hits = cache.recall(&companies(&["CONTOSO LTD"])[..], &[0], 10, &mut counts).await;
@@ -380,7 +391,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_cache_that_is_down_is_a_miss_counted_as_an_error() {
-        let cache = AnswerCache::new(Arc::new(MapTable { fail: true, ..Default::default() }), Duration::from_secs(60));
+        let cache =
+            AnswerCache::new(Arc::new(MapTable { fail: true, ..Default::default() }), Duration::from_secs(60), "x");
         let mut counts = CacheCounts::default();
         let hits = cache.recall(&companies(&["a", "b"])[..], &[0, 1], 0, &mut counts).await;
         assert!(hits.is_empty());

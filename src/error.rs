@@ -29,6 +29,7 @@ pub enum JobError {
     #[error("could not {action} in Step Functions")]
     Workflow {
         action: &'static str,
+        transient: bool,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -47,10 +48,8 @@ impl JobError {
         match self {
             JobError::Storage(e) => e.is_transient(),
             JobError::Secret(e) => e.is_transient(),
-            JobError::Read { .. }
-            | JobError::Write { .. }
-            | JobError::LeadspaceUnavailable(_)
-            | JobError::Workflow { .. } => true,
+            JobError::Workflow { transient, .. } => *transient,
+            JobError::Read { .. } | JobError::Write { .. } | JobError::LeadspaceUnavailable(_) => true,
         }
     }
 }

@@ -50,8 +50,8 @@ pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Resul
             Ok(json!({ "results": results }))
         }
         Invocation::Batch(event) => {
-            let batch: BatchEvent = serde_json::from_value(event)
-                .map_err(|e| HandlerError::InvalidEvent(format!("a Distributed Map batch that cannot be read: {e}")))?;
+            let batch: BatchEvent =
+                serde_json::from_value(event).map_err(|e| shape_error("a Distributed Map batch", &e))?;
             let span = tracing::info_span!("batch", companies = batch.items.len());
             match enrich_batch(app, batch, stop_at).instrument(span).await {
                 Ok(answer) => Ok(answer),
@@ -60,8 +60,8 @@ pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Resul
             }
         }
         Invocation::Assemble(event) => {
-            let input: ExecutionInput = serde_json::from_value(event)
-                .map_err(|e| HandlerError::InvalidEvent(format!("an assemble step that cannot be read: {e}")))?;
+            let input: ExecutionInput =
+                serde_json::from_value(event).map_err(|e| shape_error("an assemble step", &e))?;
             let span = tracing::info_span!("assemble", bucket = %input.bucket, key = %input.key);
             let report = assemble(app, input).instrument(span).await.map_err(failed)?;
             Ok(json!({ "results": [report] }))
@@ -71,6 +71,14 @@ pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Resul
             Ok(json!({ "bucket": bucket, "enrichments": found }))
         }
     }
+}
+
+/// serde's message may quote the offending value, a company name: only its category is kept.
+fn shape_error(what: &str, error: &serde_json::Error) -> HandlerError {
+    HandlerError::InvalidEvent(format!(
+        "{what} that this version cannot read ({:?} error); was it sent by this stack's state machine?",
+        error.classify()
+    ))
 }
 
 fn failed(error: JobError) -> HandlerError {

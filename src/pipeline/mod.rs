@@ -226,6 +226,8 @@ struct Run<'a> {
     started_at: String,
     /// For the phase timings in the log.
     clock: std::time::Instant,
+    /// The Step Functions execution this run assembles, for a large file.
+    execution: Option<String>,
 }
 
 /// Runs one job. `stop_at` is when to stop starting Leadspace work (the Lambda deadline less a
@@ -259,6 +261,7 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
         paths,
         started_at: now_utc(),
         clock: std::time::Instant::now(),
+        execution: None,
     };
     if job.dry_run {
         return run.process(false, stop_at).await;
@@ -639,6 +642,7 @@ impl Run<'_> {
             unique_companies: unique,
             leadspace,
             cache: None,
+            execution: self.execution.clone(),
         }
     }
 

@@ -87,6 +87,9 @@ pub struct Summary {
     /// What the cross-run cache did; absent when ENRICHMENT_CACHE_TTL_DAYS is unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheCounts>,
+    /// The Step Functions execution that enriched a large file; absent for inline runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
 }
 
 impl Summary {

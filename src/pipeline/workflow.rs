@@ -62,9 +62,12 @@ pub struct ExecutionInput {
     /// For the ItemBatcher (MaxItemsPerBatchPath) and the Map (MaxConcurrencyPath).
     pub batch_size: u64,
     pub max_concurrency: u64,
-    /// A direct invocation's own mapping, kept for the assemble step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field_mapping: Option<Value>,
+    /// The mapping pass 1 resolved: the assemble step reads the file with exactly this one, so
+    /// a deploy that changes FIELD_MAPPING mid-run cannot renumber the companies.
+    pub field_mapping: Value,
+    /// What pass 1 found; the assemble step refuses a file that reads differently.
+    pub rows: u64,
+    pub companies: u64,
     /// Added by the Map's Catch when a batch failed for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_error: Option<MapError>,
@@ -160,6 +163,10 @@ struct PartStats {
     leadspace: LeadspaceCounts,
     #[serde(default)]
     cache: Option<CacheCounts>,
+    /// Why the batch stopped early: the summary's reason, since a Distributed Map that fails
+    /// reports only States.ExceedToleratedFailureThreshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stopped: Option<String>,
 }
 
 /// One company's answer in an answers object.
@@ -215,8 +222,28 @@ fn execution_arn(state_machine_arn: &str, name: &str) -> String {
     format!("{}:{name}", state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
 }
 
-fn workflow_error(action: &'static str, error: impl std::error::Error + Send + Sync + 'static) -> JobError {
-    JobError::Workflow { action, source: Box::new(error) }
+/// A Step Functions call that failed: worth Lambda's retry when throttled, unavailable or cut
+/// off; not when denied or misconfigured (the on-failure queue and the alarm take over).
+fn workflow_error<E>(
+    action: &'static str,
+    error: aws_sdk_sfn::error::SdkError<E, aws_sdk_sfn::config::http::HttpResponse>,
+) -> JobError
+where
+    E: std::error::Error + aws_sdk_sfn::error::ProvideErrorMetadata + Send + Sync + 'static,
+{
+    let transient = match &error {
+        aws_sdk_sfn::error::SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            code.contains("Throttl") || code.contains("Limit") || service.raw().status().is_server_error()
+        }
+        _ => true,
+    };
+    JobError::Workflow { action, transient, source: Box::new(error) }
+}
+
+/// A failure of ours to build or read what the workflow passes around: never transient.
+fn internal_error(action: &'static str, error: impl std::error::Error + Send + Sync + 'static) -> JobError {
+    JobError::Workflow { action, transient: false, source: Box::new(error) }
 }
 
 enum Slot {
@@ -243,6 +270,7 @@ async fn find_slot(workflow: &Workflow, base: &str) -> Result<Slot, JobError> {
     }
     Err(JobError::Workflow {
         action: "start an execution",
+        transient: false,
         source: format!("this file version already has {MAX_ATTEMPTS} executions; upload it again to start over")
             .into(),
     })
@@ -280,7 +308,9 @@ pub(super) async fn hand_off(
         answers_prefix: format!("{work}answers/"),
         batch_size: (app.config.batch_size * BULKS_PER_BATCH) as u64,
         max_concurrency: u64::from(app.config.workflow_concurrency()),
-        field_mapping: job.field_mapping.as_ref().map(FieldMapping::to_json),
+        field_mapping: scan.mapping.description().to_json(),
+        rows: scan.rows,
+        companies: scan.companies.len() as u64,
         map_error: None,
     };
 
@@ -294,7 +324,7 @@ pub(super) async fn hand_off(
             Some(answer) => reused.push(PartAnswer::new(company as u32, &answer)),
             None => {
                 let line = StagedCompany::new(company as u32, scan.companies.query(company));
-                serde_json::to_writer(&mut lines, &line).map_err(|e| workflow_error("stage the companies", e))?;
+                serde_json::to_writer(&mut lines, &line).map_err(|e| internal_error("stage the companies", e))?;
                 lines.push(b'\n');
                 staged += 1;
             }
@@ -316,7 +346,7 @@ pub(super) async fn hand_off(
         .await?;
     }
 
-    let payload = serde_json::to_string(&input).map_err(|e| workflow_error("start an execution", e))?;
+    let payload = serde_json::to_string(&input).map_err(|e| internal_error("start an execution", e))?;
     let started = workflow
         .client
         .start_execution()
@@ -341,6 +371,8 @@ pub(super) async fn hand_off(
             scan.rows, started.execution_arn
         )),
         execution_arn: Some(started.execution_arn),
+        output_key: Some(run.paths.output_key.clone()),
+        summary_key: Some(run.paths.summary_key.clone()),
         ..JobReport::new(job, Outcome::Enriched)
     })
 }
@@ -352,10 +384,10 @@ async fn write_part(
     stats: &PartStats,
     answers: &[PartAnswer],
 ) -> Result<(), JobError> {
-    let mut body = serde_json::to_vec(stats).map_err(|e| workflow_error("write a batch's answers", e))?;
+    let mut body = serde_json::to_vec(stats).map_err(|e| internal_error("write a batch's answers", e))?;
     body.push(b'\n');
     for answer in answers {
-        serde_json::to_writer(&mut body, answer).map_err(|e| workflow_error("write a batch's answers", e))?;
+        serde_json::to_writer(&mut body, answer).map_err(|e| internal_error("write a batch's answers", e))?;
         body.push(b'\n');
     }
     store.put(bucket, key, body, "application/x-ndjson").await?;
@@ -373,27 +405,63 @@ pub enum BatchError {
     Job(#[from] JobError),
 }
 
-/// One batch of the Map: its companies' answers (cache, then Leadspace), written to S3.
+/// One batch of the Map: its companies' answers (an earlier attempt's, the cache, then
+/// Leadspace), written to S3.
 pub async fn enrich_batch(
     app: &App,
     batch: BatchEvent,
     stop_at: Option<tokio::time::Instant>,
 ) -> Result<Value, BatchError> {
+    if !app.config.data_sharing_consent {
+        // Consent withdrawn by a deploy while an execution runs stops it here.
+        return Err(BatchError::LeadspaceStopped(
+            "DATA_SHARING_CONSENT is not set to true: no customer data was sent to Leadspace".into(),
+        ));
+    }
     let Some(first) = batch.items.first().map(|c| c.company) else {
         return Ok(json!({"companies": 0}));
     };
+    let store = app.store.as_ref();
+    let key = format!("{}{first:010}.jsonl", batch.input.answers_prefix);
     let numbers: Vec<u32> = batch.items.iter().map(|c| c.company).collect();
+    // A retried batch (the Map's Retry, Lambda's) keeps what its earlier attempt was given.
+    let (earlier_stats, mut earlier) =
+        match store.get_small(&batch.input.work_bucket, &key).await.map_err(JobError::from)? {
+            Some(body) => parse_part(&body),
+            None => (PartStats::default(), Vec::new()),
+        };
+    earlier.retain(|a| is_final(a.status));
+    let earlier: std::collections::HashMap<u32, Enrichment> =
+        earlier.into_iter().map(|a| (a.company, a.enrichment())).collect();
+    let known: Vec<Option<Enrichment>> = numbers.iter().map(|n| earlier.get(n).cloned()).collect();
+
     let queries: Vec<CompanyQuery> = batch.items.into_iter().map(StagedCompany::query).collect();
     let call = CallContext { stats: CallStats::default(), stop_at };
-    let answered =
-        answer_companies(app, app.batch_enricher.as_ref(), &queries[..], vec![None; queries.len()], &call).await;
+    let answered = answer_companies(app, app.batch_enricher.as_ref(), &queries[..], known, &call).await;
 
-    let stats = PartStats { leadspace: counts(&call.stats), cache: answered.cache };
+    let mut leadspace = counts(&call.stats);
+    add_leadspace(&mut leadspace, &earlier_stats.leadspace);
+    let cache = match (answered.cache, earlier_stats.cache) {
+        (Some(mut now), Some(before)) => {
+            add_cache(&mut now, &before);
+            Some(now)
+        }
+        (now, before) => now.or(before),
+    };
+    let stopped = match &answered.stopped_by {
+        Some(LeadspaceError::DeadlineReached) | None => None,
+        Some(stop) => Some(stop.to_string()),
+    };
+    let stats = PartStats { leadspace, cache, stopped };
     let answers: Vec<PartAnswer> =
         numbers.iter().zip(&answered.answers).map(|(&company, answer)| PartAnswer::new(company, answer)).collect();
-    let key = format!("{}{first:010}.jsonl", batch.input.answers_prefix);
-    write_part(app.store.as_ref(), &batch.input.work_bucket, &key, &stats, &answers).await?;
-    tracing::info!(companies = answers.len(), requests = stats.leadspace.requests, "batch answered");
+    write_part(store, &batch.input.work_bucket, &key, &stats, &answers).await?;
+    tracing::info!(
+        companies = answers.len(),
+        reused = earlier.len(),
+        requests = stats.leadspace.requests,
+        "batch answered"
+    );
 
     match answered.stopped_by {
         Some(LeadspaceError::Secret(secret)) if secret.is_transient() => Err(JobError::Secret(secret).into()),
@@ -411,15 +479,33 @@ pub async fn enrich_batch(
     }
 }
 
+/// Leadspace's own answer about a company, worth keeping over a retry.
+fn is_final(status: RowStatus) -> bool {
+    !matches!(status, RowStatus::Failed | RowStatus::NotAttempted)
+}
+
+/// An answers object: its stats line, then one answer per line. Unreadable lines are skipped
+/// (their companies stay without an answer, and are asked again later).
+fn parse_part(body: &[u8]) -> (PartStats, Vec<PartAnswer>) {
+    let mut lines = body.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    let stats = lines.next().and_then(|l| serde_json::from_slice::<PartStats>(l).ok()).unwrap_or_default();
+    let answers = lines.filter_map(|l| serde_json::from_slice::<PartAnswer>(l).ok()).collect();
+    (stats, answers)
+}
+
 /// The workflow's last step: the output and summary, in input order, from the batches' answers.
 pub async fn assemble(app: &App, input: ExecutionInput) -> Result<JobReport, JobError> {
-    let field_mapping = match &input.field_mapping {
-        Some(value) => {
-            Some(FieldMapping::from_value(value).map_err(|e| workflow_error("read the execution input", e))?)
-        }
-        None => None,
+    let field_mapping = FieldMapping::from_value(&input.field_mapping).map_err(|e| JobError::Workflow {
+        action: "read the execution input",
+        transient: false,
+        source: Box::new(e),
+    })?;
+    let job = Job {
+        bucket: input.bucket.clone(),
+        key: input.key.clone(),
+        field_mapping: Some(field_mapping),
+        ..Job::default()
     };
-    let job = Job { bucket: input.bucket.clone(), key: input.key.clone(), field_mapping, ..Job::default() };
     let work = work_prefix(&app.config, &input.run);
     let report = assemble_job(app, &job, &input).await;
     // The staged companies are customer data: they go whatever happened, unless the error is
@@ -447,9 +533,28 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
     let Some(lease) = lease else {
         return Err(JobError::Workflow {
             action: "assemble the output",
+            transient: true,
             source: "another invocation holds the lease on this object; the step is retried".into(),
         });
     };
+    // A retried or redriven last step finds its own summary: the answers it was built from are
+    // deleted by now, and must not be replaced by an output of not_attempted rows.
+    let done = super::read_summary(app.store.as_ref(), &paths).await;
+    if let Ok(Some(done)) = done
+        && done.source.etag == input.etag
+        && done.execution.as_deref() == Some(input.run.as_str())
+    {
+        lease.release(app.store.as_ref()).await;
+        tracing::info!("this execution's output is already written");
+        return Ok(JobReport {
+            status: Some(done.status),
+            output_key: Some(paths.output_key.clone()),
+            summary_key: Some(paths.summary_key.clone()),
+            rows: Some(done.rows),
+            message: Some("already assembled by this execution".into()),
+            ..JobReport::new(job, Outcome::Skipped)
+        });
+    }
     let run = Run {
         app,
         job,
@@ -458,6 +563,7 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
         paths,
         started_at: now_utc(),
         clock: std::time::Instant::now(),
+        execution: Some(input.run.clone()),
     };
     let result = run.assemble(input).await;
     lease.release(app.store.as_ref()).await;
@@ -475,10 +581,24 @@ impl Run<'_> {
             Ok(scan) => scan,
             Err(Problem(why)) => return self.fail(&why, None).await,
         };
+        if (scan.rows, scan.companies.len() as u64) != (input.rows, input.companies) {
+            let why = format!(
+                "the file read differently at the end of the workflow ({} rows and {} companies, against {} and {} when \
+                 it started), so its answers cannot be matched to its rows safely; enrich it again",
+                scan.rows,
+                scan.companies.len(),
+                input.rows,
+                input.companies
+            );
+            return self.fail(&why, Some(&scan)).await;
+        }
         let mut answers = vec![Enrichment::without_attributes(RowStatus::NotAttempted, None); scan.companies.len()];
-        let (leadspace, cache) = self.read_parts(input, &mut answers).await?;
+        let (leadspace, cache, batch_stop) = self.read_parts(input, &mut answers).await?;
         tracing::info!(elapsed_ms = self.clock.elapsed().as_millis() as u64, "answers read");
-        let stopped = input.map_error.as_ref().map(MapError::describe);
+        let stopped = match (batch_stop, &input.map_error) {
+            (Some(why), _) => Some(format!("the workflow stopped before every batch was enriched: {why}")),
+            (None, map_error) => map_error.as_ref().map(MapError::describe),
+        };
         self.finish(format, &scan, &answers, stopped, leadspace, cache).await
     }
 
@@ -487,27 +607,24 @@ impl Run<'_> {
         &self,
         input: &ExecutionInput,
         answers: &mut [Enrichment],
-    ) -> Result<(LeadspaceCounts, Option<CacheCounts>), JobError> {
+    ) -> Result<(LeadspaceCounts, Option<CacheCounts>, Option<String>), JobError> {
         let store = self.app.store.as_ref();
         let mut leadspace = LeadspaceCounts::default();
         let mut cache: Option<CacheCounts> = None;
+        let mut stopped = None;
         let mut unreadable = 0_usize;
         for part in store.list(&input.work_bucket, &input.answers_prefix).await? {
             let Some(body) = store.get_small(&input.work_bucket, &part.key).await? else { continue };
-            let mut lines = body.split(|&b| b == b'\n').filter(|l| !l.is_empty());
-            if let Some(stats) = lines.next().and_then(|l| serde_json::from_slice::<PartStats>(l).ok()) {
-                add_leadspace(&mut leadspace, &stats.leadspace);
-                if let Some(part_cache) = stats.cache {
-                    add_cache(cache.get_or_insert_with(CacheCounts::default), &part_cache);
-                }
+            let (stats, part_answers) = parse_part(&body);
+            add_leadspace(&mut leadspace, &stats.leadspace);
+            if let Some(part_cache) = stats.cache {
+                add_cache(cache.get_or_insert_with(CacheCounts::default), &part_cache);
             }
-            for line in lines {
-                match serde_json::from_slice::<PartAnswer>(line) {
-                    Ok(answer) if (answer.company as usize) < answers.len() => {
-                        let company = answer.company as usize;
-                        answers[company] = answer.enrichment();
-                    }
-                    _ => unreadable += 1,
+            stopped = stopped.or(stats.stopped);
+            for answer in part_answers {
+                match answers.get_mut(answer.company as usize) {
+                    Some(slot) => *slot = answer.enrichment(),
+                    None => unreadable += 1,
                 }
             }
         }
@@ -515,7 +632,7 @@ impl Run<'_> {
             // Their companies stay not_attempted: a later run asks again.
             tracing::warn!(unreadable, "answers that match no company of the file were ignored");
         }
-        Ok((leadspace, cache))
+        Ok((leadspace, cache, stopped))
     }
 }
 
@@ -593,7 +710,10 @@ mod tests {
             cause: r#"{"errorType":"NonRetryable.LeadspaceStopped","errorMessage":"credits exhausted (427)"}"#.into(),
         };
         assert!(error.describe().ends_with("credits exhausted (427)"), "{}", error.describe());
-        let other = MapError { error: "States.ExceedToleratedFailureThreshold".into(), cause: "n/a".into() };
+        let other = MapError {
+            error: "States.ExceedToleratedFailureThreshold".into(),
+            cause: "The specified tolerated failure threshold was exceeded".into(),
+        };
         assert!(other.describe().contains("States.ExceedToleratedFailureThreshold"));
     }
 }

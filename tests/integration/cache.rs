@@ -43,8 +43,13 @@ async fn companies_answered_in_one_file_are_not_sent_again_by_another_file_or_a_
     let second = env.summary("enriched/b.csv.summary.json").await;
     assert_eq!(second["status"], "complete", "{second}");
     assert_eq!(second["leadspace"]["records_sent"], 5, "only the new firms are sent: {second}");
-    assert_eq!(second["cache"], json!({"hits": 10, "credits_saved": 10, "stored": 5, "errors": 0}));
     let (from_a, from_b) = (answers(&env, "enriched/a.csv").await, answers(&env, "enriched/b.csv").await);
+    // Leadspace charges every match, weak ones (low_confidence here) included.
+    let matched = |i: &i32| ["enriched", "low_confidence"].contains(&from_a[&format!("Firm {i}")][0].as_str());
+    let paid = (30..40).filter(matched).count() as u64;
+    assert!(paid > 0 && paid <= 10);
+    let cache = json!({"hits": 10, "credits_saved": paid, "stored": 5, "errors": 0});
+    assert_eq!(second["cache"], cache, "credits are saved for matches only: Leadspace charges those");
     for i in 30..40 {
         let name = format!("Firm {i}");
         assert_eq!(from_b[&name], from_a[&name], "a cached answer is the answer Leadspace gave");
@@ -70,7 +75,7 @@ async fn seed(env: &TestEnv, table: &str, name: &str, age_days: i64, leadspace_n
     env.dynamodb()
         .put_item()
         .table_name(table)
-        .item("company_key", AttributeValue::S(AnswerCache::key_for(&match_key)))
+        .item("company_key", AttributeValue::S(AnswerCache::key_for(&env.emulator.base_url(), &match_key)))
         .item("status", AttributeValue::S("enriched".into()))
         .item("answer", AttributeValue::M(answer))
         .item("enriched_at", AttributeValue::N(enriched_at.to_string()))
@@ -119,4 +124,24 @@ async fn a_missing_cache_table_costs_credits_but_never_the_run_and_no_cache_mean
     invoke(&env.app(&[]), enrich(&env, "incoming/a.csv", true)).await;
     let without = env.summary("enriched/a.csv.summary.json").await;
     assert!(without.get("cache").is_none(), "the cache is off unless ENRICHMENT_CACHE_TTL_DAYS is set: {without}");
+}
+
+#[tokio::test]
+async fn credits_saved_are_the_credits_leadspace_charged_for_the_same_companies() {
+    let env = TestEnv::new().await;
+    let table = env.cache_table().await;
+    let app = env.app(&[("ENRICHMENT_CACHE_TTL_DAYS", "30"), ("ENRICHMENT_CACHE_TABLE", &table)]);
+    let mut csv = String::from("Id,Company\n");
+    for i in 0..10 {
+        // "Unknown" names are never matched by the emulator, and never charged.
+        let name = if i < 5 { format!("Unknown {i}") } else { format!("Firm {i}") };
+        csv.push_str(&format!("{i},{name}\n"));
+    }
+    env.put("incoming/a.csv", csv).await;
+    invoke(&app, enrich(&env, "incoming/a.csv", false)).await;
+    let charged = env.emulator.stats().credits_used;
+    invoke(&app, enrich(&env, "incoming/a.csv", true)).await;
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert_eq!(summary["cache"]["hits"], 10, "{summary}");
+    assert_eq!(summary["cache"]["credits_saved"].as_u64(), Some(charged), "{summary}");
 }

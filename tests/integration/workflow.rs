@@ -122,8 +122,13 @@ async fn run_execution(env: &TestEnv, app: &App, input: Value) -> Played {
                         attempt += 1;
                         continue;
                     }
-                    // ToleratedFailurePercentage 0: the Map fails, and its Catch goes on.
-                    map_error = Some(json!({"Error": error_type, "Cause": cause}));
+                    // ToleratedFailurePercentage 0: the Map Run fails with Step Functions' own
+                    // error, not the batch's, and its Catch goes on.
+                    let _ = (error_type, cause);
+                    map_error = Some(json!({
+                        "Error": "States.ExceedToleratedFailureThreshold",
+                        "Cause": "The specified tolerated failure threshold was exceeded"
+                    }));
                     break 'batches;
                 }
             }
@@ -318,4 +323,100 @@ async fn count_unanswered(env: &TestEnv) -> u64 {
         *companies.entry(row[1].as_str()).or_default() |= unanswered;
     }
     companies.values().filter(|&&u| u).count() as u64
+}
+
+async fn handed_off(env: &TestEnv, app: &App) -> Value {
+    let response = invoke(app, env.s3_event("incoming/big.csv.gz")).await;
+    let execution = response["results"][0]["execution_arn"].as_str().expect("handed off").to_string();
+    execution_input(env, &execution).await
+}
+
+#[tokio::test]
+async fn a_retried_or_redriven_last_step_keeps_the_output_it_wrote() {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+    let input = handed_off(&env, &app).await;
+    let played = run_execution(&env, &app, input.clone()).await;
+    assert_eq!(played.assembled["results"][0]["status"], "complete");
+    let output = env.get("enriched/big.csv.gz").await;
+
+    let again = invoke(&app, input).await;
+    assert_eq!(again["results"][0]["outcome"], "skipped", "{again}");
+    let summary = env.summary("enriched/big.csv.gz.summary.json").await;
+    assert_eq!(summary["status"], "complete", "{summary}");
+    assert_eq!(env.get("enriched/big.csv.gz").await, output, "the output is not rewritten");
+}
+
+#[tokio::test]
+async fn a_retried_batch_keeps_its_earlier_answers_and_pays_nothing_again() {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+    let input = handed_off(&env, &app).await;
+    let staged = env.get(input["companies_key"].as_str().unwrap()).await.unwrap();
+    let items: Vec<Value> = staged
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .take(40)
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let payload = json!({
+        "BatchInput": {"work_bucket": input["work_bucket"], "answers_prefix": input["answers_prefix"]},
+        "Items": items,
+    });
+    invoke(&app, payload.clone()).await;
+    let first = env.emulator.stats().records_received;
+    assert_eq!(first, 40);
+    // The Map's Retry, or Lambda's, runs the same batch again.
+    invoke(&app, payload).await;
+    assert_eq!(env.emulator.stats().records_received, first, "the retried batch sent nothing again");
+
+    let played = run_execution(&env, &app, input).await;
+    assert_eq!(played.assembled["results"][0]["status"], "complete");
+    let summary = env.summary("enriched/big.csv.gz.summary.json").await;
+    assert_eq!(summary["leadspace"]["records_sent"], 210, "the first attempt's cost is still counted: {summary}");
+}
+
+#[tokio::test]
+async fn the_last_step_reads_the_file_with_the_mapping_the_hand_off_used() {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let mut vars = workflow_vars(&state_machine);
+    vars.push(("FIELD_MAPPING", r#"{"company_name":"Company"}"#.into()));
+    let input = handed_off(&env, &app_with(&env, &vars)).await;
+    // A deploy while the execution runs changes FIELD_MAPPING.
+    let mut vars = workflow_vars(&state_machine);
+    vars.push(("FIELD_MAPPING", r#"{"company_name":"Company","postal_code":"Id"}"#.into()));
+    let played = run_execution(&env, &app_with(&env, &vars), input).await;
+    assert_eq!(played.assembled["results"][0]["status"], "complete", "{}", played.assembled);
+    let summary = env.summary("enriched/big.csv.gz.summary.json").await;
+    assert_eq!(summary["field_mapping"], json!({"company_name": "Company"}), "{summary}");
+    let (header, rows) = parse_semicolons(&gunzip(&env.get("enriched/big.csv.gz").await.unwrap()));
+    let (status, name) = (
+        header.iter().position(|h| h == "leadspace_status").unwrap(),
+        header.iter().position(|h| h == "leadspace_name").unwrap(),
+    );
+    for row in rows.iter().filter(|r| r[status] == "enriched") {
+        assert!(
+            row[name].to_lowercase().starts_with(&row[1].to_lowercase()[..4]),
+            "{row:?} got another company's answer"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_batch_sends_nothing_without_data_sharing_consent() {
+    let env = TestEnv::new().await;
+    let app = env.app(&[("DATA_SHARING_CONSENT", "false")]);
+    let payload = json!({
+        "BatchInput": {"work_bucket": env.bucket, "answers_prefix": "enriched/.work/x/answers/"},
+        "Items": [{"company": 0, "company_name": "Contoso"}],
+    });
+    let error = try_invoke(&app, payload).await.expect_err("refused");
+    assert!(error.to_string().contains("DATA_SHARING_CONSENT"), "{error}");
+    assert_eq!(env.emulator.stats().records_received, 0, "no record left without consent");
 }
