@@ -153,10 +153,19 @@ lowered = log.lower()
 leaks = [v for v in values if v.lower() in lowered]
 if token in log:
     leaks.append("<the token>")
-json.dump({"log_lines": log.count("\n"), "values_checked": len(values), "trace_lines": log.count('"TRACE"'), "leaks": leaks}, sys.stdout)
+# The metrics ride in the same log, in Embedded Metric Format, one line per file.
+metrics = [json.loads(line) for line in log.splitlines() if line.startswith('{"_aws"')]
+jobs = [m for m in metrics if "RowsTotal" in m]
+emf_ok = bool(jobs) and all(
+    {d["Name"] for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]} <= set(m) and m["FunctionName"] for m in metrics)
+json.dump({"log_lines": log.count("\n"), "values_checked": len(values), "trace_lines": log.count('"TRACE"'),
+           "leaks": leaks, "emf_jobs": len(jobs), "emf_ok": emf_ok,
+           "rows_enriched": sum(m.get("RowsEnriched", 0) for m in jobs)}, sys.stdout)
 PY
 check "RUST_LOG=trace: neither the token nor any customer value appears in the function's log" "$WORK/leak.check.json" \
   "r['trace_lines'] > 100 and r['values_checked'] >= 30 and r['leaks'] == []"
+check "every file's figures reach the log as CloudWatch Embedded Metric Format" "$WORK/leak.check.json" \
+  "r['emf_ok'] and r['emf_jobs'] >= 6 and r['rows_enriched'] > 0"
 
 echo "e2e: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
