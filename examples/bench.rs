@@ -103,7 +103,23 @@ struct Run {
     cold_start: Duration,
     invocation: Duration,
     peak_rss_kib: u64,
+    /// CPU seconds used by the function's process, and by this harness (the emulator) while
+    /// the function ran.
+    function_cpu: f64,
+    harness_cpu: f64,
     response: Value,
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`: on a
+/// shared machine, wall time alone cannot tell the function's cost from its neighbours'.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -116,6 +132,7 @@ async fn run_function(binary: &Path, env: &HashMap<&str, String>, event: Value) 
     let (addr, shared) = runtime_api(event).await?;
     let show_log = std::env::var("BENCH_LOG").is_ok_and(|v| v == "1");
     let started = Instant::now();
+    let harness_cpu_before = cpu_seconds("self");
     let mut child: Child = Command::new(binary)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -138,6 +155,8 @@ async fn run_function(binary: &Path, env: &HashMap<&str, String>, event: Value) 
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let peak_rss_kib = peak_rss_kib(child.id());
+    let function_cpu = cpu_seconds(&child.id().to_string());
+    let harness_cpu = cpu_seconds("self") - harness_cpu_before;
     child.kill()?;
     child.wait()?;
     let invocation = lock(&shared);
@@ -148,6 +167,8 @@ async fn run_function(binary: &Path, env: &HashMap<&str, String>, event: Value) 
         cold_start: answered.0 - started,
         invocation: answered.0 - delivered,
         peak_rss_kib,
+        function_cpu,
+        harness_cpu,
         response: answered.1,
     })
 }
@@ -308,11 +329,14 @@ async fn main() -> Result<(), Error> {
             ratio
         );
         println!(
-            "    input {:.1} MiB; status {}; {} records sent for {} companies",
+            "    input {:.1} MiB; status {}; {} records sent for {} companies; CPU: function {:.1} s, emulator and \
+             harness {:.1} s",
             size as f64 / 1048576.0,
             result["status"].as_str().unwrap_or("?"),
             stats.records_received,
-            scenario.companies
+            scenario.companies,
+            run.function_cpu,
+            run.harness_cpu
         );
         if result["status"] != "complete" {
             println!("    response: {}", run.response);

@@ -1,6 +1,7 @@
 //! The emulator's deterministic "database": a made-up company profile per name.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 /// Deterministic answer the emulator gives for a company, so tests can compute expected output.
 ///
@@ -29,6 +30,76 @@ use serde_json::{Value, json};
 ///   - fields clients must merely tolerate: `description`, `family_tree {companies: [{type:
 ///     "GU", name, ls_id}]}`, `signals {fortune_500_rank: null}`, `specialties [..]`.
 pub fn firmographics_for(name: &str, website: Option<&str>) -> Option<Value> {
+    // Serialising these plain structs cannot fail.
+    profile_for(name, website).and_then(|profile| serde_json::to_value(profile).ok())
+}
+
+/// The profile behind `firmographics_for`, as a typed struct: the bulk endpoint serialises
+/// hundreds of thousands of them, and building a `Value` tree first cost more than the rest of
+/// the emulator together. Field order is the order of the documented object.
+#[derive(Serialize)]
+pub(crate) struct Profile<'a> {
+    ug_company_id: String,
+    ls_id: String,
+    name: String,
+    original_name: &'a str,
+    description: String,
+    website: String,
+    phone: String,
+    industry: &'static str,
+    sub_industry: &'static str,
+    sic: String,
+    naics: String,
+    linkedin_profile: String,
+    address: Address,
+    employees: Measure,
+    revenue_dollar: Measure,
+    matching_confidence: Confidence,
+    family_tree: FamilyTree,
+    signals: Signals,
+    specialties: [&'static str; 2],
+}
+
+#[derive(Serialize)]
+struct Address {
+    country: &'static str,
+    state: &'static str,
+    city: &'static str,
+    address: &'static str,
+    zipcode: &'static str,
+}
+
+#[derive(Serialize)]
+struct Measure {
+    exact: u64,
+    range: &'static str,
+}
+
+#[derive(Serialize)]
+struct Confidence {
+    level: &'static str,
+}
+
+#[derive(Serialize)]
+struct FamilyTree {
+    companies: [FamilyMember; 1],
+}
+
+#[derive(Serialize)]
+struct FamilyMember {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: String,
+    ls_id: String,
+}
+
+#[derive(Serialize)]
+struct Signals {
+    fortune_500_rank: Option<u32>,
+}
+
+/// `firmographics_for` without the `Value`: `None` when the company is "Not Enriched".
+pub(crate) fn profile_for<'a>(name: &'a str, website: Option<&str>) -> Option<Profile<'a>> {
     let norm = normalise(name);
     let h = fnv1a64(norm.as_bytes());
     let marker = norm.contains("fuzzy") || norm.contains("formula");
@@ -64,30 +135,27 @@ pub fn firmographics_for(name: &str, website: Option<&str>) -> Option<Value> {
         }
     };
 
-    Some(json!({
-        "ug_company_id": id,
-        "ls_id": id,
-        "name": legal_name,
-        "original_name": name,
-        "description": format!("{display} is a {industry} company headquartered in {city}."),
-        "website": website,
-        "phone": format!("+1-555-{:04}", (h >> 8) % 10_000),
-        "industry": industry,
-        "sub_industry": sub_industry,
-        "sic": format!("{:04}", 1000 + (h >> 20) % 9000),
-        "naics": format!("{:06}", 100_000 + (h >> 24) % 900_000),
-        "linkedin_profile": format!("https://www.linkedin.com/company/{slug}"),
-        "address": {
-            "country": country, "state": state, "city": city,
-            "address": street, "zipcode": zipcode
-        },
-        "employees": { "exact": employees, "range": emp_range },
-        "revenue_dollar": { "exact": revenue, "range": rev_range },
-        "matching_confidence": { "level": level },
-        "family_tree": { "companies": [ { "type": "GU", "name": legal_name, "ls_id": id } ] },
-        "signals": { "fortune_500_rank": null },
-        "specialties": [sub_industry, "B2B"],
-    }))
+    Some(Profile {
+        ug_company_id: id.clone(),
+        ls_id: id.clone(),
+        family_tree: FamilyTree { companies: [FamilyMember { kind: "GU", name: legal_name.clone(), ls_id: id }] },
+        name: legal_name,
+        original_name: name,
+        description: format!("{display} is a {industry} company headquartered in {city}."),
+        website,
+        phone: format!("+1-555-{:04}", (h >> 8) % 10_000),
+        industry,
+        sub_industry,
+        sic: format!("{:04}", 1000 + (h >> 20) % 9000),
+        naics: format!("{:06}", 100_000 + (h >> 24) % 900_000),
+        linkedin_profile: format!("https://www.linkedin.com/company/{slug}"),
+        address: Address { country, state, city, address: street, zipcode },
+        employees: Measure { exact: employees, range: emp_range },
+        revenue_dollar: Measure { exact: revenue, range: rev_range },
+        matching_confidence: Confidence { level },
+        signals: Signals { fortune_500_rank: None },
+        specialties: [sub_industry, "B2B"],
+    })
 }
 
 /// FNV-1a, 64 bit: tiny, and unlike `DefaultHasher` guaranteed stable forever.

@@ -10,9 +10,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rand::seq::SliceRandom;
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::firmographics::firmographics_for;
+use crate::firmographics::{Profile, profile_for};
 use crate::state::{Job, Shared, State, chance, lock};
 
 /// Path prefix of poll URLs; the bulk id returned by a submission is this plus the job id.
@@ -134,30 +135,56 @@ fn company_name(record: &Value) -> Option<&str> {
     record.pointer("/company/name").and_then(Value::as_str).filter(|n| !n.trim().is_empty())
 }
 
-fn success_result(external_id: Value, company: Option<Value>) -> Value {
+/// One record's answer in a finished bulk or a single call. Typed rather than a `Value` so
+/// that a bulk of 500 answers is serialised once, straight to bytes.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum RecordResult<'a> {
+    Success { status: &'static str, external_id: &'a Value, data: SuccessData<'a> },
+    Error { status: &'static str, external_id: &'a Value, error: RecordError<'a> },
+}
+
+#[derive(Serialize)]
+struct SuccessData<'a> {
+    enrichment_status: &'static str,
+    company: Company<'a>,
+}
+
+/// The profile, or `{}` for "Not Enriched".
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Company<'a> {
+    Found(Profile<'a>),
+    Empty {},
+}
+
+#[derive(Serialize)]
+struct RecordError<'a> {
+    code: u32,
+    message: &'a str,
+}
+
+fn success_result<'a>(external_id: &'a Value, company: Option<Profile<'a>>) -> RecordResult<'a> {
     let status = if company.is_some() { "Company Enriched" } else { "Not Enriched" };
-    json!({
-        "status": "success",
-        "external_id": external_id,
-        "data": {
-            "enrichment_status": status,
-            "company": company.unwrap_or_else(|| json!({})),
-        }
-    })
+    let company = company.map_or(Company::Empty {}, Company::Found);
+    RecordResult::Success { status: "success", external_id, data: SuccessData { enrichment_status: status, company } }
 }
 
-fn error_result(external_id: Value, code: u32, message: &str) -> Value {
-    json!({
-        "status": "error",
-        "external_id": external_id,
-        "error": { "code": code, "message": message },
-    })
+fn error_result<'a>(external_id: &'a Value, code: u32, message: &'a str) -> RecordResult<'a> {
+    RecordResult::Error { status: "error", external_id, error: RecordError { code, message } }
 }
 
-fn enrich(record: &Value) -> Option<Value> {
+fn enrich(record: &Value) -> Option<Profile<'_>> {
     let name = company_name(record)?;
     let website = record.pointer("/company/website").and_then(Value::as_str);
-    firmographics_for(name, website)
+    profile_for(name, website)
+}
+
+/// A 200 whose JSON body is already serialised.
+fn json_bytes_response(body: Bytes, records: usize) -> Response {
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    resp.extensions_mut().insert(RecordCount(records));
+    resp
 }
 
 async fn single(AxState(shared): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -167,7 +194,11 @@ async fn single(AxState(shared): AxState<Shared>, headers: HeaderMap, body: Byte
     };
     let external_id = record.get("external_id").cloned().unwrap_or(Value::Null);
     let has_name = company_name(&record).is_some();
-    let company = enrich(&record);
+    // Serialising these plain structs cannot fail; the fallback is never taken.
+    let (enriched, body) = {
+        let company = enrich(&record);
+        (company.is_some(), serde_json::to_vec(&success_result(&external_id, company)).unwrap_or_default())
+    };
 
     let mut s = lock(&shared);
     s.stats.single_requests += 1;
@@ -180,10 +211,10 @@ async fn single(AxState(shared): AxState<Shared>, headers: HeaderMap, body: Byte
         s.stats.insufficient_credits += 1;
         return insufficient_credits(1);
     }
-    if company.is_some() {
+    if enriched {
         s.charge();
     }
-    json_response(StatusCode::OK, success_result(external_id, company), 1)
+    json_bytes_response(Bytes::from(body), 1)
 }
 
 fn insufficient_credits(records: usize) -> Response {
@@ -210,7 +241,9 @@ async fn bulk(AxState(shared): AxState<Shared>, headers: HeaderMap, body: Bytes)
     let mut s = lock(&shared);
     s.stats.bulk_submissions += 1;
     s.stats.records_received += n as u64;
-    s.received.extend(data.iter().cloned());
+    // The records are kept once, in `received`; the job refers to them by position.
+    let first = s.received.len();
+    s.received.extend(data);
     if n == 0 {
         return bad_request(&mut s, "Invalid input", "data must not be empty", 0);
     }
@@ -224,7 +257,7 @@ async fn bulk(AxState(shared): AxState<Shared>, headers: HeaderMap, body: Bytes)
         return insufficient_credits(n);
     }
     let id = s.uuid();
-    s.jobs.insert(id.clone(), Job { records: data, submitted: Instant::now(), results: None });
+    s.jobs.insert(id.clone(), Job { records: first..first + n, submitted: Instant::now(), results: None });
     json_response(StatusCode::ACCEPTED, json!({ "id": format!("{RESULTS_PREFIX}{id}") }), n)
 }
 
@@ -245,11 +278,12 @@ async fn poll(AxState(shared): AxState<Shared>, Path(id): Path<String>) -> Respo
         return resp;
     }
     if job.results.is_none() {
-        // First completed poll: decide every record once, charge once, shuffle once.
-        let mut results = Vec::with_capacity(job.records.len());
+        // First completed poll: decide every record once, charge once, shuffle once; the body
+        // is serialised once too, so that later polls answer the very same bytes.
+        let mut results: Vec<Vec<u8>> = Vec::with_capacity(job.records.len());
         let mut charged = 0;
-        for record in &job.records {
-            let external_id = record.get("external_id").cloned().unwrap_or(Value::Null);
+        for record in &s.received[job.records.clone()] {
+            let external_id = record.get("external_id").unwrap_or(&Value::Null);
             let result = if company_name(record).is_none() {
                 error_result(external_id, 1200, "Insufficient input: company.name is required")
             } else if chance(&mut s.rng, s.knobs.record_error_rate) {
@@ -259,17 +293,28 @@ async fn poll(AxState(shared): AxState<Shared>, Path(id): Path<String>) -> Respo
                 charged += usize::from(company.is_some());
                 success_result(external_id, company)
             };
-            results.push(result);
+            // Serialising these plain structs cannot fail; the fallback is never taken.
+            results.push(serde_json::to_vec(&result).unwrap_or_else(|_| b"null".to_vec()));
         }
         results.shuffle(&mut s.rng);
-        job.results = Some(results);
+        let mut body = Vec::with_capacity(results.iter().map(|r| r.len() + 1).sum::<usize>() + 16);
+        body.extend_from_slice(b"{\"results\":[");
+        for (i, result) in results.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(result);
+        }
+        body.extend_from_slice(b"]}");
+        job.results = Some((Bytes::from(body), results.len()));
         for _ in 0..charged {
             s.charge();
         }
     }
-    let results = s.jobs.get(&id).and_then(|j| j.results.clone()).unwrap_or_default();
-    let n = results.len();
-    json_response(StatusCode::OK, json!({ "results": results }), n)
+    match s.jobs.get(&id).and_then(|job| job.results.as_ref()) {
+        Some((body, n)) => json_bytes_response(body.clone(), *n),
+        None => simple_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 /// Current UTC time as ISO 8601 (`2024-05-01T12:34:56.789Z`) without a date crate.
@@ -313,9 +358,13 @@ mod tests {
 
     #[test]
     fn result_shapes() {
-        let ok = success_result(json!("r1"), None);
-        assert_eq!(ok["data"]["enrichment_status"], "Not Enriched");
-        let err = error_result(json!("r2"), 1100, "Internal error");
+        let (r1, r2) = (json!("r1"), json!("r2"));
+        let ok = serde_json::to_value(success_result(&r1, None)).unwrap_or_default();
+        assert_eq!(
+            ok,
+            json!({"status":"success","external_id":"r1","data":{"enrichment_status":"Not Enriched","company":{}}})
+        );
+        let err = serde_json::to_value(error_result(&r2, 1100, "Internal error")).unwrap_or_default();
         assert_eq!(err, json!({"status":"error","external_id":"r2","error":{"code":1100,"message":"Internal error"}}));
     }
 }

@@ -1,9 +1,11 @@
 //! Shared mutable state behind the server. Locked briefly; never held across an `.await`.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
@@ -37,9 +39,11 @@ pub struct Stats {
 
 /// A submitted bulk; results are computed once, at the first poll after it is ready.
 pub(crate) struct Job {
-    pub records: Vec<Value>,
+    /// Where its records are in `State::received`.
+    pub records: Range<usize>,
     pub submitted: Instant,
-    pub results: Option<Vec<Value>>,
+    /// The serialised `{"results": [...]}` body and its number of results.
+    pub results: Option<(Bytes, usize)>,
 }
 
 pub(crate) struct State {
