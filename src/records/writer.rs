@@ -115,29 +115,26 @@ impl RowWriter {
     pub fn write(&mut self, row: &Row, enrichment: &Enrichment) -> io::Result<()> {
         match &mut self.encoder {
             Encoder::Csv { writer, kept, width } => {
-                // Short rows are padded so the leadspace columns line up under their headers;
-                // fields beyond the header (ragged rows) are kept, after ours.
-                let (original, extra): (Vec<&str>, Vec<&str>) = match row {
-                    Row::Csv(record) => (
-                        kept.iter().map(|&i| record.get(i).unwrap_or("")).collect(),
-                        record.iter().skip(*width).collect(),
-                    ),
-                    Row::Invalid(invalid) => (
-                        kept.iter().map(|&i| invalid.fields.get(i).map_or("", String::as_str)).collect(),
-                        invalid.fields.iter().skip(*width).map(String::as_str).collect(),
-                    ),
+                // Field by field, straight into the CSV writer: a million rows must not cost a
+                // million vectors. Short rows are padded so the leadspace columns line up under
+                // their headers; fields beyond the header (ragged rows) are kept, after ours.
+                let fields: &dyn Fields = match row {
+                    Row::Csv(record) => record,
+                    Row::Invalid(invalid) => &invalid.fields,
                     Row::Json(_) => return Err(io::Error::other("a JSON row cannot be written as CSV")),
                 };
+                for &i in kept.iter() {
+                    writer.write_field(fields.field(i).unwrap_or("")).map_err(io::Error::from)?;
+                }
                 // The error may quote Leadspace's own words, so it is neutralised like its values.
                 let status = [enrichment.status.as_str(), enrichment.error.as_deref().unwrap_or("")];
-                let ours = enrichment.attributes();
-                let record: Vec<Cow<'_, str>> = original
-                    .into_iter()
-                    .map(Cow::Borrowed)
-                    .chain(status.into_iter().chain(ours).map(neutralise_formula))
-                    .chain(extra.into_iter().map(Cow::Borrowed))
-                    .collect();
-                writer.write_record(record.iter().map(|c| c.as_bytes())).map_err(io::Error::from)
+                for value in status.into_iter().chain(enrichment.attributes()) {
+                    writer.write_field(neutralise_formula(value).as_bytes()).map_err(io::Error::from)?;
+                }
+                for i in *width..fields.count() {
+                    writer.write_field(fields.field(i).unwrap_or("")).map_err(io::Error::from)?;
+                }
+                writer.write_record(std::iter::empty::<&[u8]>()).map_err(io::Error::from)
             }
             Encoder::Json(output) => {
                 let line = json_line(row, enrichment)?;
@@ -152,9 +149,13 @@ impl RowWriter {
         self.buffer.lock().len()
     }
 
-    /// Takes the bytes produced so far (for an upload part); the writer carries on after them.
+    /// Takes the bytes produced so far (for an upload part); the writer carries on after them,
+    /// in a buffer as large as the one taken: growing a part-sized buffer from nothing by
+    /// doubling copied every part about twice.
     pub fn take(&mut self) -> Vec<u8> {
-        std::mem::take(&mut *self.buffer.lock())
+        let mut buffer = self.buffer.lock();
+        let capacity = buffer.capacity();
+        std::mem::replace(&mut *buffer, Vec::with_capacity(capacity))
     }
 
     /// Flushes everything and returns the bytes not yet taken.
@@ -165,6 +166,32 @@ impl RowWriter {
             Encoder::Json(output) => output.finish()?,
         }
         Ok(std::mem::take(&mut *buffer.lock()))
+    }
+}
+
+/// The fields of a parsed CSV row or of a row that could not be parsed, read alike.
+trait Fields {
+    fn field(&self, i: usize) -> Option<&str>;
+    fn count(&self) -> usize;
+}
+
+impl Fields for csv::StringRecord {
+    fn field(&self, i: usize) -> Option<&str> {
+        self.get(i)
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Fields for Vec<String> {
+    fn field(&self, i: usize) -> Option<&str> {
+        self.get(i).map(String::as_str)
+    }
+
+    fn count(&self) -> usize {
+        self.len()
     }
 }
 
