@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::Confidence;
-use crate::leadspace::model::{EnrichedCompany, scalar_text};
+use crate::leadspace::model::{EnrichedAddress, EnrichedCompany, Measure, Scalar, scalar_text};
 
 /// Appended to every output row, in this order.
 pub const COLUMNS: [&str; 21] = [
@@ -93,7 +93,12 @@ impl Enrichment {
             if i > 0 {
                 values.push(SEPARATOR);
             }
-            values.extend(value.as_ref().chars().map(|c| if c == SEPARATOR { ' ' } else { c }));
+            let value = value.as_ref();
+            if value.contains(SEPARATOR) {
+                values.extend(value.chars().map(|c| if c == SEPARATOR { ' ' } else { c }));
+            } else {
+                values.push_str(value);
+            }
         }
         // Trailing empty values are implied, so equal answers are equal whatever their length.
         values.truncate(values.trim_end_matches(SEPARATOR).len());
@@ -115,9 +120,11 @@ impl Enrichment {
     /// MIN_CONFIDENCE later, so that the cache keeps the whole answer whatever the threshold.
     pub fn matched(company: &EnrichedCompany) -> Self {
         let level = company.matching_confidence.as_ref().and_then(|c| c.level.clone()).unwrap_or_default();
-        let address = company.address.clone().unwrap_or_default();
-        let employees = company.employees.clone().unwrap_or_default();
-        let revenue = company.revenue_dollar.clone().unwrap_or_default();
+        // Read in place: an answer's values are copied once, into the packed string.
+        let address = company.address.as_ref();
+        let (employees, revenue) = (company.employees.as_ref(), company.revenue_dollar.as_ref());
+        let in_address = |field: fn(&EnrichedAddress) -> Option<&Scalar>| scalar_text(address.and_then(field));
+        let in_measure = measure_text;
         let id = company.ug_company_id.as_ref().or(company.ls_id.as_ref());
         let attributes = [
             scalar_text(id),
@@ -125,20 +132,20 @@ impl Enrichment {
             scalar_text(company.website.as_ref()),
             scalar_text(company.industry.as_ref()),
             scalar_text(company.sub_industry.as_ref()),
-            scalar_text(employees.exact.as_ref()),
-            scalar_text(employees.range.as_ref()),
-            scalar_text(revenue.exact.as_ref()),
-            scalar_text(revenue.range.as_ref()),
-            scalar_text(address.country.as_ref()),
-            scalar_text(address.state.as_ref()),
-            scalar_text(address.city.as_ref()),
-            scalar_text(address.address.as_ref()),
-            scalar_text(address.zipcode.as_ref()),
+            in_measure(employees, |m| m.exact.as_ref()),
+            in_measure(employees, |m| m.range.as_ref()),
+            in_measure(revenue, |m| m.exact.as_ref()),
+            in_measure(revenue, |m| m.range.as_ref()),
+            in_address(|a| a.country.as_ref()),
+            in_address(|a| a.state.as_ref()),
+            in_address(|a| a.city.as_ref()),
+            in_address(|a| a.address.as_ref()),
+            in_address(|a| a.zipcode.as_ref()),
             scalar_text(company.phone.as_ref()),
             scalar_text(company.sic.as_ref()),
             scalar_text(company.naics.as_ref()),
             scalar_text(company.linkedin_profile.as_ref()),
-            level,
+            level.as_str(),
         ];
         Enrichment::with_attributes(RowStatus::Enriched, None, attributes)
     }
@@ -162,6 +169,11 @@ impl Enrichment {
 
 /// The attribute holding Leadspace's matching confidence.
 const CONFIDENCE: usize = ATTRIBUTE_COUNT - 1;
+
+/// A value of an employees or revenue measure, as text.
+fn measure_text(measure: Option<&Measure>, field: fn(&Measure) -> Option<&Scalar>) -> &str {
+    scalar_text(measure.and_then(field))
+}
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,6 @@
 //! pin down (employee counts, SIC codes...) are kept as raw JSON and rendered to text later.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// One record as sent to `/enrichment/enrich/single` or inside a bulk's `data` array.
 /// Only mapped fields are ever present: `None` fields are not serialised at all.
@@ -93,16 +92,16 @@ pub struct EnrichmentData {
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 pub struct EnrichedCompany {
-    pub ug_company_id: Option<Value>,
-    pub ls_id: Option<Value>,
-    pub name: Option<Value>,
-    pub website: Option<Value>,
-    pub phone: Option<Value>,
-    pub industry: Option<Value>,
-    pub sub_industry: Option<Value>,
-    pub sic: Option<Value>,
-    pub naics: Option<Value>,
-    pub linkedin_profile: Option<Value>,
+    pub ug_company_id: Option<Scalar>,
+    pub ls_id: Option<Scalar>,
+    pub name: Option<Scalar>,
+    pub website: Option<Scalar>,
+    pub phone: Option<Scalar>,
+    pub industry: Option<Scalar>,
+    pub sub_industry: Option<Scalar>,
+    pub sic: Option<Scalar>,
+    pub naics: Option<Scalar>,
+    pub linkedin_profile: Option<Scalar>,
     pub address: Option<EnrichedAddress>,
     pub employees: Option<Measure>,
     pub revenue_dollar: Option<Measure>,
@@ -111,17 +110,99 @@ pub struct EnrichedCompany {
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 pub struct EnrichedAddress {
-    pub country: Option<Value>,
-    pub state: Option<Value>,
-    pub city: Option<Value>,
-    pub address: Option<Value>,
-    pub zipcode: Option<Value>,
+    pub country: Option<Scalar>,
+    pub state: Option<Scalar>,
+    pub city: Option<Scalar>,
+    pub address: Option<Scalar>,
+    pub zipcode: Option<Scalar>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 pub struct Measure {
-    pub exact: Option<Value>,
-    pub range: Option<Value>,
+    pub exact: Option<Scalar>,
+    pub range: Option<Scalar>,
+}
+
+/// A loosely typed value kept as the text it will be written as: a string as it is, a number
+/// or boolean as JSON writes it, anything else (an object, an array) as empty text rather
+/// than JSON soup in a spreadsheet cell.
+///
+/// Read straight to text because up to a hundred bulks of 500 answers are held at once: a
+/// `serde_json::Value` per field made each answer about 1.5 KB before any text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scalar(Box<str>);
+
+impl Scalar {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Scalar {
+    fn from(text: String) -> Self {
+        Scalar(text.into_boxed_str())
+    }
+}
+
+impl From<&str> for Scalar {
+    fn from(text: &str) -> Self {
+        Scalar(text.into())
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Scalar, E> {
+        Ok(Scalar::from(text))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<Scalar, E> {
+        Ok(Scalar::from(text))
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Scalar, E> {
+        Ok(Scalar::from(if b { "true" } else { "false" }))
+    }
+
+    // Numbers are written as `serde_json::Number` displays them.
+    fn visit_u64<E>(self, n: u64) -> Result<Scalar, E> {
+        Ok(Scalar::from(serde_json::Number::from(n).to_string()))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Scalar, E> {
+        Ok(Scalar::from(serde_json::Number::from(n).to_string()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Scalar, E> {
+        Ok(serde_json::Number::from_f64(n).map(|n| Scalar::from(n.to_string())).unwrap_or_default())
+    }
+
+    fn visit_unit<E>(self) -> Result<Scalar, E> {
+        Ok(Scalar::default())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Scalar::default())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Scalar::default())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
@@ -144,15 +225,9 @@ impl EnrichmentResult {
     }
 }
 
-/// Renders a loosely typed scalar (string, number, bool) as text; objects and arrays are not
-/// scalars and render empty rather than as JSON soup in a spreadsheet cell.
-pub fn scalar_text(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Bool(b)) => b.to_string(),
-        _ => String::new(),
-    }
+/// The text of a loosely typed scalar (see `Scalar`); empty when absent.
+pub fn scalar_text(value: Option<&Scalar>) -> &str {
+    value.map_or("", Scalar::as_str)
 }
 
 #[cfg(test)]
@@ -171,6 +246,21 @@ mod tests {
         assert_eq!(scalar_text(company.ug_company_id.as_ref()), "123");
         assert_eq!(scalar_text(company.sic.as_ref()), "7372");
         assert_eq!(scalar_text(company.employees.unwrap().exact.as_ref()), "250");
+    }
+
+    #[test]
+    fn scalars_read_as_the_text_json_would_write() {
+        let body = r#"{"name":"A \"B\" \u00e9","sic":-7,"naics":2.50,"phone":1e3,"website":true,
+            "industry":{"x":[1]},"sub_industry":[1,{"a":2}],"linkedin_profile":null}"#;
+        let company: EnrichedCompany = serde_json::from_str(body).unwrap();
+        assert_eq!(scalar_text(company.name.as_ref()), "A \"B\" é");
+        assert_eq!(scalar_text(company.sic.as_ref()), "-7");
+        assert_eq!(scalar_text(company.naics.as_ref()), "2.5");
+        assert_eq!(scalar_text(company.phone.as_ref()), "1000.0");
+        assert_eq!(scalar_text(company.website.as_ref()), "true");
+        assert_eq!(scalar_text(company.industry.as_ref()), "");
+        assert_eq!(scalar_text(company.sub_industry.as_ref()), "");
+        assert_eq!(company.linkedin_profile, None);
     }
 
     #[test]
