@@ -137,6 +137,9 @@ fn company_name(record: &Value) -> Option<&str> {
 
 /// One record's answer in a finished bulk or a single call. Typed rather than a `Value` so
 /// that a bulk of 500 answers is serialised once, straight to bytes.
+// Built and serialised at once, one at a time: its size costs nothing, a Box would cost an
+// allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize)]
 #[serde(untagged)]
 enum RecordResult<'a> {
@@ -151,6 +154,7 @@ struct SuccessData<'a> {
 }
 
 /// The profile, or `{}` for "Not Enriched".
+#[allow(clippy::large_enum_variant)] // short-lived, as `RecordResult`
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Company<'a> {
