@@ -537,38 +537,15 @@ impl CompanyQuery {
     /// Case and whitespace never change the answer; a website's scheme, `www.` and path don't
     /// either.
     pub fn key(&self) -> String {
-        let website = self.website.as_deref().map(website_key);
-        let parts = [
-            Some(self.name.as_str()),
-            website.as_deref(),
-            self.country.as_deref(),
-            self.state.as_deref(),
-            self.city.as_deref(),
-            self.street.as_deref(),
-            self.postal_code.as_deref(),
-        ];
-        let mut key = String::with_capacity(self.name.len() + 16);
-        for part in parts {
-            key.extend(part.unwrap_or("").chars().flat_map(char::to_lowercase));
-            key.push('\u{1f}');
-        }
-        key
+        let mut bytes = Vec::with_capacity(self.name.len() + 16);
+        self.feed_key(&mut |chunk: &[u8]| bytes.extend_from_slice(chunk));
+        // The chunks are whole characters of valid text, so this never replaces anything.
+        String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
-    /// A 128-bit digest of `key()`: two SipHash-2-4 passes with different keys. Two distinct
-    /// companies in one file share it with a probability near 2^-128 times the pairs.
-    ///
-    /// Every row asks for it twice (once per pass), so the key is fed to the hashers as it is
-    /// lower-cased, through a stack buffer, rather than built as a `String`; the bytes hashed
-    /// are exactly those of `key()`.
-    #[allow(deprecated)] // `SipHasher` is deprecated only in favour of the randomly seeded hasher
-    pub fn key_digest(&self) -> u128 {
-        use std::hash::{Hasher, SipHasher};
-        let (mut a, mut b) = (SipHasher::new_with_keys(1, 2), SipHasher::new_with_keys(3, 4));
-        let mut feed = |bytes: &[u8]| {
-            a.write(bytes);
-            b.write(bytes);
-        };
+    /// The bytes of `key()`, lower-cased as they go through a stack buffer, so that hashing a
+    /// key (twice per row) builds no `String`.
+    fn feed_key(&self, feed: &mut impl FnMut(&[u8])) {
         let website = self.website.as_deref().map(website_host);
         let parts = [
             Some(self.name.as_str()),
@@ -581,10 +558,24 @@ impl CompanyQuery {
         ];
         let mut buffer = LowercaseBuffer::default();
         for part in parts {
-            buffer.push_lowercase(part.unwrap_or(""), &mut feed);
-            buffer.push_char('\u{1f}', &mut feed);
+            buffer.push_lowercase(part.unwrap_or(""), feed);
+            buffer.push_char('\u{1f}', feed);
         }
-        buffer.flush(&mut feed);
+        buffer.flush(feed);
+    }
+
+    /// A 128-bit digest of `key()`: two SipHash-2-4 passes with different keys. Two distinct
+    /// companies in one file share it with a probability near 2^-128 times the pairs.
+    ///
+    /// The bytes hashed are exactly those of `key()`, fed without building it.
+    #[allow(deprecated)] // `SipHasher` is deprecated only in favour of the randomly seeded hasher
+    pub fn key_digest(&self) -> u128 {
+        use std::hash::{Hasher, SipHasher};
+        let (mut a, mut b) = (SipHasher::new_with_keys(1, 2), SipHasher::new_with_keys(3, 4));
+        self.feed_key(&mut |bytes: &[u8]| {
+            a.write(bytes);
+            b.write(bytes);
+        });
         (u128::from(a.finish()) << 64) | u128::from(b.finish())
     }
 

@@ -230,6 +230,22 @@ struct Run<'a> {
     execution: Option<String>,
 }
 
+impl<'a> Run<'a> {
+    /// A run starting now; `execution` names the workflow it assembles, for a large file.
+    fn new(app: &'a App, job: &'a Job, meta: ObjectMeta, paths: OutputPaths, execution: Option<String>) -> Self {
+        Run {
+            app,
+            job,
+            meta,
+            format_label: Format::detect(&job.key).map(|f| f.label().to_string()).unwrap_or_default(),
+            paths,
+            started_at: now_utc(),
+            clock: std::time::Instant::now(),
+            execution,
+        }
+    }
+}
+
 /// Runs one job. `stop_at` is when to stop starting Leadspace work (the Lambda deadline less a
 /// margin for writing); `None` runs to completion.
 pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>) -> Result<JobReport, JobError> {
@@ -253,16 +269,7 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
         }
     }
 
-    let run = Run {
-        app,
-        job,
-        meta,
-        format_label: Format::detect(&job.key).map(|f| f.label().to_string()).unwrap_or_default(),
-        paths,
-        started_at: now_utc(),
-        clock: std::time::Instant::now(),
-        execution: None,
-    };
+    let run = Run::new(app, job, meta, paths, None);
     if job.dry_run {
         return run.process(false, stop_at).await;
     }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::answer::answer_companies;
 use super::summary::LeadspaceCounts;
-use super::{App, Job, JobReport, Outcome, OutputPaths, Problem, Run, Scan, counts, now_utc};
+use super::{App, Job, JobReport, Outcome, OutputPaths, Problem, Run, Scan, counts};
 use crate::cache::CacheCounts;
 use crate::config::Config;
 use crate::enrichment::{Enrichment, RowStatus};
@@ -555,16 +555,7 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
             ..JobReport::new(job, Outcome::Skipped)
         });
     }
-    let run = Run {
-        app,
-        job,
-        meta,
-        format_label: Format::detect(&job.key).map(|f| f.label().to_string()).unwrap_or_default(),
-        paths,
-        started_at: now_utc(),
-        clock: std::time::Instant::now(),
-        execution: Some(input.run.clone()),
-    };
+    let run = Run::new(app, job, meta, paths, Some(input.run.clone()));
     let result = run.assemble(input).await;
     lease.release(app.store.as_ref()).await;
     result
