@@ -110,14 +110,15 @@ impl JobReport {
         }
     }
 
-    fn already_done(job: &Job, paths: &OutputPaths, done: Summary) -> Self {
-        tracing::info!("already enriched with this ETag; skipping");
+    /// `skipped`, pointing at the results a previous run wrote.
+    fn already_done(job: &Job, paths: &OutputPaths, done: Summary, why: &str) -> Self {
+        tracing::info!(why, "skipping");
         JobReport {
             status: Some(done.status),
             output_key: Some(paths.output_key.clone()),
             summary_key: Some(paths.summary_key.clone()),
             rows: Some(done.rows),
-            message: Some("already enriched: the summary is complete for this ETag; pass force to redo".into()),
+            message: Some(why.to_string()),
             ..Self::new(job, Outcome::Skipped)
         }
     }
@@ -131,6 +132,8 @@ impl JobReport {
         JobReport { message: Some(why.to_string()), ..Self::new(job, Outcome::Ignored) }
     }
 }
+
+const ALREADY_ENRICHED: &str = "already enriched: the summary is complete for this ETag; pass force to redo";
 
 /// Where a source object's results go: `OUTPUT_PREFIX` + the key below `INPUT_PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,7 +268,7 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
     if !job.force && !job.dry_run {
         let previous = read_summary(app.store.as_ref(), &paths).await?;
         if let Some(done) = previous.filter(|p| p.is_complete_for(&meta.etag)) {
-            return Ok(JobReport::already_done(job, &paths, done));
+            return Ok(JobReport::already_done(job, &paths, done, ALREADY_ENRICHED));
         }
     }
 
@@ -285,7 +288,7 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
     // Another invocation may have finished this version between our first look and the lease.
     let result = match read_summary(app.store.as_ref(), &run.paths).await {
         Ok(Some(done)) if !job.force && done.is_complete_for(&run.meta.etag) => {
-            Ok(JobReport::already_done(job, &run.paths, done))
+            Ok(JobReport::already_done(job, &run.paths, done, ALREADY_ENRICHED))
         }
         Ok(latest) => {
             let resume =

@@ -545,15 +545,7 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
         && done.execution.as_deref() == Some(input.run.as_str())
     {
         lease.release(app.store.as_ref()).await;
-        tracing::info!("this execution's output is already written");
-        return Ok(JobReport {
-            status: Some(done.status),
-            output_key: Some(paths.output_key.clone()),
-            summary_key: Some(paths.summary_key.clone()),
-            rows: Some(done.rows),
-            message: Some("already assembled by this execution".into()),
-            ..JobReport::new(job, Outcome::Skipped)
-        });
+        return Ok(JobReport::already_done(job, &paths, done, "already assembled by this execution"));
     }
     let run = Run::new(app, job, meta, paths, Some(input.run.clone()));
     let result = run.assemble(input).await;
