@@ -15,7 +15,7 @@ pub mod writer;
 pub use decode::{TextEncoding, TextOrigin};
 pub use format::{Format, Kind, UnsupportedFormat};
 pub use reader::{Layout, ReadError, RowStream};
-pub use writer::RowWriter;
+pub use writer::{EncodedAnswer, RowWriter};
 
 use serde_json::{Map, Value};
 

@@ -1,51 +1,38 @@
 //! The output writer: each input row once, in order, original fields untouched, followed by the
 //! `leadspace_*` columns. Bytes accumulate in memory until the caller takes them (to upload a
 //! multipart part), so memory is bounded by the part size.
+//!
+//! A file has far fewer companies than rows, so an answer's columns are encoded once per company
+//! (`encode`) and copied into each of its rows (`write_encoded`).
 
 use std::borrow::Cow;
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::{Map, Value};
 
 use super::{Format, JsonRow, Kind, Layout, Row};
-use crate::enrichment::{self, COLUMNS, Enrichment};
+use crate::enrichment::{self, COLUMNS, Enrichment, RowStatus};
 
-/// The bytes produced so far, shared between the encoder chain (which appends) and `take`
-/// (which drains): `csv::Writer` offers no mutable access to what it wraps.
-#[derive(Clone, Default)]
-struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl SharedBuffer {
-    fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl Write for SharedBuffer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Plain or gzip-compressed output into the shared buffer.
+/// Plain or gzip-compressed output, in memory until taken.
 enum Output {
-    Plain(SharedBuffer),
-    Gzip(GzEncoder<SharedBuffer>),
+    Plain(Vec<u8>),
+    Gzip(GzEncoder<Vec<u8>>),
 }
 
 impl Output {
-    fn finish(self) -> io::Result<()> {
+    fn bytes(&mut self) -> &mut Vec<u8> {
         match self {
-            Output::Plain(_) => Ok(()),
-            Output::Gzip(gz) => gz.finish().map(drop),
+            Output::Plain(bytes) => bytes,
+            Output::Gzip(gz) => gz.get_mut(),
+        }
+    }
+
+    fn finish(self) -> io::Result<Vec<u8>> {
+        match self {
+            Output::Plain(bytes) => Ok(bytes),
+            Output::Gzip(gz) => gz.finish(),
         }
     }
 }
@@ -68,105 +55,154 @@ impl Write for Output {
 
 enum Encoder {
     Csv {
-        writer: Box<csv::Writer<Output>>,
         /// Input columns kept in the output: all but earlier `leadspace_*` columns, which are
         /// overwritten rather than duplicated.
         kept: Vec<usize>,
         width: usize,
+        delimiter: u8,
     },
-    Json(Output),
+    Json,
+}
+
+/// An answer encoded for one output: for CSV its 21 cells, quoted and delimited; for JSON Lines
+/// the object of its 21 fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedAnswer {
+    pub status: RowStatus,
+    bytes: Box<[u8]>,
 }
 
 pub struct RowWriter {
     encoder: Encoder,
-    buffer: SharedBuffer,
+    output: Output,
+    /// One record, encoded before it goes to the output (a single write into gzip).
+    line: Vec<u8>,
 }
 
 impl RowWriter {
     /// `utf8_bom` starts a CSV output with a UTF-8 byte-order mark: Excel needs it to read
     /// UTF-8, so files that came from Excel (a BOM, UTF-16 or Windows-1252) get one back.
     pub fn new(format: Format, layout: &Layout, utf8_bom: bool) -> io::Result<Self> {
-        let buffer = SharedBuffer::default();
         let mut output = if format.gzip {
-            Output::Gzip(GzEncoder::new(buffer.clone(), Compression::fast()))
+            Output::Gzip(GzEncoder::new(Vec::new(), Compression::fast()))
         } else {
-            Output::Plain(buffer.clone())
+            Output::Plain(Vec::new())
         };
         if utf8_bom && matches!(format.kind, Kind::Csv { .. }) {
             output.write_all(b"\xEF\xBB\xBF")?;
         }
+        let mut line = Vec::new();
         let encoder = match (format.kind, layout) {
             (Kind::Csv { .. }, Layout::Csv { columns, delimiter }) => {
                 let kept: Vec<usize> =
                     (0..columns.len()).filter(|&i| !enrichment::is_output_column(&columns[i])).collect();
-                let mut writer = csv::WriterBuilder::new().delimiter(*delimiter).flexible(true).from_writer(output);
                 let header = kept.iter().map(|&i| columns[i].as_str()).chain(COLUMNS);
-                writer.write_record(header).map_err(io::Error::from)?;
-                Encoder::Csv { writer: Box::new(writer), kept, width: columns.len() }
+                for (n, name) in header.enumerate() {
+                    if n > 0 {
+                        line.push(*delimiter);
+                    }
+                    push_csv_field(&mut line, name.as_bytes(), *delimiter);
+                }
+                line.push(b'\n');
+                output.write_all(&line)?;
+                Encoder::Csv { kept, width: columns.len(), delimiter: *delimiter }
             }
-            (Kind::JsonLines, _) => Encoder::Json(output),
+            (Kind::JsonLines, _) => Encoder::Json,
             (Kind::Csv { .. }, Layout::JsonLines { .. }) => {
                 return Err(io::Error::other("a CSV output needs a CSV layout"));
             }
         };
-        Ok(RowWriter { encoder, buffer })
+        Ok(RowWriter { encoder, output, line })
+    }
+
+    /// `enrichment` as this output writes it, ready to be copied into every row of its company.
+    pub fn encode(&self, enrichment: &Enrichment) -> io::Result<EncodedAnswer> {
+        let bytes = match &self.encoder {
+            Encoder::Csv { delimiter, .. } => {
+                let mut cells = Vec::new();
+                // The error may quote Leadspace's own words, so it is neutralised like its values.
+                let status = [enrichment.status.as_str(), enrichment.error.as_deref().unwrap_or("")];
+                for (n, value) in status.into_iter().chain(enrichment.attributes()).enumerate() {
+                    if n > 0 {
+                        cells.push(*delimiter);
+                    }
+                    push_csv_field(&mut cells, neutralise_formula(value).as_bytes(), *delimiter);
+                }
+                cells
+            }
+            Encoder::Json => serde_json::to_vec(&enrichment_object(enrichment)).map_err(io::Error::other)?,
+        };
+        Ok(EncodedAnswer { status: enrichment.status, bytes: bytes.into_boxed_slice() })
     }
 
     pub fn write(&mut self, row: &Row, enrichment: &Enrichment) -> io::Result<()> {
-        match &mut self.encoder {
-            Encoder::Csv { writer, kept, width } => {
-                // Field by field, straight into the CSV writer: a million rows must not cost a
-                // million vectors. Short rows are padded so the leadspace columns line up under
-                // their headers; fields beyond the header (ragged rows) are kept, after ours.
+        let encoded = self.encode(enrichment)?;
+        self.write_encoded(row, &encoded)
+    }
+
+    pub fn write_encoded(&mut self, row: &Row, answer: &EncodedAnswer) -> io::Result<()> {
+        let line = &mut self.line;
+        line.clear();
+        match &self.encoder {
+            Encoder::Csv { kept, width, delimiter } => {
+                // Short rows are padded so the leadspace columns line up under their headers;
+                // fields beyond the header (ragged rows) are kept, after ours.
                 let fields: &dyn Fields = match row {
                     Row::Csv(record) => record,
                     Row::Invalid(invalid) => &invalid.fields,
                     Row::Json(_) => return Err(io::Error::other("a JSON row cannot be written as CSV")),
                 };
                 for &i in kept.iter() {
-                    writer.write_field(fields.field(i).unwrap_or("")).map_err(io::Error::from)?;
+                    push_csv_field(line, fields.field(i).unwrap_or("").as_bytes(), *delimiter);
+                    line.push(*delimiter);
                 }
-                // The error may quote Leadspace's own words, so it is neutralised like its values.
-                let status = [enrichment.status.as_str(), enrichment.error.as_deref().unwrap_or("")];
-                for value in status.into_iter().chain(enrichment.attributes()) {
-                    writer.write_field(neutralise_formula(value).as_bytes()).map_err(io::Error::from)?;
-                }
+                line.extend_from_slice(&answer.bytes);
                 for i in *width..fields.count() {
-                    writer.write_field(fields.field(i).unwrap_or("")).map_err(io::Error::from)?;
+                    line.push(*delimiter);
+                    push_csv_field(line, fields.field(i).unwrap_or("").as_bytes(), *delimiter);
                 }
-                writer.write_record(std::iter::empty::<&[u8]>()).map_err(io::Error::from)
             }
-            Encoder::Json(output) => {
-                let line = json_line(row, enrichment)?;
-                output.write_all(line.as_bytes())?;
-                output.write_all(b"\n")
-            }
+            Encoder::Json => json_line(line, row, &answer.bytes)?,
         }
+        line.push(b'\n');
+        self.output.write_all(line)
     }
 
     /// Bytes produced so far and not yet taken.
-    pub fn pending_len(&self) -> usize {
-        self.buffer.lock().len()
+    pub fn pending_len(&mut self) -> usize {
+        self.output.bytes().len()
     }
 
     /// Takes the bytes produced so far (for an upload part); the writer carries on after them,
     /// in a buffer as large as the one taken: growing a part-sized buffer from nothing by
     /// doubling copied every part about twice.
     pub fn take(&mut self) -> Vec<u8> {
-        let mut buffer = self.buffer.lock();
+        let buffer = self.output.bytes();
         let capacity = buffer.capacity();
-        std::mem::replace(&mut *buffer, Vec::with_capacity(capacity))
+        std::mem::replace(buffer, Vec::with_capacity(capacity))
     }
 
     /// Flushes everything and returns the bytes not yet taken.
     pub fn finish(self) -> io::Result<Vec<u8>> {
-        let RowWriter { encoder, buffer } = self;
-        match encoder {
-            Encoder::Csv { writer, .. } => writer.into_inner().map_err(|e| e.into_error())?.finish()?,
-            Encoder::Json(output) => output.finish()?,
-        }
-        Ok(std::mem::take(&mut *buffer.lock()))
+        self.output.finish()
     }
+}
+
+/// One CSV field, quoted only when it must be (it holds the delimiter, a quote or a line break),
+/// with its quotes doubled: what the `csv` crate writes, without its per-field bookkeeping.
+fn push_csv_field(out: &mut Vec<u8>, field: &[u8], delimiter: u8) {
+    if !field.iter().any(|&b| b == delimiter || b == b'"' || b == b'\n' || b == b'\r') {
+        out.extend_from_slice(field);
+        return;
+    }
+    out.push(b'"');
+    for part in field.split_inclusive(|&b| b == b'"') {
+        out.extend_from_slice(part);
+        if part.ends_with(b"\"") {
+            out.push(b'"');
+        }
+    }
+    out.push(b'"');
 }
 
 /// The fields of a parsed CSV row or of a row that could not be parsed, read alike.
@@ -206,44 +242,47 @@ fn neutralise_formula(value: &str) -> Cow<'_, str> {
     }
 }
 
-fn enrichment_fields(enrichment: &Enrichment) -> impl Iterator<Item = (&'static str, Value)> + '_ {
+/// Our 21 fields as a JSON object; empty values are null.
+fn enrichment_object(enrichment: &Enrichment) -> Map<String, Value> {
     let text = |s: &str| if s.is_empty() { Value::Null } else { Value::String(s.to_string()) };
     let status = Value::String(enrichment.status.as_str().to_string());
     let error = enrichment.error.as_deref().map_or(Value::Null, |e| Value::String(e.to_string()));
     let attributes = enrichment.attributes().map(text);
-    COLUMNS.into_iter().zip([status, error].into_iter().chain(attributes))
+    COLUMNS.into_iter().map(str::to_string).zip([status, error].into_iter().chain(attributes)).collect()
 }
 
-/// One output line. The original line is kept byte for byte when it holds none of our fields;
-/// otherwise (a re-enriched output) the object is rebuilt with our fields replaced.
-fn json_line(row: &Row, enrichment: &Enrichment) -> io::Result<String> {
-    match row {
+/// One output line into `line`. The original line is kept byte for byte when it holds none of
+/// our fields; otherwise (a re-enriched output) the object is rebuilt with our fields replaced.
+/// `ours` is the encoded object of our fields.
+fn json_line(line: &mut Vec<u8>, row: &Row, ours: &[u8]) -> io::Result<()> {
+    let our_fields = || serde_json::from_slice::<Map<String, Value>>(ours).map_err(io::Error::other);
+    let object = match row {
         Row::Json(JsonRow { raw, object }) if !object.keys().any(|k| enrichment::is_output_column(k)) => {
-            let mut ours = Map::new();
-            ours.extend(enrichment_fields(enrichment).map(|(k, v)| (k.to_string(), v)));
-            let ours = serde_json::to_string(&Value::Object(ours)).map_err(io::Error::other)?;
             let body = raw.trim_end();
             let Some(open) = body.strip_suffix('}') else {
                 return Err(io::Error::other("a JSON object line must end with '}'"));
             };
-            let separator = if object.is_empty() { "" } else { "," };
-            Ok(format!("{open}{separator}{}", &ours[1..]))
+            line.extend_from_slice(open.as_bytes());
+            if !object.is_empty() {
+                line.push(b',');
+            }
+            line.extend_from_slice(ours.get(1..).unwrap_or_default());
+            return Ok(());
         }
         Row::Json(JsonRow { object, .. }) => {
             let mut object = object.clone();
-            for (k, v) in enrichment_fields(enrichment) {
-                object.insert(k.to_string(), v);
-            }
-            serde_json::to_string(&Value::Object(object)).map_err(io::Error::other)
+            object.extend(our_fields()?);
+            object
         }
         Row::Invalid(invalid) => {
             let mut object = Map::new();
             object.insert("leadspace_raw_line".into(), Value::String(invalid.fields.join(",")));
-            object.extend(enrichment_fields(enrichment).map(|(k, v)| (k.to_string(), v)));
-            serde_json::to_string(&Value::Object(object)).map_err(io::Error::other)
+            object.extend(our_fields()?);
+            object
         }
-        Row::Csv(_) => Err(io::Error::other("a CSV row cannot be written as JSON")),
-    }
+        Row::Csv(_) => return Err(io::Error::other("a CSV row cannot be written as JSON")),
+    };
+    serde_json::to_writer(line, &Value::Object(object)).map_err(io::Error::other)
 }
 
 #[cfg(test)]
@@ -271,6 +310,43 @@ mod tests {
         assert_eq!(lines.next().unwrap().split(';').take(3).collect::<Vec<_>>(), ["Company", "=x", "leadspace_status"]);
         let row = lines.next().unwrap();
         assert!(row.starts_with("=SUM(1);\"a;b\";enriched;;;'=cmd;"), "{row}");
+    }
+
+    proptest::proptest! {
+        /// Our encoder replaced the `csv` crate's writer for speed; outputs must not change.
+        #[test]
+        fn csv_fields_are_written_byte_for_byte_as_the_csv_crate_writes_them(
+            fields in proptest::collection::vec("[a-c,;|\"\r\n\t 'é=]{0,6}", 2..6),
+            delimiter in proptest::sample::select(vec![b',', b';', b'\t', b'|']),
+        ) {
+            let mut ours = Vec::new();
+            for (n, field) in fields.iter().enumerate() {
+                if n > 0 {
+                    ours.push(delimiter);
+                }
+                push_csv_field(&mut ours, field.as_bytes(), delimiter);
+            }
+            ours.push(b'\n');
+            let mut theirs = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
+            theirs.write_record(&fields).unwrap();
+            let theirs = theirs.into_inner().unwrap();
+            proptest::prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        }
+    }
+
+    #[test]
+    fn an_answer_is_encoded_once_and_written_the_same_into_every_row() {
+        let layout = Layout::Csv { columns: vec!["Company".into(), "City".into()], delimiter: b',' };
+        let mut w = RowWriter::new(CSV, &layout, false).unwrap();
+        let answer = w.encode(&enriched("Contoso, \"Ltd\"")).unwrap();
+        assert_eq!(answer.status, RowStatus::Enriched);
+        for city in ["Paris", "Lyon"] {
+            w.write_encoded(&Row::Csv(csv::StringRecord::from(vec!["Contoso", city])), &answer).unwrap();
+        }
+        let text = String::from_utf8(w.finish().unwrap()).unwrap();
+        let mut rows = csv::Reader::from_reader(text.as_bytes());
+        let names: Vec<String> = rows.records().map(|r| r.unwrap()[5].to_string()).collect();
+        assert_eq!(names, ["Contoso, \"Ltd\"", "Contoso, \"Ltd\""]);
     }
 
     #[test]
