@@ -582,7 +582,7 @@ impl Run<'_> {
             (Some(why), _) => Some(format!("the workflow stopped before every batch was enriched: {why}")),
             (None, map_error) => map_error.as_ref().map(MapError::describe),
         };
-        self.finish(format, &scan, &answers, stopped, leadspace, cache).await
+        self.finish(format, &scan, answers, stopped, leadspace, cache).await
     }
 
     /// Fills `answers` from every answers object of the execution; returns the summed costs.
