@@ -2,8 +2,9 @@
 //!
 //! Leadspace publishes no machine-readable schema, so every response type is lenient: all
 //! fields are optional, unknown fields are ignored, and scalars that the documentation does not
-//! pin down (employee counts, SIC codes...) are kept as raw JSON and rendered to text later.
+//! pin down (employee counts, SIC codes...) are read straight to the text they will be written as.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// One record as sent to `/enrichment/enrich/single` or inside a bulk's `data` array.
@@ -63,9 +64,9 @@ pub struct BulkResults {
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct EnrichmentResult {
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<CompactString>,
     #[serde(default)]
-    pub external_id: Option<String>,
+    pub external_id: Option<CompactString>,
     #[serde(default)]
     pub data: Option<EnrichmentData>,
     #[serde(default)]
@@ -85,7 +86,7 @@ pub struct RecordError {
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct EnrichmentData {
     #[serde(default)]
-    pub enrichment_status: Option<String>,
+    pub enrichment_status: Option<CompactString>,
     #[serde(default)]
     pub company: Option<EnrichedCompany>,
 }
@@ -128,9 +129,11 @@ pub struct Measure {
 /// than JSON soup in a spreadsheet cell.
 ///
 /// Read straight to text because up to a hundred bulks of 500 answers are held at once: a
-/// `serde_json::Value` per field made each answer about 1.5 KB before any text.
+/// `serde_json::Value` per field made each answer about 1.5 KB before any text. Most values
+/// (names, ranges, codes, cities) fit in 24 bytes and are kept inline: a million answers would
+/// otherwise cost some fifteen million allocations, each freed a moment later.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scalar(Box<str>);
+pub struct Scalar(CompactString);
 
 impl Scalar {
     pub fn as_str(&self) -> &str {
@@ -140,13 +143,13 @@ impl Scalar {
 
 impl From<String> for Scalar {
     fn from(text: String) -> Self {
-        Scalar(text.into_boxed_str())
+        Scalar(CompactString::from(text))
     }
 }
 
 impl From<&str> for Scalar {
     fn from(text: &str) -> Self {
-        Scalar(text.into())
+        Scalar(CompactString::new(text))
     }
 }
 

@@ -238,7 +238,7 @@ mod tests {
     fn answer(request: &EnrichRequest) -> EnrichmentResult {
         if request.company.name == "bad" {
             return EnrichmentResult {
-                external_id: Some(request.external_id.clone()),
+                external_id: Some(request.external_id.as_str().into()),
                 error: Some(RecordError { code: Some(1200), message: None }),
                 ..Default::default()
             };
@@ -246,7 +246,7 @@ mod tests {
         let matched = !request.company.name.starts_with('x');
         EnrichmentResult {
             status: Some("success".into()),
-            external_id: Some(request.external_id.clone()),
+            external_id: Some(request.external_id.as_str().into()),
             data: Some(EnrichmentData {
                 enrichment_status: Some(if matched { "Company Enriched" } else { "Not Enriched" }.into()),
                 company: Some(EnrichedCompany {
