@@ -445,7 +445,7 @@ impl ResolvedMapping {
                 return Err(NoQuery::CompanyFieldAbsent);
             }
             let value = raw.map(|v| clean(&v)).filter(|v| !v.is_empty());
-            if value.as_ref().is_some_and(|v| v.chars().count() > MAX_VALUE_CHARS) {
+            if value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_CHARS && v.chars().count() > MAX_VALUE_CHARS) {
                 return Err(NoQuery::TooLong(*role));
             }
             let slot = match role {
@@ -564,19 +564,17 @@ impl CompanyQuery {
         buffer.flush(feed);
     }
 
-    /// A 128-bit digest of `key()`: two SipHash-2-4 passes with different keys. Two distinct
-    /// companies in one file share it with a probability near 2^-128 times the pairs.
+    /// A 128-bit digest of `key()` (SipHash-1-3 with a 128-bit output, one pass). Two distinct
+    /// companies in one file share it with a probability near 2^-128 times the pairs. It only
+    /// numbers the companies of one run, so it is never stored and can change between versions.
     ///
     /// The bytes hashed are exactly those of `key()`, fed without building it.
-    #[allow(deprecated)] // `SipHasher` is deprecated only in favour of the randomly seeded hasher
     pub fn key_digest(&self) -> u128 {
-        use std::hash::{Hasher, SipHasher};
-        let (mut a, mut b) = (SipHasher::new_with_keys(1, 2), SipHasher::new_with_keys(3, 4));
-        self.feed_key(&mut |bytes: &[u8]| {
-            a.write(bytes);
-            b.write(bytes);
-        });
-        (u128::from(a.finish()) << 64) | u128::from(b.finish())
+        use siphasher::sip128::{Hasher128, SipHasher13};
+        use std::hash::Hasher;
+        let mut hasher = SipHasher13::new_with_keys(1, 2);
+        self.feed_key(&mut |bytes: &[u8]| hasher.write(bytes));
+        hasher.finish128().as_u128()
     }
 
     /// The query as one string, fields separated by U+001F (which `clean` never leaves in a value).
@@ -792,11 +790,8 @@ mod tests {
     fn the_digest_hashes_exactly_the_key() {
         #[allow(deprecated)]
         fn digest_of(key: &str) -> u128 {
-            use std::hash::{Hasher, SipHasher};
-            let (mut a, mut b) = (SipHasher::new_with_keys(1, 2), SipHasher::new_with_keys(3, 4));
-            a.write(key.as_bytes());
-            b.write(key.as_bytes());
-            (u128::from(a.finish()) << 64) | u128::from(b.finish())
+            use siphasher::sip128::SipHasher13;
+            SipHasher13::new_with_keys(1, 2).hash(key.as_bytes()).as_u128()
         }
         let long = "Ünïcödé Straße ".repeat(40);
         let websites = [
