@@ -788,7 +788,6 @@ mod tests {
 
     #[test]
     fn the_digest_hashes_exactly_the_key() {
-        #[allow(deprecated)]
         fn digest_of(key: &str) -> u128 {
             use siphasher::sip128::SipHasher13;
             SipHasher13::new_with_keys(1, 2).hash(key.as_bytes()).as_u128()

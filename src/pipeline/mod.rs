@@ -609,26 +609,21 @@ impl Run<'_> {
                 };
                 for row in &batch {
                     let own;
-                    let company = scan.row_companies.get(rows.total as usize).copied();
-                    let enrichment = match company {
+                    let answer = match scan.row_companies.get(rows.total as usize).copied() {
                         Some(company) if company != NO_COMPANY => {
                             answers.encoded(company as usize, &writer).map_err(write_error)?
                         }
-                        Some(_) => {
-                            let answer = match scan.mapping.query(row) {
-                                Err(why) => row_without_company(&why),
-                                Ok(_) => row_changed(),
+                        other => {
+                            let answer = match other.map(|_| scan.mapping.query(row)) {
+                                Some(Err(why)) => row_without_company(&why),
+                                _ => row_changed(),
                             };
                             own = writer.encode(&answer).map_err(write_error)?;
                             &own
                         }
-                        None => {
-                            own = writer.encode(&row_changed()).map_err(write_error)?;
-                            &own
-                        }
                     };
-                    rows.count(enrichment.status);
-                    writer.write_encoded(row, enrichment).map_err(write_error)?;
+                    rows.count(answer.status);
+                    writer.write_encoded(row, answer).map_err(write_error)?;
                     if writer.pending_len() >= PART_SIZE {
                         upload.write(writer.take()).await?;
                     }
