@@ -389,10 +389,11 @@ impl ObjectStore for S3Store {
             .upload_id(upload_id)
             .part_number(number)
             .body(ByteStream::from(body))
-            // The part carries the SDK's CRC32 checksum, which S3 verifies; signing the payload
-            // too would hash every output byte once more with SHA-256 (the whole file, on the
-            // function's CPU) for no extra integrity. AWS advises this for large uploads over
-            // TLS.
+            // On AWS the part carries the SDK's default CRC32 checksum, which S3 verifies;
+            // signing the payload too would hash every output byte once more with SHA-256 (the
+            // whole file, on the function's CPU) for no extra integrity. AWS advises this for
+            // large uploads over TLS. (Custom endpoints such as moto get no checksum: see
+            // bootstrap.rs.)
             .customize()
             .disable_payload_signing()
             .send()
