@@ -51,10 +51,17 @@ pub fn moto_endpoint() -> &'static str {
 }
 
 pub fn sdk_config() -> SdkConfig {
+    sdk_config_at(moto_endpoint())
+}
+
+/// The SDK configuration of `sdk_config()`, pointed at `endpoint` instead of moto (for example
+/// an `S3Faults` proxy in front of it). One endpoint serves every service: S3, Secrets
+/// Manager, DynamoDB...
+pub fn sdk_config_at(endpoint: &str) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url(moto_endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
             "testing", "testing", None, None, "tests",
         )))
@@ -104,7 +111,30 @@ impl TestEnv {
 
     /// The function as deployed, configured by `vars` on top of test defaults.
     pub fn app(&self, vars: &[(&str, &str)]) -> App {
-        let mut env: HashMap<String, String> = [
+        self.app_with_sdk(&self.sdk, vars)
+    }
+
+    /// `app(vars)`, with the SDK pointed at `endpoint` (an `S3Faults` proxy, say) instead of moto.
+    pub fn app_at(&self, endpoint: &str, vars: &[(&str, &str)]) -> App {
+        self.app_with_sdk(&sdk_config_at(endpoint), vars)
+    }
+
+    fn app_with_sdk(&self, sdk: &SdkConfig, vars: &[(&str, &str)]) -> App {
+        let env = self.function_vars(vars);
+        let config = Config::from_lookup(|name| env.get(name).cloned()).expect("valid test configuration");
+        build_app_with(config, sdk).expect("build the app")
+    }
+
+    /// The function's configuration variables that `app(vars)` uses: this test's secret and
+    /// emulator, consent, path-style S3 and a high TPS, with `vars` on top.
+    pub fn function_vars(&self, vars: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut env = self.default_vars();
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    }
+
+    fn default_vars(&self) -> HashMap<String, String> {
+        [
             ("LEADSPACE_SECRET_ID", self.secret_id.as_str()),
             ("LEADSPACE_BASE_URL", &self.emulator.base_url()),
             ("DATA_SHARING_CONSENT", "true"),
@@ -113,10 +143,32 @@ impl TestEnv {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        .collect()
+    }
+
+    /// The environment of the real function binary (`LambdaProcess`): `function_vars`' defaults,
+    /// plus what the AWS SDK needs to reach moto (endpoint, test credentials, region) and
+    /// RUST_LOG=info; `vars` go on top of all of them.
+    pub fn function_env(&self, vars: &[(&str, &str)]) -> HashMap<String, String> {
+        self.function_env_at(moto_endpoint(), vars)
+    }
+
+    /// `function_env(vars)`, with the SDK pointed at `endpoint` (an `S3Faults` proxy, say).
+    pub fn function_env_at(&self, endpoint: &str, vars: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut env = self.default_vars();
+        env.extend(
+            [
+                ("AWS_ENDPOINT_URL", endpoint),
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+                ("AWS_REGION", "us-east-1"),
+                ("RUST_LOG", "info"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let config = Config::from_lookup(|name| env.get(name).cloned()).expect("valid test configuration");
-        build_app_with(config, &self.sdk).expect("build the app")
+        env
     }
 
     pub async fn put(&self, key: &str, body: impl Into<Vec<u8>>) {

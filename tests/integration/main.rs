@@ -9,6 +9,8 @@ mod guards;
 mod hostile;
 mod invocations;
 mod json_lines;
+mod lambda_process;
 mod resilience;
+mod s3_faults;
 mod template;
 mod workflow;
