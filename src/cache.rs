@@ -96,7 +96,8 @@ impl AnswerCache {
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The fresh answers stored for the `wanted` companies, as (company, answer). A failed
+    /// The fresh answers stored for the `wanted` companies, as (company, answer, when it was
+    /// bought). A failed
     /// cache request is counted and its companies are left to Leadspace: the cache saves
     /// credits, it never stops a run.
     pub async fn recall(
@@ -105,7 +106,7 @@ impl AnswerCache {
         wanted: &[usize],
         now: i64,
         counts: &mut CacheCounts,
-    ) -> Vec<(usize, Enrichment)> {
+    ) -> Vec<(usize, Enrichment, i64)> {
         let oldest = now - self.ttl.as_secs() as i64;
         let mut lookups = futures::stream::iter(wanted.chunks(GET_CHUNK))
             .map(|chunk| async move {
@@ -135,12 +136,13 @@ impl AnswerCache {
                     continue;
                 }
                 if let Some(&company) = company_of.get(entry.key.as_str()) {
-                    hits.push((company, entry.answer));
+                    hits.push((company, entry.answer, entry.enriched_at));
                 }
             }
         }
         counts.hits += hits.len() as u64;
-        counts.credits_saved += hits.iter().filter(|(_, answer)| answer.status == RowStatus::Enriched).count() as u64;
+        counts.credits_saved +=
+            hits.iter().filter(|(_, answer, _)| answer.status == RowStatus::Enriched).count() as u64;
         hits
     }
 
@@ -368,8 +370,8 @@ mod tests {
         assert_eq!(counts.stored, 2);
 
         let mut hits = cache.recall(&names[..], &[0, 1, 2, 3], 1_029 * DAY, &mut counts).await;
-        hits.sort_by_key(|(i, _)| *i);
-        assert_eq!(hits, vec![(0, answers[0].clone()), (1, answers[1].clone())]);
+        hits.sort_by_key(|(i, _, _)| *i);
+        assert_eq!(hits, vec![(0, answers[0].clone(), 1_000 * DAY), (1, answers[1].clone(), 1_000 * DAY)]);
         assert_eq!((counts.hits, counts.credits_saved), (2, 1), "a not_matched answer cost no credit");
 
         let expired = cache.recall(&names[..], &[0, 1], 1_031 * DAY, &mut CacheCounts::default()).await;

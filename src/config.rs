@@ -17,6 +17,8 @@ pub const MAX_BATCH_SIZE: usize = 500;
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Rows above this count get a failed summary: the company table grows with unique companies.
 pub const DEFAULT_MAX_INPUT_ROWS: u64 = 5_000_000;
+/// A new version of a file reuses answers bought for its previous version within this many days.
+pub const DEFAULT_ANSWER_MAX_AGE_DAYS: u64 = 30;
 
 /// Above either, a file goes to the Step Functions workflow (when STATE_MACHINE_ARN is set): about
 /// what one 15-minute invocation enriches when Leadspace takes minutes per bulk.
@@ -81,6 +83,9 @@ pub struct Config {
     pub max_input_bytes: u64,
     /// The most data rows enriched from one object.
     pub max_input_rows: u64,
+    /// A new version of a file reuses the previous version's answers younger than this many
+    /// days (ANSWER_MAX_AGE_DAYS); 0 re-buys everything.
+    pub answer_max_age_days: u64,
     /// The cross-run answer cache; `None` (ENRICHMENT_CACHE_TTL_DAYS unset) turns it off.
     pub cache: Option<CacheConfig>,
     /// The Step Functions workflow large files are handed to; `None` enriches every file inline.
@@ -219,6 +224,9 @@ impl Config {
         let max_input_rows =
             parse_number("MAX_INPUT_ROWS", get("MAX_INPUT_ROWS"), DEFAULT_MAX_INPUT_ROWS, 1, 1_000_000_000)?;
 
+        let answer_max_age_days =
+            parse_number("ANSWER_MAX_AGE_DAYS", get("ANSWER_MAX_AGE_DAYS"), DEFAULT_ANSWER_MAX_AGE_DAYS, 0, 3_650)?;
+
         let cache = match get("ENRICHMENT_CACHE_TTL_DAYS") {
             None => None,
             Some(days) => {
@@ -292,6 +300,7 @@ impl Config {
             poll_timeout,
             max_input_bytes,
             max_input_rows,
+            answer_max_age_days,
             cache,
             workflow,
             max_concurrent_invocations,
@@ -322,6 +331,12 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// How old an answer bought for a file's previous version may be and still be reused;
+    /// `None` when ANSWER_MAX_AGE_DAYS is 0.
+    pub fn answer_max_age_seconds(&self) -> Option<i64> {
+        (self.answer_max_age_days > 0).then(|| (self.answer_max_age_days * 86_400) as i64)
     }
 
     /// The bucket results go to for an object found in `source_bucket`.

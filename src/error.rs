@@ -26,6 +26,11 @@ pub enum JobError {
     },
     #[error("Leadspace is unavailable ({0}); its rows are written as failed, and a retry sends only those")]
     LeadspaceUnavailable(String),
+    #[error(
+        "the answer journal could not be written ({0}); what was bought is in the output and a retry collects it, \
+         buying only what is missing"
+    )]
+    JournalUnavailable(String),
     #[error("could not {action} in Step Functions")]
     Workflow {
         action: &'static str,
@@ -49,7 +54,10 @@ impl JobError {
             JobError::Storage(e) => e.is_transient(),
             JobError::Secret(e) => e.is_transient(),
             JobError::Workflow { transient, .. } => *transient,
-            JobError::Read { .. } | JobError::Write { .. } | JobError::LeadspaceUnavailable(_) => true,
+            JobError::Read { .. }
+            | JobError::Write { .. }
+            | JobError::LeadspaceUnavailable(_)
+            | JobError::JournalUnavailable(_) => true,
         }
     }
 }

@@ -544,7 +544,7 @@ impl CompanyQuery {
     }
 
     /// The bytes of `key()`, lower-cased as they go through a stack buffer, so that hashing a
-    /// key (twice per row) builds no `String`.
+    /// key (once per row, in pass 1) builds no `String`.
     fn feed_key(&self, feed: &mut impl FnMut(&[u8])) {
         let website = self.website.as_deref().map(website_host);
         let parts = [
@@ -565,8 +565,10 @@ impl CompanyQuery {
     }
 
     /// A 128-bit digest of `key()` (SipHash-1-3 with a 128-bit output, one pass). Two distinct
-    /// companies in one file share it with a probability near 2^-128 times the pairs. It only
-    /// numbers the companies of one run, so it is never stored and can change between versions.
+    /// companies in one file share it with a probability near 2^-128 times the pairs. It names
+    /// a company in the answer journal, in the answers kept for the next version of a file, and
+    /// in the external_id sent to Leadspace: changing it changes `journal::FORMAT`, so that
+    /// older records are ignored rather than misread.
     ///
     /// The bytes hashed are exactly those of `key()`, fed without building it.
     pub fn key_digest(&self) -> u128 {

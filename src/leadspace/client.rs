@@ -34,7 +34,7 @@ pub struct LeadspaceClient {
 }
 
 /// What `send` hands back: statuses the caller interprets itself (2xx, and 404 for polls).
-struct Answer {
+struct Reply {
     status: StatusCode,
     body: bytes::Bytes,
 }
@@ -70,12 +70,14 @@ impl LeadspaceClient {
         endpoint: &'static str,
         call: &CallContext,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Send + Sync,
-    ) -> Result<Answer, LeadspaceError> {
+    ) -> Result<Reply, LeadspaceError> {
         let started = Instant::now();
         let mut token_refreshed = false;
         let mut attempt = 0u32;
         let mut paced = Duration::ZERO;
         let stats = &call.stats;
+        // Submissions are billed; a retry after a request may have got through is counted.
+        let billed = endpoint != "poll";
         loop {
             attempt += 1;
             if call.would_overrun(Duration::ZERO) {
@@ -92,6 +94,7 @@ impl LeadspaceClient {
             let token = self.tokens.token().await?;
             CallStats::add(&stats.requests, 1);
             let outcome = build(&self.http, token.expose_secret()).send().await;
+            let mut maybe_processed = false;
             let failure = match outcome {
                 Ok(response) => {
                     let status = response.status();
@@ -99,9 +102,13 @@ impl LeadspaceClient {
                         200..=299 | 404 => match response.bytes().await {
                             Ok(body) => {
                                 self.pacer.answered();
-                                return Ok(Answer { status, body });
+                                return Ok(Reply { status, body });
                             }
-                            Err(e) => describe(&e),
+                            Err(e) => {
+                                // Leadspace answered: the request was processed.
+                                maybe_processed = true;
+                                describe(&e)
+                            }
                         },
                         401 if !token_refreshed => {
                             // Rotated tokens are the usual cause after months of service.
@@ -126,7 +133,12 @@ impl LeadspaceClient {
                         other => return Err(LeadspaceError::Unexpected { status: other, endpoint }),
                     }
                 }
-                Err(e) => describe(&e),
+                Err(e) => {
+                    // A connection that was never made carried nothing; any other failure may
+                    // have come after Leadspace received the request.
+                    maybe_processed = !e.is_connect();
+                    describe(&e)
+                }
             };
             let delay = self.policy.backoff(attempt);
             if attempt >= self.policy.max_attempts
@@ -139,17 +151,34 @@ impl LeadspaceClient {
             }
             tracing::debug!(endpoint, attempt, delay_ms = delay.as_millis() as u64, failure = %failure, "retrying Leadspace request");
             CallStats::add(&stats.retries, 1);
+            if billed && maybe_processed {
+                tracing::warn!(endpoint, "retrying a request that may have reached Leadspace; it may be billed twice");
+                CallStats::add(&stats.ambiguous_retries, 1);
+            }
             tokio::time::sleep(delay).await;
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_string()
+    /// Where `path` (a path, or a URL Leadspace handed back) points. The token goes with the
+    /// request, so a URL on another origin than LEADSPACE_BASE_URL's is refused.
+    fn url(&self, path: &str) -> Result<String, LeadspaceError> {
+        if !(path.starts_with("http://") || path.starts_with("https://")) {
+            return Ok(format!("{}/{}", self.base_url, path.trim_start_matches('/')));
+        }
+        let origin = origin_of(path);
+        if origin.eq_ignore_ascii_case(origin_of(&self.base_url)) {
+            Ok(path.to_string())
         } else {
-            format!("{}/{}", self.base_url, path.trim_start_matches('/'))
+            Err(LeadspaceError::ForeignResultUrl { origin: origin.to_string() })
         }
     }
+}
+
+/// `scheme://host[:port]` of an absolute URL.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..].find(['/', '?', '#']).map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
 }
 
 /// A transport failure in words, without the URL's query or anything from the request body.
@@ -190,7 +219,7 @@ impl LeadspaceClient {
 
     /// Submits a bulk and returns the path to poll.
     async fn submit(&self, records: &[EnrichRequest], call: &CallContext) -> Result<String, LeadspaceError> {
-        let url = self.url(BULK_PATH);
+        let url = self.url(BULK_PATH)?;
         let external_bulk_id = format!("bulk-{:016x}", rand::random::<u64>());
         let body = BulkRequest { data: records, external_bulk_id: &external_bulk_id };
         CallStats::add(&call.stats.records_sent, records.len() as u64);
@@ -203,7 +232,7 @@ impl LeadspaceClient {
 
     /// Polls a bulk until its results are ready (200), it is lost (404) or the poll timeout.
     async fn poll(&self, id: &str, call: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
-        let poll_url = self.url(id);
+        let poll_url = self.url(id)?;
         let started = Instant::now();
         let first = Duration::from_micros(self.first_poll_micros.load(Ordering::Relaxed));
         for poll in 0.. {
@@ -230,7 +259,7 @@ impl LeadspaceClient {
 #[async_trait]
 impl Enricher for LeadspaceClient {
     async fn single(&self, record: &EnrichRequest, call: &CallContext) -> Result<EnrichmentResult, LeadspaceError> {
-        let url = self.url(SINGLE_PATH);
+        let url = self.url(SINGLE_PATH)?;
         CallStats::add(&call.stats.records_sent, 1);
         let answer = self.send("single", call, |http, token| http.post(&url).bearer_auth(token).json(record)).await?;
         if answer.status == StatusCode::NOT_FOUND {
@@ -239,22 +268,11 @@ impl Enricher for LeadspaceClient {
         decode(&answer.body, "single enrichment result")
     }
 
-    async fn bulk(
-        &self,
-        records: &[EnrichRequest],
-        call: &CallContext,
-    ) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
-        let id = self.submit(records, call).await?;
-        match self.poll(&id, call).await {
-            Err(lost @ (LeadspaceError::BulkNotFound | LeadspaceError::PollTimedOut { .. })) => {
-                // Leadspace lost the job or never finished it; one more submission is worth
-                // its credits, a loop of them is not.
-                tracing::warn!(error = %lost, records = records.len(), "resubmitting a bulk once");
-                CallStats::add(&call.stats.retries, 1);
-                let id = self.submit(records, call).await?;
-                self.poll(&id, call).await
-            }
-            other => other,
-        }
+    async fn submit_bulk(&self, records: &[EnrichRequest], call: &CallContext) -> Result<String, LeadspaceError> {
+        self.submit(records, call).await
+    }
+
+    async fn collect_bulk(&self, bulk: &str, call: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+        self.poll(bulk, call).await
     }
 }

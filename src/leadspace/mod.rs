@@ -37,6 +37,14 @@ pub enum LeadspaceError {
     BulkNotFound,
     #[error("Leadspace's answer could not be read: {0}")]
     Decode(String),
+    #[error(
+        "Leadspace pointed the results of a bulk job at {origin}, which is not LEADSPACE_BASE_URL's origin; the token is sent nowhere else, so the job was given up"
+    )]
+    ForeignResultUrl { origin: String },
+    #[error(
+        "the answer journal could not be written ({0}); enrichment stopped so that no answer is bought without being kept"
+    )]
+    JournalUnavailable(String),
     #[error("the run stopped before the Lambda deadline, leaving time to write what is done")]
     DeadlineReached,
     #[error(transparent)]
@@ -51,6 +59,7 @@ impl LeadspaceError {
             LeadspaceError::CreditsExhausted
                 | LeadspaceError::TokenRejected
                 | LeadspaceError::DeadlineReached
+                | LeadspaceError::JournalUnavailable(_)
                 | LeadspaceError::Secret(_)
         )
     }
@@ -74,6 +83,12 @@ pub struct CallStats {
     pub records_sent: AtomicU64,
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
+    /// Records sent again because Leadspace lost, never finished or no longer keeps a bulk
+    /// they were in: Leadspace may have billed them the first time.
+    pub resubmitted: AtomicU64,
+    /// Retries of a submission that may already have reached Leadspace (a timeout or a
+    /// connection cut after the request left): the one way a company can be billed twice.
+    pub ambiguous_retries: AtomicU64,
 }
 
 impl CallStats {
@@ -101,16 +116,17 @@ impl CallContext {
     }
 }
 
+/// Leadspace as the pipeline sees it. A bulk is two steps so that the caller can write the bulk
+/// down between them: Leadspace bills the records at submission, and a bulk id that is not
+/// kept is a bulk bought twice.
 #[async_trait]
 pub trait Enricher: Send + Sync {
     /// One company through the synchronous API.
     async fn single(&self, record: &EnrichRequest, call: &CallContext) -> Result<EnrichmentResult, LeadspaceError>;
-    /// Up to 500 companies through the bulk API: submit, poll until done, return the results
-    /// (in whatever order Leadspace gives them). A bulk whose results never come (404, or
-    /// still processing past the poll timeout) is submitted once more before giving up.
-    async fn bulk(
-        &self,
-        records: &[EnrichRequest],
-        call: &CallContext,
-    ) -> Result<Vec<EnrichmentResult>, LeadspaceError>;
+    /// Submits up to 500 companies to the bulk API; returns the job's path to poll.
+    async fn submit_bulk(&self, records: &[EnrichRequest], call: &CallContext) -> Result<String, LeadspaceError>;
+    /// Polls a submitted bulk until its results are ready and returns them, in whatever order
+    /// Leadspace gives them: `BulkNotFound` when Leadspace no longer knows the job,
+    /// `PollTimedOut` when it is still processing after the poll timeout.
+    async fn collect_bulk(&self, bulk: &str, call: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError>;
 }

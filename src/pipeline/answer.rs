@@ -1,63 +1,195 @@
-//! Every company's answer, from the cheapest place that has it: a partial run's output (resume),
-//! then the cross-run cache, then Leadspace. Fresh final answers go back into the cache, and
-//! MIN_CONFIDENCE is applied last, so that the cache keeps whole answers.
+//! Every company's answer, from the cheapest place that has it: this version's answer journal
+//! (bought by an earlier run), the answers kept from the file's previous version (younger than
+//! ANSWER_MAX_AGE_DAYS), bulks an earlier run left in flight, the cross-run cache, and only then
+//! Leadspace. Fresh final answers go to the journal as they arrive and to the cache at the end.
+//! Answers stay unjudged here; MIN_CONFIDENCE is applied when they are written.
+
+use std::collections::HashSet;
 
 use super::App;
 use super::companies::Companies;
-use super::enrich::{EnrichPlan, enrich_companies};
+use super::enrich::{EnrichPlan, collect_pending, enrich_companies};
+use super::journal::{AnswerJournal, PendingBulk, now_seconds};
+use super::summary::{Reused, utc_from_seconds};
 use crate::cache::CacheCounts;
-use crate::enrichment::Enrichment;
+use crate::enrichment::{Enrichment, RowStatus};
 use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
 
+/// Where a known answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Bought by this run (the workflow's last step reads its own batches' answers).
+    Fresh,
+    /// Bought by an earlier run of this version.
+    Journal,
+    /// Kept from the file's previous version.
+    PreviousVersion,
+    Cache,
+}
+
+/// What is known about each company before anything is bought, and since when.
+pub struct AnswerBook {
+    answers: Vec<Option<Enrichment>>,
+    /// When each known answer was bought (seconds since the epoch).
+    bought_at: Vec<i64>,
+    reused_journal: u64,
+    /// The companies answered from the previous version's kept answers.
+    previous: Vec<usize>,
+    oldest_reused: Option<i64>,
+}
+
+impl AnswerBook {
+    pub fn new(companies: usize) -> Self {
+        AnswerBook {
+            answers: vec![None; companies],
+            bought_at: vec![0; companies],
+            reused_journal: 0,
+            previous: Vec::new(),
+            oldest_reused: None,
+        }
+    }
+
+    /// Takes `answer` for `company` unless one is known already; `true` when taken.
+    pub fn offer(&mut self, company: usize, answer: Enrichment, bought_at: i64, origin: Origin) -> bool {
+        let Some(slot) = self.answers.get_mut(company) else { return false };
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(answer);
+        self.bought_at[company] = bought_at;
+        match origin {
+            Origin::Journal => self.reused_journal += 1,
+            Origin::PreviousVersion => self.previous.push(company),
+            Origin::Fresh | Origin::Cache => return true,
+        }
+        self.oldest_reused = Some(self.oldest_reused.map_or(bought_at, |oldest| oldest.min(bought_at)));
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+
+    pub fn known(&self) -> usize {
+        self.answers.iter().filter(|a| a.is_some()).count()
+    }
+
+    pub fn is_known(&self, company: usize) -> bool {
+        self.answers.get(company).is_some_and(Option::is_some)
+    }
+
+    pub fn answer(&self, company: usize) -> Option<(&Enrichment, i64)> {
+        self.answers.get(company)?.as_ref().map(|a| (a, self.bought_at[company]))
+    }
+
+    /// The companies answered from the previous version's kept answers.
+    pub fn previous_version_companies(&self) -> &[usize] {
+        &self.previous
+    }
+
+    /// The companies still without an answer, in order.
+    pub fn missing(&self) -> Vec<usize> {
+        (0..self.answers.len()).filter(|&i| self.answers[i].is_none()).collect()
+    }
+
+    pub fn reused(&self) -> Reused {
+        Reused {
+            journal: self.reused_journal,
+            previous_version: self.previous.len() as u64,
+            oldest_bought_at: self.oldest_reused.map(utc_from_seconds),
+        }
+    }
+
+    /// Every company's answer (`not_attempted` where none is known) and when it was bought.
+    pub fn finish(self) -> (Vec<Enrichment>, Vec<i64>) {
+        let not_attempted = Enrichment::without_attributes(RowStatus::NotAttempted, None);
+        let answers = self.answers.into_iter().map(|a| a.unwrap_or_else(|| not_attempted.clone())).collect();
+        (answers, self.bought_at)
+    }
+}
+
 pub struct Answers {
-    /// One per company, in company order, judged against MIN_CONFIDENCE.
+    /// One per company, in company order, not yet judged against MIN_CONFIDENCE.
     pub answers: Vec<Enrichment>,
+    /// When each answer was bought (seconds since the epoch; 0 where there is none).
+    pub bought_at: Vec<i64>,
     /// Why Leadspace work stopped early, if it did.
     pub stopped_by: Option<LeadspaceError>,
     /// Nothing got through to Leadspace, and not for anything the records did.
     pub leadspace_down: bool,
     /// `None` when the cache is off.
     pub cache: Option<CacheCounts>,
+    pub reused: Reused,
 }
 
-/// Answers `companies` through `enricher`; `known[i]` is company `i`'s answer from a partial
-/// run, if any.
+/// What an unanswered company in a bulk still in flight is told.
+const IN_FLIGHT: &str = "bought by an earlier run and still being processed by Leadspace; the next run collects the \
+                         answer instead of buying it again";
+
+/// Answers `companies` through `enricher`: `book` holds what earlier runs left (journal,
+/// previous version), `pending` the bulks they left in flight, which are collected before
+/// anything is submitted. Every fresh answer goes through `journal` before it is used.
 pub async fn answer_companies(
     app: &App,
     enricher: &dyn Enricher,
+    journal: &dyn AnswerJournal,
     companies: &(impl Companies + ?Sized),
-    mut known: Vec<Option<Enrichment>>,
+    mut book: AnswerBook,
+    pending: Vec<PendingBulk>,
     call: &CallContext,
 ) -> Answers {
     let config = &app.config;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let mut wanted: Vec<usize> = (0..known.len()).filter(|&i| known[i].is_none()).collect();
+    let plan = EnrichPlan { mode: config.mode, batch_size: config.batch_size, max_in_flight: config.max_in_flight };
+    let collected = collect_pending(enricher, journal, companies, pending, plan, call, &mut book).await;
+    let mut stopped_by = collected.stopped_by;
+    // A company in a bulk that is still Leadspace's is not bought again in this run.
+    let held: HashSet<usize> = collected.held;
+
+    let now = now_seconds();
+    let mut wanted: Vec<usize> = book.missing().into_iter().filter(|i| !held.contains(i)).collect();
     let mut cache_counts = app.cache.as_ref().map(|_| CacheCounts::default());
-    if let (Some(cache), Some(counts)) = (&app.cache, cache_counts.as_mut()) {
-        for (company, answer) in cache.recall(companies, &wanted, now, counts).await {
-            known[company] = Some(answer);
+    if let (Some(cache), Some(counts)) = (&app.cache, cache_counts.as_mut())
+        && !wanted.is_empty()
+    {
+        for (company, answer, enriched_at) in cache.recall(companies, &wanted, now, counts).await {
+            book.offer(company, answer, enriched_at, Origin::Cache);
         }
-        wanted.retain(|&i| known[i].is_none());
+        wanted.retain(|&i| !book.is_known(i));
         tracing::info!(hits = counts.hits, to_send = wanted.len(), "cache consulted");
     }
 
-    let plan = EnrichPlan { mode: config.mode, batch_size: config.batch_size, max_in_flight: config.max_in_flight };
-    let to_send = wanted.len();
-    let enriched = enrich_companies(enricher, companies, Some(wanted.clone()), plan, call).await;
-    tracing::info!(companies = to_send, requests = CallStats::get(&call.stats.requests), "enrichment finished");
-    if let (Some(cache), Some(counts)) = (&app.cache, cache_counts.as_mut()) {
-        cache.remember(companies, &enriched.answers, &wanted, now, counts).await;
+    let mut leadspace_down = false;
+    if stopped_by.is_none() && !wanted.is_empty() {
+        let to_send = wanted.len();
+        let enriched = enrich_companies(enricher, journal, companies, Some(wanted.clone()), plan, call).await;
+        tracing::info!(companies = to_send, requests = CallStats::get(&call.stats.requests), "enrichment finished");
+        if let (Some(cache), Some(counts)) = (&app.cache, cache_counts.as_mut()) {
+            cache.remember(companies, &enriched.answers, &wanted, now, counts).await;
+        }
+        leadspace_down = enriched.leadspace_down();
+        stopped_by = enriched.stopped_by;
+        let fresh_at = now_seconds();
+        let mut fresh = enriched.answers;
+        let placeholder = Enrichment::without_attributes(RowStatus::NotAttempted, None);
+        for &company in &wanted {
+            let answer = std::mem::replace(&mut fresh[company], placeholder.clone());
+            book.offer(company, answer, fresh_at, Origin::Fresh);
+        }
     }
-
-    if matches!(enriched.stopped_by, Some(LeadspaceError::CreditsExhausted)) {
+    if matches!(stopped_by, Some(LeadspaceError::CreditsExhausted)) {
         crate::metrics::credits_exhausted();
     }
-    let leadspace_down = enriched.leadspace_down();
-    let answers = enriched
-        .answers
-        .into_iter()
-        .zip(known)
-        .map(|(fresh, known)| known.unwrap_or(fresh).judged(config.min_confidence))
-        .collect();
-    Answers { answers, stopped_by: enriched.stopped_by, leadspace_down, cache: cache_counts }
+
+    let reused = book.reused();
+    let (mut answers, bought_at) = book.finish();
+    for &company in &held {
+        if answers[company].status == RowStatus::NotAttempted {
+            answers[company] = Enrichment::without_attributes(RowStatus::NotAttempted, Some(IN_FLIGHT.into()));
+        }
+    }
+    Answers { answers, bought_at, stopped_by, leadspace_down, cache: cache_counts, reused }
 }

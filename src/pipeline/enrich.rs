@@ -1,8 +1,13 @@
 //! Sends a file's unique companies to Leadspace in bounded batches and turns each answer into
 //! an `Enrichment`. At most `max_in_flight` requests or bulk jobs are outstanding; an error
-//! that stops the run (credits, token) stops new submissions at once, and everything not yet
-//! answered stays `not_attempted`.
+//! that stops the run (credits, token, deadline, the journal) stops new submissions at once,
+//! and everything not yet answered stays `not_attempted`.
+//!
+//! Money first: a bulk is written to the answer journal as soon as Leadspace accepts it, and
+//! every answer as soon as it arrives, before it is used. Bulks an earlier run left in flight
+//! are collected (`collect_pending`) before anything new is submitted.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -10,7 +15,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::Instrument;
 
-use super::companies::Companies;
+use super::answer::{AnswerBook, Origin};
+use super::companies::{Companies, digest_of};
+use super::journal::{AnswerJournal, PendingBulk, now_seconds};
 use crate::config::Mode;
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::leadspace::model::{EnrichRequest, EnrichmentResult, RECORD_INTERNAL_ERROR, RECORD_INVALID_INPUT};
@@ -19,6 +26,15 @@ use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
 /// `auto` uses the single API up to this many companies: a bulk's polling round trip costs
 /// more time than a handful of paced single calls, and no more credits either way.
 pub const AUTO_SINGLE_MAX_COMPANIES: usize = 20;
+
+/// A bulk submitted longer ago than this is not polled again: its companies are sent anew
+/// (counted in `leadspace.resubmitted`). How long Leadspace keeps results is not documented;
+/// a week covers a file retried by the nightly refresh after a long outage.
+pub const PENDING_BULK_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Single answers are written to the journal in groups of this many (and at the end): a crash
+/// can lose at most a group's worth of single answers.
+const SINGLE_ANSWERS_PER_ENTRY: usize = 10;
 
 #[derive(Debug, Clone, Copy)]
 pub struct EnrichPlan {
@@ -55,21 +71,103 @@ impl EnrichOutcome {
     }
 }
 
-/// Rounds of resubmission for records a finished bulk reported as internal errors (1100).
-const RECORD_RETRY_ROUNDS: u32 = 3;
+/// Sends of a record a finished bulk reported as an internal error (1100), the first included.
+const RECORD_SENDS: u32 = 3;
 
-fn external_id(company: usize) -> String {
-    format!("c{company}")
+/// The first error that stops the run, shared by the batches in flight.
+#[derive(Default)]
+struct Stop {
+    stopped: AtomicBool,
+    reason: Mutex<Option<LeadspaceError>>,
 }
 
-fn company_of(external_id: Option<&str>) -> Option<usize> {
-    external_id?.strip_prefix('c')?.parse().ok()
+impl Stop {
+    fn stop(&self, error: LeadspaceError) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(error);
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    fn journal_failed(&self, error: &crate::storage::StorageError) {
+        tracing::error!(error = %crate::error::error_chain(error), "the answer journal could not be written");
+        self.stop(LeadspaceError::JournalUnavailable(crate::error::error_chain(error)));
+    }
+
+    fn into_reason(self) -> Option<LeadspaceError> {
+        self.reason.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One company's answer from a batch: (company, answer, worth sending again).
+type Answered = (usize, Enrichment, bool);
+
+/// Reads a batch's records: each finds its company by the digest in its external_id; the
+/// first answer for a company counts, a repeated one or a stranger is ignored.
+fn read_records(records: Vec<EnrichmentResult>, members: &HashMap<u128, usize>) -> Vec<Answered> {
+    let mut answered = HashSet::with_capacity(members.len());
+    let mut out = Vec::with_capacity(members.len());
+    for record in records {
+        match record.external_id.as_deref().and_then(digest_of).and_then(|d| members.get(&d)) {
+            Some(&company) if answered.insert(company) => {
+                let retry = record.error_code() == Some(RECORD_INTERNAL_ERROR);
+                out.push((company, interpret(&record), retry));
+            }
+            _ => tracing::warn!("Leadspace returned a result for a record that was not in the batch"),
+        }
+    }
+    out
+}
+
+/// The (digest, answer) pairs the journal keeps.
+fn for_journal(answered: &[Answered], companies: &(impl Companies + ?Sized)) -> Vec<(u128, Enrichment)> {
+    answered.iter().map(|(company, answer, _)| (companies.digest(*company), answer.clone())).collect()
+}
+
+/// A bulk from submission to results. The submission is journalled before the first poll; a
+/// bulk Leadspace loses or never finishes is forgotten and submitted once more.
+async fn run_bulk(
+    enricher: &dyn Enricher,
+    journal: &dyn AnswerJournal,
+    requests: &[EnrichRequest],
+    digests: &[u128],
+    call: &CallContext,
+    stop: &Stop,
+) -> Result<(String, Vec<EnrichmentResult>), LeadspaceError> {
+    let mut resubmitted = false;
+    loop {
+        let bulk = enricher.submit_bulk(requests, call).await?;
+        if let Err(error) = journal.submitted(&bulk, digests).await {
+            // Bought but not written down: collect it, and buy nothing more.
+            stop.journal_failed(&error);
+        }
+        match enricher.collect_bulk(&bulk, call).await {
+            Ok(results) => return Ok((bulk, results)),
+            Err(lost @ (LeadspaceError::BulkNotFound | LeadspaceError::PollTimedOut { .. })) => {
+                journal.forget(&bulk).await;
+                if resubmitted || stop.is_stopped() {
+                    return Err(lost);
+                }
+                // One more submission is worth its credits, a loop of them is not.
+                tracing::warn!(error = %lost, records = requests.len(), "resubmitting a bulk once");
+                CallStats::add(&call.stats.retries, 1);
+                CallStats::add(&call.stats.resubmitted, requests.len() as u64);
+                resubmitted = true;
+            }
+            // The deadline or a stop leaves the submission in the journal: the next run
+            // collects it.
+            Err(other) => return Err(other),
+        }
+    }
 }
 
 /// Enriches `companies[i]` for every `i` in `wanted` (all companies when `None`); the others
 /// keep `not_attempted` in the returned answers, for the caller to fill from elsewhere.
 pub async fn enrich_companies(
     enricher: &dyn Enricher,
+    journal: &dyn AnswerJournal,
     companies: &(impl Companies + ?Sized),
     wanted: Option<Vec<usize>>,
     plan: EnrichPlan,
@@ -84,12 +182,12 @@ pub async fn enrich_companies(
     };
     let mut pending = wanted.unwrap_or_else(|| (0..companies.count()).collect());
     let bulk = plan.uses_bulk(pending.len());
-    for round in 0..RECORD_RETRY_ROUNDS {
-        if round > 0 {
+    for send in 1..=RECORD_SENDS {
+        if send > 1 {
             CallStats::add(&call.stats.retries, pending.len() as u64);
-            tracing::info!(records = pending.len(), round, "resubmitting records Leadspace failed internally (1100)");
+            tracing::info!(records = pending.len(), send, "resubmitting records Leadspace failed internally (1100)");
         }
-        let retry = enrich_round(enricher, companies, &pending, bulk, plan, call, &mut outcome).await;
+        let retry = enrich_round(enricher, journal, companies, &pending, bulk, plan, call, &mut outcome).await;
         if retry.is_empty() || outcome.stopped_by.is_some() {
             break;
         }
@@ -99,8 +197,10 @@ pub async fn enrich_companies(
 }
 
 /// One pass over `pending`; returns the companies worth resubmitting (record-level 1100).
+#[allow(clippy::too_many_arguments)]
 async fn enrich_round(
     enricher: &dyn Enricher,
+    journal: &dyn AnswerJournal,
     companies: &(impl Companies + ?Sized),
     pending: &[usize],
     bulk: bool,
@@ -109,39 +209,54 @@ async fn enrich_round(
     outcome: &mut EnrichOutcome,
 ) -> Vec<usize> {
     let batch_size = if bulk { plan.batch_size.max(1) } else { 1 };
-    let stopped = AtomicBool::new(false);
-    let stop_reason: Mutex<Option<LeadspaceError>> = Mutex::new(None);
-    let stop = |error: LeadspaceError| {
-        stopped.store(true, Ordering::SeqCst);
-        stop_reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(error);
+    let stop = Stop::default();
+    // Single answers waiting to be written to the journal as a group.
+    let singles: Mutex<Vec<(u128, Enrichment)>> = Mutex::new(Vec::new());
+    let take_group = |all: bool| -> Option<Vec<(u128, Enrichment)>> {
+        let mut group = singles.lock().unwrap_or_else(|e| e.into_inner());
+        (!group.is_empty() && (all || group.len() >= SINGLE_ANSWERS_PER_ENTRY)).then(|| std::mem::take(&mut *group))
     };
 
     let mut results = futures::stream::iter(pending.chunks(batch_size))
         .map(|batch| {
-            let (stopped, stop) = (&stopped, &stop);
+            let (stop, singles, take_group) = (&stop, &singles, &take_group);
             async move {
-                if stopped.load(Ordering::SeqCst) {
+                if stop.is_stopped() {
                     return (batch, None);
                 }
                 if call.would_overrun(Duration::ZERO) {
-                    stop(LeadspaceError::DeadlineReached);
+                    stop.stop(LeadspaceError::DeadlineReached);
                     return (batch, None);
                 }
-                let requests: Vec<EnrichRequest> =
-                    batch.iter().map(|&i| companies.request(i, external_id(i))).collect();
+                let requests: Vec<EnrichRequest> = batch.iter().map(|&i| companies.request(i)).collect();
+                let digests: Vec<u128> = batch.iter().map(|&i| companies.digest(i)).collect();
+                let members: HashMap<u128, usize> = digests.iter().copied().zip(batch.iter().copied()).collect();
                 let span = tracing::debug_span!("batch", first = batch[0], records = requests.len());
                 let result = async {
                     if bulk {
-                        enricher.bulk(&requests, call).await
+                        let (id, records) = run_bulk(enricher, journal, &requests, &digests, call, stop).await?;
+                        let answered = read_records(records, &members);
+                        if let Err(error) = journal.answered(Some(&id), &for_journal(&answered, companies)).await {
+                            stop.journal_failed(&error);
+                        }
+                        Ok::<_, LeadspaceError>(answered)
                     } else {
-                        enricher.single(&requests[0], call).await.map(|r| vec![r])
+                        let record = enricher.single(&requests[0], call).await?;
+                        let answered = read_records(vec![record], &members);
+                        singles.lock().unwrap_or_else(|e| e.into_inner()).extend(for_journal(&answered, companies));
+                        if let Some(group) = take_group(false)
+                            && let Err(error) = journal.answered(None, &group).await
+                        {
+                            stop.journal_failed(&error);
+                        }
+                        Ok(answered)
                     }
                 }
                 .instrument(span)
                 .await;
                 match result {
                     Err(error) if error.stops_the_run() => {
-                        stop(error);
+                        stop.stop(error);
                         (batch, None)
                     }
                     other => (batch, Some(other)),
@@ -155,22 +270,16 @@ async fn enrich_round(
     while let Some((batch, result)) = results.next().await {
         match result {
             None => {} // stopped: these stay not_attempted
-            Some(Ok(records)) => {
+            Some(Ok(answered)) => {
                 outcome.answered_batches += 1;
-                let mut answered = std::collections::HashSet::with_capacity(batch.len());
-                for record in records {
-                    match company_of(record.external_id.as_deref()) {
-                        // The first answer for a company counts; a repeated one is ignored.
-                        Some(i) if batch.contains(&i) && answered.insert(i) => {
-                            if record.error_code() == Some(RECORD_INTERNAL_ERROR) {
-                                retry.push(i);
-                            }
-                            answers[i] = interpret(&record);
-                        }
-                        _ => tracing::warn!("Leadspace returned a result for a record that was not in the batch"),
+                let complete = answered.len() == batch.len();
+                for (company, answer, worth_retrying) in answered {
+                    if worth_retrying {
+                        retry.push(company);
                     }
+                    answers[company] = answer;
                 }
-                if answered.len() < batch.len() {
+                if !complete {
                     for &i in batch {
                         if answers[i].status == RowStatus::NotAttempted {
                             answers[i] = Enrichment::without_attributes(
@@ -198,10 +307,96 @@ async fn enrich_round(
         }
     }
     drop(results);
-    if let Some(reason) = stop_reason.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    if let Some(group) = take_group(true)
+        && let Err(error) = journal.answered(None, &group).await
+    {
+        stop.journal_failed(&error);
+    }
+    if let Some(reason) = stop.into_reason() {
         outcome.stopped_by.get_or_insert(reason);
     }
     retry
+}
+
+/// What collecting an earlier run's bulks left.
+pub struct Collected {
+    pub stopped_by: Option<LeadspaceError>,
+    /// Companies in bulks that are still Leadspace's (not answered, not lost): not to be bought
+    /// again in this run.
+    pub held: HashSet<usize>,
+}
+
+/// Collects the bulks an earlier run submitted but never saw answered, before anything new is
+/// submitted: their answers go to the journal and into `book`. A bulk Leadspace no longer knows
+/// (404), never finished, or older than `PENDING_BULK_MAX_AGE` is forgotten, and its companies
+/// are sent again (`leadspace.resubmitted`).
+pub async fn collect_pending(
+    enricher: &dyn Enricher,
+    journal: &dyn AnswerJournal,
+    companies: &(impl Companies + ?Sized),
+    pending: Vec<PendingBulk>,
+    plan: EnrichPlan,
+    call: &CallContext,
+    book: &mut AnswerBook,
+) -> Collected {
+    let stop = Stop::default();
+    let mut held = HashSet::new();
+    if pending.is_empty() {
+        return Collected { stopped_by: None, held };
+    }
+    tracing::info!(bulks = pending.len(), "collecting bulks an earlier run left in flight");
+    let now = now_seconds();
+    let mut polls = futures::stream::iter(pending)
+        .map(|bulk| {
+            let stop = &stop;
+            async move {
+                let members: HashMap<u128, usize> =
+                    bulk.companies.iter().filter_map(|&d| companies.find(d).map(|i| (d, i))).collect();
+                let too_old = now.saturating_sub(bulk.submitted_at) > PENDING_BULK_MAX_AGE.as_secs() as i64;
+                if members.is_empty() || too_old || stop.is_stopped() {
+                    return (bulk, members, None);
+                }
+                let collected = enricher.collect_bulk(&bulk.bulk, call).await;
+                (bulk, members, Some(collected))
+            }
+        })
+        .buffer_unordered(plan.max_in_flight.max(1));
+    while let Some((bulk, members, collected)) = polls.next().await {
+        let unanswered = |book: &AnswerBook| members.values().filter(|&&i| !book.is_known(i)).count() as u64;
+        match collected {
+            Some(Ok(records)) => {
+                let answered = read_records(records, &members);
+                if let Err(error) = journal.answered(Some(&bulk.bulk), &for_journal(&answered, companies)).await {
+                    stop.journal_failed(&error);
+                }
+                for (company, answer, _) in answered {
+                    if super::journal::is_final(answer.status) {
+                        book.offer(company, answer, bulk.submitted_at, Origin::Journal);
+                    }
+                }
+            }
+            Some(Err(error)) if error.stops_the_run() => {
+                stop.stop(error);
+                held.extend(members.values().copied());
+            }
+            Some(Err(LeadspaceError::BulkNotFound | LeadspaceError::PollTimedOut { .. })) | None
+                if !stop.is_stopped() || members.is_empty() =>
+            {
+                // Gone, never finished, too old to ask about, or nothing of this file's.
+                CallStats::add(&call.stats.resubmitted, unanswered(book));
+                journal.forget(&bulk.bulk).await;
+            }
+            None => held.extend(members.values().copied()),
+            Some(Err(error)) => {
+                // Leadspace may still answer it: its companies wait for the next run.
+                tracing::warn!(error = %error, companies = members.len(), "an earlier bulk could not be collected");
+                held.extend(members.values().copied());
+            }
+        }
+    }
+    drop(polls);
+    held.retain(|&i| !book.is_known(i));
+    Collected { stopped_by: stop.into_reason(), held }
 }
 
 fn interpret(record: &EnrichmentResult) -> Enrichment {
@@ -224,15 +419,21 @@ mod tests {
     use super::*;
     use crate::leadspace::model::{EnrichedCompany, EnrichmentData, RecordError};
     use crate::mapping::CompanyQuery;
+    use crate::storage::StorageError;
     use async_trait::async_trait;
     use std::sync::atomic::AtomicUsize;
 
     /// Answers every record, in reverse order; names starting with "x" are not matched; the
-    /// bulk numbered `credits_after` and later fail with 427.
+    /// bulk numbered `credits_after` and later fail with 427. Bulks it was told to forget
+    /// (`lost`) answer 404.
+    #[derive(Default)]
     struct FakeLeadspace {
         bulks: AtomicUsize,
         singles: AtomicUsize,
+        polls: AtomicUsize,
         credits_after: usize,
+        submitted: Mutex<HashMap<String, Vec<EnrichRequest>>>,
+        lost: Mutex<HashSet<String>>,
     }
 
     fn answer(request: &EnrichRequest) -> EnrichmentResult {
@@ -264,24 +465,76 @@ mod tests {
             self.singles.fetch_add(1, Ordering::SeqCst);
             Ok(answer(record))
         }
-        async fn bulk(
-            &self,
-            records: &[EnrichRequest],
-            _: &CallContext,
-        ) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
-            if self.bulks.fetch_add(1, Ordering::SeqCst) >= self.credits_after {
+        async fn submit_bulk(&self, records: &[EnrichRequest], _: &CallContext) -> Result<String, LeadspaceError> {
+            let n = self.bulks.fetch_add(1, Ordering::SeqCst);
+            if n >= self.credits_after {
                 return Err(LeadspaceError::CreditsExhausted);
             }
+            let id = format!("/v3/enrichment/results/{n}");
+            self.submitted.lock().unwrap().insert(id.clone(), records.to_vec());
+            Ok(id)
+        }
+        async fn collect_bulk(&self, bulk: &str, _: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+            self.polls.fetch_add(1, Ordering::SeqCst);
+            if self.lost.lock().unwrap().contains(bulk) {
+                return Err(LeadspaceError::BulkNotFound);
+            }
+            let records = self.submitted.lock().unwrap().get(bulk).cloned().ok_or(LeadspaceError::BulkNotFound)?;
             Ok(records.iter().rev().map(answer).collect())
         }
     }
 
     fn fake(credits_after: usize) -> FakeLeadspace {
-        FakeLeadspace { bulks: AtomicUsize::new(0), singles: AtomicUsize::new(0), credits_after }
+        FakeLeadspace { credits_after, ..Default::default() }
+    }
+
+    /// A group of answers as written: the bulk it came from, and (digest, answer) pairs.
+    type JournalEntry = (Option<String>, Vec<(u128, Enrichment)>);
+
+    /// The journal in memory; `fail_submissions` refuses every write of a submission.
+    #[derive(Default)]
+    struct MemoryJournal {
+        submitted: Mutex<Vec<(String, Vec<u128>)>>,
+        answered: Mutex<Vec<JournalEntry>>,
+        forgotten: Mutex<Vec<String>>,
+        fail_submissions: bool,
+    }
+
+    #[async_trait]
+    impl AnswerJournal for MemoryJournal {
+        async fn submitted(&self, bulk: &str, companies: &[u128]) -> Result<(), StorageError> {
+            if self.fail_submissions {
+                return Err(StorageError::Service {
+                    operation: "PutObject",
+                    bucket: "b".into(),
+                    key: "journal".into(),
+                    source: "503 SlowDown".into(),
+                });
+            }
+            self.submitted.lock().unwrap().push((bulk.to_string(), companies.to_vec()));
+            Ok(())
+        }
+        async fn answered(&self, bulk: Option<&str>, answers: &[(u128, Enrichment)]) -> Result<(), StorageError> {
+            self.answered.lock().unwrap().push((bulk.map(str::to_string), answers.to_vec()));
+            Ok(())
+        }
+        async fn forget(&self, bulk: &str) {
+            self.forgotten.lock().unwrap().push(bulk.to_string());
+        }
+    }
+
+    impl MemoryJournal {
+        fn answered_companies(&self) -> usize {
+            self.answered.lock().unwrap().iter().map(|(_, answers)| answers.len()).sum()
+        }
     }
 
     fn companies(names: &[&str]) -> Vec<CompanyQuery> {
         names.iter().map(|n| CompanyQuery { name: n.to_string(), ..Default::default() }).collect()
+    }
+
+    fn numbered(n: usize) -> Vec<CompanyQuery> {
+        (0..n).map(|i| CompanyQuery { name: format!("co{i}"), ..Default::default() }).collect()
     }
 
     fn plan(mode: Mode, batch_size: usize, max_in_flight: usize) -> EnrichPlan {
@@ -291,30 +544,72 @@ mod tests {
     #[tokio::test]
     async fn bulk_results_in_any_order_reach_their_own_company() {
         let fake = fake(usize::MAX);
-        let names: Vec<String> = (0..7).map(|i| format!("co{i}")).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let journal = MemoryJournal::default();
+        let names = numbered(7);
         let out =
-            enrich_companies(&fake, &companies(&names)[..], None, plan(Mode::Bulk, 3, 2), &CallContext::default())
-                .await;
+            enrich_companies(&fake, &journal, &names[..], None, plan(Mode::Bulk, 3, 2), &CallContext::default()).await;
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 3);
         for (i, answer) in out.answers.iter().enumerate() {
             assert_eq!(answer.attribute(1), format!("CO{i}"));
         }
     }
 
+    #[tokio::test]
+    async fn every_bulk_is_written_down_when_submitted_and_its_answers_when_they_arrive() {
+        let fake = fake(usize::MAX);
+        let journal = MemoryJournal::default();
+        let names = numbered(7);
+        enrich_companies(&fake, &journal, &names[..], None, plan(Mode::Bulk, 3, 2), &CallContext::default()).await;
+        let submitted = journal.submitted.lock().unwrap().clone();
+        assert_eq!(submitted.len(), 3);
+        assert_eq!(submitted.iter().map(|(_, c)| c.len()).sum::<usize>(), 7);
+        let answered = journal.answered.lock().unwrap();
+        let mut ids: Vec<_> = answered.iter().map(|(bulk, _)| bulk.clone().unwrap()).collect();
+        let mut submitted_ids: Vec<_> = submitted.into_iter().map(|(id, _)| id).collect();
+        ids.sort();
+        submitted_ids.sort();
+        assert_eq!(ids, submitted_ids, "each submitted bulk's answers are journalled under its id");
+        drop(answered);
+        assert_eq!(journal.answered_companies(), 7);
+    }
+
+    #[tokio::test]
+    async fn single_answers_are_journalled_in_groups_and_what_is_left_at_the_end() {
+        let fake = fake(usize::MAX);
+        let journal = MemoryJournal::default();
+        let names = numbered(25);
+        enrich_companies(&fake, &journal, &names[..], None, plan(Mode::Single, 500, 4), &CallContext::default()).await;
+        let groups: Vec<usize> = journal.answered.lock().unwrap().iter().map(|(_, a)| a.len()).collect();
+        assert_eq!(groups.iter().sum::<usize>(), 25, "{groups:?}");
+        assert!(groups.len() == 3 && groups.iter().all(|&n| n <= SINGLE_ANSWERS_PER_ENTRY), "{groups:?}");
+    }
+
+    #[tokio::test]
+    async fn a_journal_that_cannot_be_written_stops_buying_and_keeps_what_was_bought() {
+        let fake = fake(usize::MAX);
+        let journal = MemoryJournal { fail_submissions: true, ..Default::default() };
+        let names = numbered(10);
+        let out =
+            enrich_companies(&fake, &journal, &names[..], None, plan(Mode::Bulk, 2, 1), &CallContext::default()).await;
+        assert!(matches!(out.stopped_by, Some(LeadspaceError::JournalUnavailable(_))), "{:?}", out.stopped_by);
+        assert_eq!(fake.bulks.load(Ordering::SeqCst), 1, "nothing more is bought once the journal fails");
+        assert_eq!(out.answers[..2].iter().filter(|a| a.status == RowStatus::Enriched).count(), 2, "paid for, used");
+        assert!(out.answers[2..].iter().all(|a| a.status == RowStatus::NotAttempted));
+    }
+
     /// Answers the first record of every bulk twice and leaves the last one out.
-    struct RepeatingLeadspace;
+    struct RepeatingLeadspace(FakeLeadspace);
 
     #[async_trait]
     impl Enricher for RepeatingLeadspace {
         async fn single(&self, record: &EnrichRequest, _: &CallContext) -> Result<EnrichmentResult, LeadspaceError> {
             Ok(answer(record))
         }
-        async fn bulk(
-            &self,
-            records: &[EnrichRequest],
-            _: &CallContext,
-        ) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+        async fn submit_bulk(&self, records: &[EnrichRequest], call: &CallContext) -> Result<String, LeadspaceError> {
+            self.0.submit_bulk(records, call).await
+        }
+        async fn collect_bulk(&self, bulk: &str, _: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+            let records = self.0.submitted.lock().unwrap().get(bulk).cloned().unwrap_or_default();
             let mut results: Vec<EnrichmentResult> = records.iter().map(answer).collect();
             results.pop();
             results.push(answer(&records[0]));
@@ -325,7 +620,8 @@ mod tests {
     #[tokio::test]
     async fn a_repeated_answer_does_not_hide_a_missing_one() {
         let out = enrich_companies(
-            &RepeatingLeadspace,
+            &RepeatingLeadspace(fake(usize::MAX)),
+            &MemoryJournal::default(),
             &companies(&["a", "b", "c"])[..],
             None,
             plan(Mode::Bulk, 3, 1),
@@ -341,6 +637,7 @@ mod tests {
         let fake = fake(usize::MAX);
         let out = enrich_companies(
             &fake,
+            &MemoryJournal::default(),
             &companies(&["a", "xb", "bad"])[..],
             None,
             plan(Mode::Auto, 500, 4),
@@ -355,14 +652,108 @@ mod tests {
     #[tokio::test]
     async fn credits_running_out_stops_submissions_and_leaves_the_rest_not_attempted() {
         let fake = fake(1);
-        let names: Vec<String> = (0..10).map(|i| format!("co{i}")).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let out =
-            enrich_companies(&fake, &companies(&names)[..], None, plan(Mode::Bulk, 2, 1), &CallContext::default())
-                .await;
+        let names = numbered(10);
+        let out = enrich_companies(
+            &fake,
+            &MemoryJournal::default(),
+            &names[..],
+            None,
+            plan(Mode::Bulk, 2, 1),
+            &CallContext::default(),
+        )
+        .await;
         assert!(matches!(out.stopped_by, Some(LeadspaceError::CreditsExhausted)));
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 2, "no submission after the 427");
         assert_eq!(out.answers[0].status, RowStatus::Enriched);
         assert!(out.answers[2..].iter().all(|a| a.status == RowStatus::NotAttempted));
+    }
+
+    /// A bulk an earlier run submitted, as its journal entry reads back.
+    async fn left_in_flight(fake: &FakeLeadspace, names: &[CompanyQuery], submitted_at: i64) -> PendingBulk {
+        let requests: Vec<EnrichRequest> = (0..names.len()).map(|i| names.request(i)).collect();
+        let bulk = fake.submit_bulk(&requests, &CallContext::default()).await.unwrap();
+        PendingBulk { bulk, submitted_at, companies: (0..names.len()).map(|i| names.digest(i)).collect() }
+    }
+
+    #[tokio::test]
+    async fn bulks_left_in_flight_are_collected_and_journalled_before_anything_is_bought() {
+        let fake = fake(usize::MAX);
+        let names = numbered(4);
+        let pending = left_in_flight(&fake, &names[..3], now_seconds() - 60).await;
+        let journal = MemoryJournal::default();
+        let mut book = AnswerBook::new(names.len());
+        let call = CallContext::default();
+
+        let collected =
+            collect_pending(&fake, &journal, &names[..], vec![pending], plan(Mode::Bulk, 500, 4), &call, &mut book)
+                .await;
+
+        assert!(collected.stopped_by.is_none() && collected.held.is_empty());
+        assert_eq!(book.missing(), [3], "the three companies of the bulk are answered");
+        assert_eq!(fake.bulks.load(Ordering::SeqCst), 1, "nothing new submitted");
+        assert_eq!(journal.answered_companies(), 3, "collected answers are written down");
+        assert_eq!(book.reused().journal, 3);
+        assert_eq!(CallStats::get(&call.stats.resubmitted), 0);
+    }
+
+    #[tokio::test]
+    async fn a_bulk_leadspace_no_longer_knows_or_too_old_is_forgotten_and_counted_as_resubmitted() {
+        let fake = fake(usize::MAX);
+        let names = numbered(4);
+        let gone = left_in_flight(&fake, &names[..2], now_seconds() - 60).await;
+        fake.lost.lock().unwrap().insert(gone.bulk.clone());
+        let mut old = left_in_flight(&fake, &names, 0).await;
+        old.companies.drain(..2);
+        let journal = MemoryJournal::default();
+        let mut book = AnswerBook::new(names.len());
+        let call = CallContext::default();
+
+        let collected =
+            collect_pending(&fake, &journal, &names[..], vec![gone, old], plan(Mode::Bulk, 500, 4), &call, &mut book)
+                .await;
+
+        assert!(collected.held.is_empty(), "their companies may be bought again");
+        assert_eq!(book.missing(), [0, 1, 2, 3]);
+        assert_eq!(fake.polls.load(Ordering::SeqCst), 1, "a bulk older than the limit is not polled");
+        assert_eq!(journal.forgotten.lock().unwrap().len(), 2);
+        assert_eq!(CallStats::get(&call.stats.resubmitted), 4);
+    }
+
+    #[tokio::test]
+    async fn a_bulk_still_processing_at_the_deadline_is_held_for_the_next_run() {
+        struct Slow;
+        #[async_trait]
+        impl Enricher for Slow {
+            async fn single(&self, _: &EnrichRequest, _: &CallContext) -> Result<EnrichmentResult, LeadspaceError> {
+                unreachable!()
+            }
+            async fn submit_bulk(&self, _: &[EnrichRequest], _: &CallContext) -> Result<String, LeadspaceError> {
+                unreachable!("nothing is submitted")
+            }
+            async fn collect_bulk(&self, _: &str, _: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+                Err(LeadspaceError::DeadlineReached)
+            }
+        }
+        let names = numbered(2);
+        let pending = PendingBulk {
+            bulk: "/v3/enrichment/results/x".into(),
+            submitted_at: now_seconds(),
+            companies: vec![names.digest(0)],
+        };
+        let journal = MemoryJournal::default();
+        let mut book = AnswerBook::new(2);
+        let collected = collect_pending(
+            &Slow,
+            &journal,
+            &names[..],
+            vec![pending],
+            plan(Mode::Bulk, 500, 4),
+            &CallContext::default(),
+            &mut book,
+        )
+        .await;
+        assert!(matches!(collected.stopped_by, Some(LeadspaceError::DeadlineReached)));
+        assert_eq!(collected.held, HashSet::from([0]));
+        assert!(journal.forgotten.lock().unwrap().is_empty(), "the next run still collects it");
     }
 }

@@ -1,6 +1,6 @@
 //! One invocation at a time per object: S3 delivers events at least once and Lambda retries,
 //! so two invocations may start on the same object together. The first to create a marker
-//! beside the summary with a conditional write (`If-None-Match: *`) enriches; the other answers
+//! under the state prefix (`OutputPaths::lease_key`) with a conditional write (`If-None-Match: *`) enriches; the other answers
 //! `skipped`. A marker older than the lease timeout was left by an invocation that died.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,18 +25,14 @@ fn now_seconds() -> u64 {
 }
 
 impl Lease {
-    pub fn key_for(summary_key: &str) -> String {
-        format!("{summary_key}.lease")
-    }
-
-    /// The lease, or `None` when another invocation holds a live one.
+    /// The lease at `key`, or `None` when another invocation holds a live one.
     pub async fn acquire(
         store: &dyn ObjectStore,
         bucket: &str,
-        summary_key: &str,
+        key: &str,
         timeout: Duration,
     ) -> Result<Option<Lease>, JobError> {
-        let key = Self::key_for(summary_key);
+        let key = key.to_string();
         let marker = serde_json::to_vec(&Marker { taken_at_epoch_seconds: now_seconds() }).unwrap_or_default();
         if store.put_if_absent(bucket, &key, marker.clone()).await? {
             return Ok(Some(Lease { bucket: bucket.to_string(), key }));

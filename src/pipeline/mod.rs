@@ -1,15 +1,19 @@
 //! One job: one S3 object in, one enriched object and one summary out.
 //!
-//! trigger → job → read rows (pass 1: mapping, unique companies) → enrich (bounded) → read rows
-//! again (pass 2, pinned to the same ETag) and write them with their answers → summary, last.
+//! trigger → job → read rows (pass 1: mapping, unique companies) → answers (the version's
+//! journal, the previous version's kept answers, the cache, then Leadspace, every purchase
+//! journalled as it arrives) → read rows again (pass 2, pinned to the same ETag) and write them
+//! with their answers → summary, last.
 //! Two passes keep memory proportional to the number of unique companies, not rows, and let the
 //! mode and batch plan be chosen knowing how many companies there are.
 
 pub mod answer;
 pub mod companies;
 pub mod enrich;
+pub mod journal;
+pub mod kept;
 pub mod lease;
-pub mod prior;
+pub mod paths;
 pub mod summary;
 pub mod workflow;
 
@@ -25,10 +29,13 @@ use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
 use crate::mapping::{FieldMapping, NoQuery, ResolvedMapping, field_paths};
 use crate::records::{EncodedAnswer, Format, Layout, ReadError, RowStream, RowWriter, TextEncoding, TextOrigin};
 use crate::storage::{ObjectMeta, ObjectStore, OutputUpload, PART_SIZE};
-use answer::answer_companies;
+use answer::{AnswerBook, Answers, answer_companies};
 use companies::CompanyTable;
+use journal::{Journal, PendingBulk};
+use kept::KeptFilter;
 use lease::Lease;
-use summary::{LeadspaceCounts, OutputInfo, RowCounts, RunStatus, SourceInfo, Summary, now_utc};
+pub use paths::OutputPaths;
+use summary::{LeadspaceCounts, OutputInfo, Reused, RowCounts, RunStatus, SourceInfo, Summary, now_utc};
 
 /// Everything a job needs, built once per container.
 pub struct App {
@@ -135,53 +142,6 @@ impl JobReport {
 
 const ALREADY_ENRICHED: &str = "already enriched: the summary is complete for this ETag; pass force to redo";
 
-/// Where a source object's results go: `OUTPUT_PREFIX` + the key below `INPUT_PREFIX`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputPaths {
-    pub bucket: String,
-    pub output_key: String,
-    pub summary_key: String,
-}
-
-/// S3's limit on a key, in bytes of UTF-8.
-const MAX_KEY_BYTES: usize = 1024;
-/// The longest suffix put on an output key (the lease beside the summary).
-const LONGEST_SUFFIX: &str = ".summary.json.lease";
-
-impl OutputPaths {
-    pub fn for_object(config: &Config, bucket: &str, key: &str) -> Self {
-        let relative = key.strip_prefix(config.input_prefix.as_str()).unwrap_or(key);
-        let mut output_key = format!("{}{relative}", config.output_prefix);
-        if output_key.len() + LONGEST_SUFFIX.len() > MAX_KEY_BYTES {
-            output_key = shortened_key(&config.output_prefix, relative);
-        }
-        OutputPaths {
-            bucket: config.output_bucket_for(bucket).to_string(),
-            summary_key: format!("{output_key}.summary.json"),
-            output_key,
-        }
-    }
-}
-
-/// An output key for an input key too long to take our suffixes within S3's 1024 bytes: as
-/// much of the name as fits, a digest of the whole name (so that two long names never share an
-/// output, and every run finds the same one), and the extension, so that the format shows.
-fn shortened_key(output_prefix: &str, relative: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest: String = Sha256::digest(relative.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let name_start = relative.rfind('/').map_or(0, |i| i + 1);
-    let extension_start =
-        relative[name_start..].find('.').map(|i| name_start + i).filter(|&i| relative.len() - i <= 16);
-    let (stem, extension) = relative.split_at(extension_start.unwrap_or(relative.len()));
-    let budget =
-        MAX_KEY_BYTES.saturating_sub(LONGEST_SUFFIX.len() + output_prefix.len() + 1 + digest.len() + extension.len());
-    let mut cut = budget.min(stem.len());
-    while !stem.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{output_prefix}{}~{digest}{extension}", &stem[..cut])
-}
-
 /// Why an object is not for this function, if it is not.
 pub fn ignore_reason(config: &Config, bucket: &str, key: &str) -> Option<&'static str> {
     let output_bucket = config.output_bucket_for(bucket);
@@ -191,6 +151,10 @@ pub fn ignore_reason(config: &Config, bucket: &str, key: &str) -> Option<&'stati
         Some("the object is under OUTPUT_PREFIX: results are never enriched again")
     } else if !key.starts_with(config.input_prefix.as_str()) {
         Some("the object is not under INPUT_PREFIX")
+    } else if key[config.input_prefix.len()..].starts_with(paths::STATE_DIR) {
+        Some(
+            "the folder _state/ below INPUT_PREFIX is reserved: its results would land among the function's working state",
+        )
     } else if key.ends_with('/') {
         Some("the key is a folder marker, not a file")
     } else {
@@ -281,10 +245,10 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
 
     let run = Run::new(app, job, meta, paths, None);
     if job.dry_run {
-        return run.process(false, stop_at).await;
+        return run.process(stop_at).await;
     }
     let lease =
-        Lease::acquire(app.store.as_ref(), &run.paths.bucket, &run.paths.summary_key, config.lease_timeout).await?;
+        Lease::acquire(app.store.as_ref(), &run.paths.bucket, &run.paths.lease_key(), config.lease_timeout).await?;
     let Some(lease) = lease else {
         tracing::info!("another invocation holds the lease on this object; skipping");
         return Ok(JobReport {
@@ -297,11 +261,7 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
         Ok(Some(done)) if !job.force && done.is_complete_for(&run.meta.etag) => {
             Ok(JobReport::already_done(job, &run.paths, done, ALREADY_ENRICHED))
         }
-        Ok(latest) => {
-            let resume =
-                !job.force && latest.is_some_and(|l| l.source.etag == run.meta.etag && l.status == RunStatus::Partial);
-            run.process(resume, stop_at).await
-        }
+        Ok(_) => run.process(stop_at).await,
         Err(error) => Err(error),
     };
     lease.release(app.store.as_ref()).await;
@@ -314,7 +274,20 @@ fn counts(stats: &CallStats) -> LeadspaceCounts {
         records_sent: CallStats::get(&stats.records_sent),
         retries: CallStats::get(&stats.retries),
         throttled: CallStats::get(&stats.throttled),
+        resubmitted: CallStats::get(&stats.resubmitted),
+        ambiguous_retries: CallStats::get(&stats.ambiguous_retries),
     }
+}
+
+/// What a run learned about its companies, for pass 2 and the summary.
+struct Enriched {
+    /// One per company, judged against MIN_CONFIDENCE.
+    answers: Vec<Enrichment>,
+    /// Why Leadspace work ended early, if it did.
+    stopped: Option<String>,
+    leadspace: LeadspaceCounts,
+    cache: Option<CacheCounts>,
+    reused: Reused,
 }
 
 pub async fn read_summary(store: &dyn ObjectStore, paths: &OutputPaths) -> Result<Option<Summary>, JobError> {
@@ -365,8 +338,9 @@ fn row_without_company(why: &NoQuery) -> Enrichment {
 }
 
 impl Run<'_> {
-    /// Reads, enriches and writes the object; `resume` reuses a partial run's answers.
-    async fn process(&self, resume: bool, stop_at: Option<tokio::time::Instant>) -> Result<JobReport, JobError> {
+    /// Reads, enriches and writes the object. Answers an earlier run bought are collected
+    /// before anything is bought (unless `force`).
+    async fn process(&self, stop_at: Option<tokio::time::Instant>) -> Result<JobReport, JobError> {
         let (app, job, config) = (self.app, self.job, &self.app.config);
         let format = match Format::detect(&job.key) {
             Ok(format) => format,
@@ -401,55 +375,115 @@ impl Run<'_> {
             return self.fail(why, Some(&scan)).await;
         }
 
-        let known = match resume {
-            false => vec![None; scan.companies.len()],
-            true => {
-                let description = scan.mapping.description();
-                let (bucket, key) = (&self.paths.bucket, &self.paths.output_key);
-                let known =
-                    prior::prior_answers(app.store.as_ref(), bucket, key, format, description, &scan.companies).await?;
-                let reused = known.iter().filter(|k| k.is_some()).count();
-                tracing::info!(reused, "resuming a partial run");
-                known
-            }
-        };
+        let journal = self.journal(&scan, &format!("run-{:016x}", rand::random::<u64>()));
+        let (mut book, mut pending) = self.known_answers(&scan, &journal).await?;
+        let call = CallContext { stats: CallStats::default(), stop_at };
 
         if let Some(workflow) = &app.workflow
             && workflow::is_large(config, self.meta.size, scan.rows)
-            && known.iter().any(Option::is_none)
+            && book.known() < book.len()
         {
-            return workflow::hand_off(self, workflow, &scan, known).await;
+            // The batches must not buy what an earlier run has in flight: collected first.
+            let plan = enrich::EnrichPlan {
+                mode: config.mode,
+                batch_size: config.batch_size,
+                max_in_flight: config.max_in_flight,
+            };
+            let pending = std::mem::take(&mut pending);
+            let collected = enrich::collect_pending(
+                app.enricher.as_ref(),
+                &journal,
+                &scan.companies,
+                pending,
+                plan,
+                &call,
+                &mut book,
+            )
+            .await;
+            if collected.stopped_by.is_none() && book.known() < book.len() {
+                let hand_off = workflow::HandOff { run: self, workflow, scan: &scan, journal: &journal };
+                return hand_off.start(book, &collected.held, counts(&call.stats)).await;
+            }
         }
 
-        let call = CallContext { stats: CallStats::default(), stop_at };
-        let enriched = answer_companies(app, app.enricher.as_ref(), &scan.companies, known, &call).await;
+        let answered =
+            answer_companies(app, app.enricher.as_ref(), &journal, &scan.companies, book, pending, &call).await;
         tracing::info!(elapsed_ms = self.clock.elapsed().as_millis() as u64, "answers ready");
-        let stopped = enriched.stopped_by.as_ref().map(ToString::to_string);
-        let report = self.finish(format, &scan, enriched.answers, stopped, counts(&call.stats), enriched.cache).await?;
+        let Answers { answers, bought_at, stopped_by, leadspace_down, cache, reused } = answered;
+        self.keep_answers(&scan, &answers, &bought_at).await?;
+        drop(bought_at);
+        let enriched = Enriched {
+            answers: answers.into_iter().map(|a| a.judged(config.min_confidence)).collect(),
+            stopped: stopped_by.as_ref().map(ToString::to_string),
+            leadspace: counts(&call.stats),
+            cache,
+            reused,
+        };
+        let report = self.finish(format, &scan, enriched, &journal).await?;
         // Everything is written (answers kept, summary partial); when the cause is passing,
-        // Lambda's retry resumes and sends only the rows without an answer.
-        if let Some(LeadspaceError::Secret(secret)) = enriched.stopped_by
-            && secret.is_transient()
-        {
-            return Err(JobError::Secret(secret));
+        // Lambda's retry collects what was bought and sends only the rows without an answer.
+        match stopped_by {
+            Some(LeadspaceError::Secret(secret)) if secret.is_transient() => Err(JobError::Secret(secret)),
+            Some(LeadspaceError::JournalUnavailable(why)) => Err(JobError::JournalUnavailable(why)),
+            _ if leadspace_down => Err(JobError::LeadspaceUnavailable(report.message.unwrap_or_default())),
+            _ => Ok(report),
         }
-        if enriched.leadspace_down {
-            return Err(JobError::LeadspaceUnavailable(report.message.unwrap_or_default()));
-        }
-        Ok(report)
     }
 
-    /// Pass 2 and the summary: every row with its company's answer. `stopped` says why
-    /// Leadspace work ended early, if it did.
+    /// The answer journal of this version of the object, read with the mapping pass 1
+    /// resolved, from this LEADSPACE_BASE_URL.
+    fn journal(&self, scan: &Scan, run: &str) -> Journal {
+        let version = paths::version_id(&self.meta.etag, scan.mapping.description(), &self.app.config.base_url);
+        Journal::new(self.app.store.clone(), &self.paths.bucket, &self.paths.journal_prefix(&version), run)
+    }
+
+    /// What earlier runs left: this version's journal (and the bulks it has in flight), then
+    /// the previous version's kept answers. `force` starts a new journal and reuses nothing.
+    async fn known_answers(&self, scan: &Scan, journal: &Journal) -> Result<(AnswerBook, Vec<PendingBulk>), JobError> {
+        let mut book = AnswerBook::new(scan.companies.len());
+        if self.job.force {
+            let cleared = journal.clear().await?;
+            tracing::info!(cleared, "force: a new answer journal, nothing reused");
+            return Ok((book, Vec::new()));
+        }
+        let pending = journal.recall(&scan.companies, &mut book).await?;
+        let config = &self.app.config;
+        let filter = KeptFilter {
+            etag: &self.meta.etag,
+            mapping: scan.mapping.description(),
+            base_url: &config.base_url,
+            max_age_seconds: config.answer_max_age_seconds(),
+        };
+        kept::recall(self.app.store.as_ref(), &self.paths, &filter, &scan.companies, &mut book).await?;
+        Ok((book, pending))
+    }
+
+    /// Keeps this version's answers for the next one, before the output is written, so that a
+    /// failure from here on still leaves them.
+    async fn keep_answers(&self, scan: &Scan, answers: &[Enrichment], bought_at: &[i64]) -> Result<(), JobError> {
+        kept::keep(
+            self.app.store.clone(),
+            &self.paths,
+            &self.meta.etag,
+            scan.mapping.description(),
+            &self.app.config.base_url,
+            &scan.companies,
+            answers,
+            bought_at,
+        )
+        .await
+    }
+
+    /// Pass 2 and the summary: every row with its company's answer. Once the summary says the
+    /// version is complete, its journal has served and is deleted.
     async fn finish(
         &self,
         format: Format,
         scan: &Scan,
-        answers: Vec<Enrichment>,
-        stopped: Option<String>,
-        leadspace: LeadspaceCounts,
-        cache: Option<CacheCounts>,
+        enriched: Enriched,
+        journal: &Journal,
     ) -> Result<JobReport, JobError> {
+        let Enriched { answers, stopped, leadspace, cache, reused } = enriched;
         let rows = match self.write_output(format, scan, answers).await? {
             Ok(rows) => rows,
             Err(Problem(why)) => return self.fail(&why, Some(scan)).await,
@@ -465,12 +499,21 @@ impl Run<'_> {
         let unique = scan.companies.len() as u64;
         let mut summary = self.summary(status, error.clone(), rows.clone(), unique, leadspace, Some(scan));
         summary.cache = cache;
+        summary.reused = reused;
         self.write_summary(&summary).await?;
+        if status == RunStatus::Complete {
+            match journal.clear().await {
+                Ok(entries) => tracing::debug!(entries, "answer journal deleted"),
+                // The lifecycle rule expires it; a complete summary means no run reads it.
+                Err(error) => tracing::warn!(error = %error, "could not delete the answer journal"),
+            }
+        }
         tracing::info!(
             status = ?status,
             rows = rows.total,
             enriched = rows.enriched,
             requests = summary.leadspace.requests,
+            reused = summary.reused.journal + summary.reused.previous_version,
             elapsed_ms = self.clock.elapsed().as_millis() as u64,
             "job finished"
         );
@@ -692,7 +735,12 @@ impl Run<'_> {
             finished_at: now_utc(),
             rows,
             unique_companies: unique,
+            billing_guarantee: summary::billing_guarantee(
+                self.app.config.answer_max_age_days,
+                leadspace.ambiguous_retries,
+            ),
             leadspace,
+            reused: Reused::default(),
             cache: None,
             execution: self.execution.clone(),
         }
@@ -750,27 +798,5 @@ impl Run<'_> {
             message: Some("dry run: nothing was sent or written".into()),
             ..JobReport::new(self.job, Outcome::Skipped)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_too_long_for_our_suffixes_are_shortened_keeping_extension_and_identity() {
-        let config = Config::from_lookup(|name| (name == "LEADSPACE_SECRET_ID").then(|| "s".to_string())).unwrap();
-        let long = |c: &str| format!("incoming/{}é/{}.csv.gz", "d".repeat(300), c.repeat(1024 - 9 - 302 - 7 - 1));
-        let (a, b) = (long("a"), long("b"));
-        assert_eq!(a.len(), MAX_KEY_BYTES);
-        let (pa, pb) = (OutputPaths::for_object(&config, "b", &a), OutputPaths::for_object(&config, "b", &b));
-        for paths in [&pa, &pb] {
-            assert!(Lease::key_for(&paths.summary_key).len() <= MAX_KEY_BYTES, "{}", paths.output_key.len());
-            assert!(paths.output_key.starts_with("enriched/ddd") && paths.output_key.ends_with(".csv.gz"));
-        }
-        assert_ne!(pa.output_key, pb.output_key);
-        assert_eq!(pa, OutputPaths::for_object(&config, "b", &a));
-        let short = OutputPaths::for_object(&config, "b", "incoming/x/y.csv");
-        assert_eq!(short.output_key, "enriched/x/y.csv");
     }
 }

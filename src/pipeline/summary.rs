@@ -69,6 +69,36 @@ pub struct LeadspaceCounts {
     pub records_sent: u64,
     pub retries: u64,
     pub throttled: u64,
+    /// Records sent again because Leadspace lost, never finished or no longer kept a bulk they
+    /// were in.
+    #[serde(default)]
+    pub resubmitted: u64,
+    /// Retries of a submission that may already have reached Leadspace: each may be billed
+    /// twice.
+    #[serde(default)]
+    pub ambiguous_retries: u64,
+}
+
+impl LeadspaceCounts {
+    pub fn add(&mut self, other: &LeadspaceCounts) {
+        self.requests += other.requests;
+        self.records_sent += other.records_sent;
+        self.retries += other.retries;
+        self.throttled += other.throttled;
+        self.resubmitted += other.resubmitted;
+        self.ambiguous_retries += other.ambiguous_retries;
+    }
+}
+
+/// Answers used without buying them again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reused {
+    /// Bought by an earlier run of this very version (its answer journal).
+    pub journal: u64,
+    /// Bought for the file's previous version, younger than ANSWER_MAX_AGE_DAYS.
+    pub previous_version: u64,
+    /// When the oldest reused answer was bought; null when none was reused.
+    pub oldest_bought_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +114,11 @@ pub struct Summary {
     pub rows: RowCounts,
     pub unique_companies: u64,
     pub leadspace: LeadspaceCounts,
+    #[serde(default)]
+    pub reused: Reused,
+    /// What this run promises about billing, in one sentence a finance team can check.
+    #[serde(default)]
+    pub billing_guarantee: String,
     /// What the cross-run cache did; absent when ENRICHMENT_CACHE_TTL_DAYS is unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheCounts>,
@@ -99,10 +134,33 @@ impl Summary {
     }
 }
 
+/// The billing promise, with this deployment's figures.
+pub fn billing_guarantee(max_age_days: u64, ambiguous_retries: u64) -> String {
+    let across = if max_age_days == 0 {
+        "answers are not reused across versions (ANSWER_MAX_AGE_DAYS=0)".to_string()
+    } else {
+        format!("at most once per {max_age_days} days (ANSWER_MAX_AGE_DAYS) across versions")
+    };
+    format!(
+        "A company is billed at most once per version of a file, and {across}; the one exception is a request \
+         that may have reached Leadspace before its connection failed, counted in leadspace.ambiguous_retries \
+         ({ambiguous_retries} in this run)."
+    )
+}
+
 /// UTC now as `2026-11-28T12:00:09Z`.
 pub fn now_utc() -> String {
+    timestamp(time::OffsetDateTime::now_utc())
+}
+
+/// Seconds since the epoch as `2026-11-28T12:00:09Z`.
+pub fn utc_from_seconds(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds).map(timestamp).unwrap_or_default()
+}
+
+fn timestamp(at: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc().format(&format).unwrap_or_default()
+    at.format(&format).unwrap_or_default()
 }
 
 #[cfg(test)]

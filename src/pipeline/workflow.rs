@@ -7,7 +7,13 @@
 //!    (ItemBatcher) and invokes this function on each batch, at most MaxConcurrency at once, each
 //!    paced at its share of LEADSPACE_TPS. A batch writes its answers to S3.
 //! 3. **Assemble**: one invocation reads the original file again, in order, and writes the
-//!    output and the summary from the batches' answers, exactly as an inline run does.
+//!    output and the summary from the answer journal, exactly as an inline run does.
+//!
+//! The workflow and inline runs share the version's answer journal: the hand-off collects what
+//! an earlier run left in flight and carries the previous version's kept answers into the
+//! journal, each batch journals its bulks as they are bought (in a folder of its own, which a
+//! retried batch reads back), and the last step reads the whole journal. An execution that
+//! fails in its last step leaves the journal, so the next attempt buys only what is missing.
 //!
 //! Staging unique companies rather than rows means no company is sent twice across batches,
 //! every input the inline path reads (gzip, UTF-16, Windows-1252, any delimiter) works, and no
@@ -16,12 +22,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::answer::answer_companies;
+use super::answer::{AnswerBook, Answers, answer_companies};
+use super::companies::{Companies, CompanyTable};
+use super::journal::Journal;
+use super::paths::work_prefix;
 use super::summary::LeadspaceCounts;
-use super::{App, Job, JobReport, Outcome, OutputPaths, Problem, Run, Scan, counts};
+use super::{App, Enriched, Job, JobReport, Outcome, OutputPaths, Problem, Run, Scan, counts};
 use crate::cache::CacheCounts;
 use crate::config::Config;
-use crate::enrichment::{Enrichment, RowStatus};
 use crate::error::JobError;
 use crate::leadspace::{CallContext, CallStats, LeadspaceError};
 use crate::mapping::{CompanyQuery, FieldMapping};
@@ -55,10 +63,14 @@ pub struct ExecutionInput {
     pub etag: String,
     /// The execution's name, unique per file version and attempt.
     pub run: String,
-    /// Where the staged companies and the batches' answers are: the output bucket.
+    /// Where the staged companies, the batches' figures and the answer journal are: the output
+    /// bucket.
     pub work_bucket: String,
     pub companies_key: String,
+    /// Where each batch writes its figures (requests, cache, why it stopped).
     pub answers_prefix: String,
+    /// The answer journal of this version of the file; each batch journals in a folder of it.
+    pub journal_prefix: String,
     /// For the ItemBatcher (MaxItemsPerBatchPath) and the Map (MaxConcurrencyPath).
     pub batch_size: u64,
     pub max_concurrency: u64,
@@ -155,9 +167,12 @@ pub struct BatchEvent {
 pub struct BatchInput {
     pub work_bucket: String,
     pub answers_prefix: String,
+    pub journal_prefix: String,
+    /// The execution's name: answers its batches bought are this run's, not reused ones.
+    pub run: String,
 }
 
-/// The first line of every answers object: what it cost.
+/// What a batch (or the hand-off) cost, in `answers_prefix`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct PartStats {
     leadspace: LeadspaceCounts,
@@ -167,35 +182,6 @@ struct PartStats {
     /// reports only States.ExceedToleratedFailureThreshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stopped: Option<String>,
-}
-
-/// One company's answer in an answers object.
-#[derive(Debug, Serialize, Deserialize)]
-struct PartAnswer {
-    company: u32,
-    status: RowStatus,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    values: Vec<String>,
-}
-
-impl PartAnswer {
-    fn new(company: u32, answer: &Enrichment) -> Self {
-        let values: Vec<String> = answer.attributes().map(str::to_string).collect();
-        let used = values.iter().rposition(|v| !v.is_empty()).map_or(0, |i| i + 1);
-        PartAnswer { company, status: answer.status, error: answer.error.clone(), values: values[..used].to_vec() }
-    }
-
-    fn enrichment(self) -> Enrichment {
-        Enrichment::with_attributes(self.status, self.error, self.values)
-    }
-}
-
-/// Where one execution keeps its files: under OUTPUT_PREFIX, so they never trigger anything,
-/// in a folder of their own that the assemble step deletes (and a lifecycle rule expires).
-fn work_prefix(config: &Config, run: &str) -> String {
-    format!("{}.work/{run}/", config.output_prefix)
 }
 
 /// `<file name, as far as the execution name allows>-<digest of bucket, key and ETag>-<attempt>`:
@@ -276,121 +262,130 @@ async fn find_slot(workflow: &Workflow, base: &str) -> Result<Slot, JobError> {
     })
 }
 
-/// Stages the companies still without an answer and starts the workflow.
-pub(super) async fn hand_off(
-    run: &Run<'_>,
-    workflow: &Workflow,
-    scan: &Scan,
-    known: Vec<Option<Enrichment>>,
-) -> Result<JobReport, JobError> {
-    let (app, job) = (run.app, run.job);
-    let base = execution_base_name(&job.bucket, &job.key, &run.meta.etag);
-    let name = match find_slot(workflow, &base).await? {
-        Slot::Free(name) => name,
-        Slot::Running(arn) => {
-            tracing::info!("a workflow execution for this file version is already running");
-            return Ok(JobReport {
-                message: Some(format!("already being enriched by the Step Functions execution {arn}")),
-                execution_arn: Some(arn),
-                ..JobReport::new(job, Outcome::Skipped)
-            });
-        }
-    };
-    let work = work_prefix(&app.config, &name);
-    let input = ExecutionInput {
-        action: "assemble".into(),
-        bucket: job.bucket.clone(),
-        key: job.key.clone(),
-        etag: run.meta.etag.clone(),
-        run: name.clone(),
-        work_bucket: run.paths.bucket.clone(),
-        companies_key: format!("{work}companies.jsonl"),
-        answers_prefix: format!("{work}answers/"),
-        batch_size: (app.config.batch_size * BULKS_PER_BATCH) as u64,
-        max_concurrency: u64::from(app.config.workflow_concurrency()),
-        field_mapping: scan.mapping.description().to_json(),
-        rows: scan.rows,
-        companies: scan.companies.len() as u64,
-        map_error: None,
-    };
-
-    let mut staged = 0_u64;
-    let mut upload =
-        OutputUpload::new(app.store.clone(), &input.work_bucket, &input.companies_key, "application/x-ndjson");
-    let mut lines = Vec::new();
-    let mut reused = Vec::new();
-    for (company, known) in known.into_iter().enumerate() {
-        match known {
-            Some(answer) => reused.push(PartAnswer::new(company as u32, &answer)),
-            None => {
-                let line = StagedCompany::new(company as u32, scan.companies.query(company));
-                serde_json::to_writer(&mut lines, &line).map_err(|e| internal_error("stage the companies", e))?;
-                lines.push(b'\n');
-                staged += 1;
-            }
-        }
-        if lines.len() >= PART_SIZE {
-            upload.write(std::mem::take(&mut lines)).await?;
-        }
-    }
-    upload.finish(lines).await?;
-    if !reused.is_empty() {
-        // A partial run's answers, as if a batch had given them.
-        write_part(
-            app.store.as_ref(),
-            &input.work_bucket,
-            &format!("{}reused.jsonl", input.answers_prefix),
-            &PartStats::default(),
-            &reused,
-        )
-        .await?;
-    }
-
-    let payload = serde_json::to_string(&input).map_err(|e| internal_error("start an execution", e))?;
-    let started = workflow
-        .client
-        .start_execution()
-        .state_machine_arn(&workflow.state_machine_arn)
-        .name(&name)
-        .input(payload)
-        .send()
-        .await
-        .map_err(|e| workflow_error("start an execution", e))?;
-    tracing::info!(
-        companies = staged,
-        reused = reused.len(),
-        rows = scan.rows,
-        batch_size = input.batch_size,
-        max_concurrency = input.max_concurrency,
-        "handed to the Step Functions workflow"
-    );
-    Ok(JobReport {
-        message: Some(format!(
-            "{} rows and {staged} companies handed to the Step Functions execution {}; the output and summary are \
-             written when it finishes",
-            scan.rows, started.execution_arn
-        )),
-        execution_arn: Some(started.execution_arn),
-        output_key: Some(run.paths.output_key.clone()),
-        summary_key: Some(run.paths.summary_key.clone()),
-        ..JobReport::new(job, Outcome::Enriched)
-    })
+/// A large file leaving the inline path for the workflow.
+pub(super) struct HandOff<'r, 'a> {
+    pub run: &'r Run<'a>,
+    pub workflow: &'r Workflow,
+    pub scan: &'r Scan,
+    pub journal: &'r Journal,
 }
 
-async fn write_part(
-    store: &dyn ObjectStore,
-    bucket: &str,
-    key: &str,
-    stats: &PartStats,
-    answers: &[PartAnswer],
-) -> Result<(), JobError> {
-    let mut body = serde_json::to_vec(stats).map_err(|e| internal_error("write a batch's answers", e))?;
-    body.push(b'\n');
-    for answer in answers {
-        serde_json::to_writer(&mut body, answer).map_err(|e| internal_error("write a batch's answers", e))?;
-        body.push(b'\n');
+impl HandOff<'_, '_> {
+    /// Stages the companies still without an answer (and not in a bulk an earlier run has in
+    /// flight) and starts the workflow. `cost` is what collecting earlier bulks took.
+    pub async fn start(
+        &self,
+        book: AnswerBook,
+        held: &std::collections::HashSet<usize>,
+        cost: LeadspaceCounts,
+    ) -> Result<JobReport, JobError> {
+        let (run, scan) = (self.run, self.scan);
+        let (app, job) = (run.app, run.job);
+        let base = execution_base_name(&job.bucket, &job.key, &run.meta.etag);
+        let name = match find_slot(self.workflow, &base).await? {
+            Slot::Free(name) => name,
+            Slot::Running(arn) => {
+                tracing::info!("a workflow execution for this file version is already running");
+                return Ok(JobReport {
+                    message: Some(format!("already being enriched by the Step Functions execution {arn}")),
+                    execution_arn: Some(arn),
+                    ..JobReport::new(job, Outcome::Skipped)
+                });
+            }
+        };
+        let work = work_prefix(&app.config, &name);
+        let input = ExecutionInput {
+            action: "assemble".into(),
+            bucket: job.bucket.clone(),
+            key: job.key.clone(),
+            etag: run.meta.etag.clone(),
+            run: name.clone(),
+            work_bucket: run.paths.bucket.clone(),
+            companies_key: format!("{work}companies.jsonl"),
+            answers_prefix: format!("{work}batches/"),
+            journal_prefix: self.journal.prefix().to_string(),
+            batch_size: (app.config.batch_size * BULKS_PER_BATCH) as u64,
+            max_concurrency: u64::from(app.config.workflow_concurrency()),
+            field_mapping: scan.mapping.description().to_json(),
+            rows: scan.rows,
+            companies: scan.companies.len() as u64,
+            map_error: None,
+        };
+
+        // The last step reads only the journal: answers kept from the previous version go in.
+        let carried: Vec<(u128, crate::enrichment::Enrichment, i64)> = book
+            .previous_version_companies()
+            .iter()
+            .filter_map(|&company| {
+                let (answer, bought_at) = book.answer(company)?;
+                Some((scan.companies.digest(company), answer.clone(), bought_at))
+            })
+            .collect();
+        if !carried.is_empty() {
+            self.journal.carry_over(&carried).await?;
+        }
+        if cost.requests > 0 {
+            let stats = PartStats { leadspace: cost, cache: None, stopped: None };
+            write_stats(
+                app.store.as_ref(),
+                &input.work_bucket,
+                &format!("{}hand-off.json", input.answers_prefix),
+                &stats,
+            )
+            .await?;
+        }
+
+        let mut staged = 0_u64;
+        let mut upload =
+            OutputUpload::new(app.store.clone(), &input.work_bucket, &input.companies_key, "application/x-ndjson");
+        let mut lines = Vec::new();
+        for company in book.missing().into_iter().filter(|c| !held.contains(c)) {
+            let line = StagedCompany::new(company as u32, scan.companies.query(company));
+            serde_json::to_writer(&mut lines, &line).map_err(|e| internal_error("stage the companies", e))?;
+            lines.push(b'\n');
+            staged += 1;
+            if lines.len() >= PART_SIZE {
+                upload.write(std::mem::take(&mut lines)).await?;
+            }
+        }
+        upload.finish(lines).await?;
+
+        let payload = serde_json::to_string(&input).map_err(|e| internal_error("start an execution", e))?;
+        let started = self
+            .workflow
+            .client
+            .start_execution()
+            .state_machine_arn(&self.workflow.state_machine_arn)
+            .name(&name)
+            .input(payload)
+            .send()
+            .await
+            .map_err(|e| workflow_error("start an execution", e))?;
+        tracing::info!(
+            companies = staged,
+            known = book.known(),
+            rows = scan.rows,
+            batch_size = input.batch_size,
+            max_concurrency = input.max_concurrency,
+            "handed to the Step Functions workflow"
+        );
+        Ok(JobReport {
+            message: Some(format!(
+                "{} rows and {staged} companies handed to the Step Functions execution {}; the output and summary \
+                 are written when it finishes",
+                scan.rows, started.execution_arn
+            )),
+            execution_arn: Some(started.execution_arn),
+            output_key: Some(run.paths.output_key.clone()),
+            summary_key: Some(run.paths.summary_key.clone()),
+            ..JobReport::new(job, Outcome::Enriched)
+        })
     }
-    store.put(bucket, key, body, "application/x-ndjson").await?;
+}
+
+async fn write_stats(store: &dyn ObjectStore, bucket: &str, key: &str, stats: &PartStats) -> Result<(), JobError> {
+    let body = serde_json::to_vec(stats).map_err(|e| internal_error("write a batch's figures", e))?;
+    store.put(bucket, key, body, "application/json").await?;
     Ok(())
 }
 
@@ -405,8 +400,8 @@ pub enum BatchError {
     Job(#[from] JobError),
 }
 
-/// One batch of the Map: its companies' answers (an earlier attempt's, the cache, then
-/// Leadspace), written to S3.
+/// One batch of the Map: its companies' answers (what an earlier attempt of the batch bought,
+/// the cache, then Leadspace), each bulk journalled as it is bought, and its figures.
 pub async fn enrich_batch(
     app: &App,
     batch: BatchEvent,
@@ -422,75 +417,57 @@ pub async fn enrich_batch(
         return Ok(json!({"companies": 0}));
     };
     let store = app.store.as_ref();
-    let key = format!("{}{first:010}.jsonl", batch.input.answers_prefix);
-    let numbers: Vec<u32> = batch.items.iter().map(|c| c.company).collect();
-    // A retried batch (the Map's Retry, Lambda's) keeps what its earlier attempt was given.
-    let (earlier_stats, mut earlier) =
-        match store.get_small(&batch.input.work_bucket, &key).await.map_err(JobError::from)? {
-            Some(body) => parse_part(&body),
-            None => (PartStats::default(), Vec::new()),
-        };
-    earlier.retain(|a| is_final(a.status));
-    let earlier: std::collections::HashMap<u32, Enrichment> =
-        earlier.into_iter().map(|a| (a.company, a.enrichment())).collect();
-    let known: Vec<Option<Enrichment>> = numbers.iter().map(|n| earlier.get(n).cloned()).collect();
+    let input = &batch.input;
+    let stats_key = format!("{}{first:010}.json", input.answers_prefix);
+    let journal = Journal::new(app.store.clone(), &input.work_bucket, &input.journal_prefix, &input.run)
+        .part(&format!("b{first:010}"));
+    let mut companies = CompanyTable::default();
+    for item in batch.items {
+        companies.intern(item.query());
+    }
+    // A retried batch (the Map's Retry, Lambda's) collects what its earlier attempt bought.
+    let earlier_stats = match store.get_small(&input.work_bucket, &stats_key).await.map_err(JobError::from)? {
+        Some(body) => serde_json::from_slice::<PartStats>(&body).unwrap_or_default(),
+        None => PartStats::default(),
+    };
+    let mut book = AnswerBook::new(companies.len());
+    let pending = journal.recall(&companies, &mut book).await.map_err(JobError::from)?;
+    let earlier = book.known();
 
-    let queries: Vec<CompanyQuery> = batch.items.into_iter().map(StagedCompany::query).collect();
     let call = CallContext { stats: CallStats::default(), stop_at };
-    let answered = answer_companies(app, app.batch_enricher.as_ref(), &queries[..], known, &call).await;
+    let Answers { answers, stopped_by, leadspace_down, cache, .. } =
+        answer_companies(app, app.batch_enricher.as_ref(), &journal, &companies, book, pending, &call).await;
 
     let mut leadspace = counts(&call.stats);
-    add_leadspace(&mut leadspace, &earlier_stats.leadspace);
-    let cache = match (answered.cache, earlier_stats.cache) {
+    leadspace.add(&earlier_stats.leadspace);
+    let cache = match (cache, earlier_stats.cache) {
         (Some(mut now), Some(before)) => {
             add_cache(&mut now, &before);
             Some(now)
         }
         (now, before) => now.or(before),
     };
-    let stopped = match &answered.stopped_by {
+    let stopped = match &stopped_by {
         Some(LeadspaceError::DeadlineReached) | None => None,
         Some(stop) => Some(stop.to_string()),
     };
     let stats = PartStats { leadspace, cache, stopped };
-    let answers: Vec<PartAnswer> =
-        numbers.iter().zip(&answered.answers).map(|(&company, answer)| PartAnswer::new(company, answer)).collect();
-    write_part(store, &batch.input.work_bucket, &key, &stats, &answers).await?;
-    tracing::info!(
-        companies = answers.len(),
-        reused = earlier.len(),
-        requests = stats.leadspace.requests,
-        "batch answered"
-    );
+    write_stats(store, &input.work_bucket, &stats_key, &stats).await?;
+    tracing::info!(companies = answers.len(), earlier, requests = stats.leadspace.requests, "batch answered");
 
-    match answered.stopped_by {
+    match stopped_by {
         Some(LeadspaceError::Secret(secret)) if secret.is_transient() => Err(JobError::Secret(secret).into()),
+        Some(LeadspaceError::JournalUnavailable(why)) => Err(JobError::JournalUnavailable(why).into()),
         Some(stop) if !matches!(stop, LeadspaceError::DeadlineReached) => {
             Err(BatchError::LeadspaceStopped(stop.to_string()))
         }
-        _ if answered.leadspace_down => {
-            Err(JobError::LeadspaceUnavailable("every request of this batch failed".into()).into())
-        }
+        _ if leadspace_down => Err(JobError::LeadspaceUnavailable("every request of this batch failed".into()).into()),
         _ => Ok(json!({
             "companies": answers.len(),
             "records_sent": stats.leadspace.records_sent,
             "requests": stats.leadspace.requests,
         })),
     }
-}
-
-/// Leadspace's own answer about a company, worth keeping over a retry.
-fn is_final(status: RowStatus) -> bool {
-    !matches!(status, RowStatus::Failed | RowStatus::NotAttempted)
-}
-
-/// An answers object: its stats line, then one answer per line. Unreadable lines are skipped
-/// (their companies stay without an answer, and are asked again later).
-fn parse_part(body: &[u8]) -> (PartStats, Vec<PartAnswer>) {
-    let mut lines = body.split(|&b| b == b'\n').filter(|l| !l.is_empty());
-    let stats = lines.next().and_then(|l| serde_json::from_slice::<PartStats>(l).ok()).unwrap_or_default();
-    let answers = lines.filter_map(|l| serde_json::from_slice::<PartAnswer>(l).ok()).collect();
-    (stats, answers)
 }
 
 /// The workflow's last step: the output and summary, in input order, from the batches' answers.
@@ -528,7 +505,7 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
     }
     let paths = OutputPaths::for_object(&app.config, &job.bucket, &job.key);
     let lease =
-        super::lease::Lease::acquire(app.store.as_ref(), &paths.bucket, &paths.summary_key, app.config.lease_timeout)
+        super::lease::Lease::acquire(app.store.as_ref(), &paths.bucket, &paths.lease_key(), app.config.lease_timeout)
             .await?;
     let Some(lease) = lease else {
         return Err(JobError::Workflow {
@@ -537,8 +514,8 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
             source: "another invocation holds the lease on this object; the step is retried".into(),
         });
     };
-    // A retried or redriven last step finds its own summary: the answers it was built from are
-    // deleted by now, and must not be replaced by an output of not_attempted rows.
+    // A retried or redriven last step finds its own summary: the journal it was built from is
+    // deleted by now, and the output must not be replaced by one of not_attempted rows.
     let done = super::read_summary(app.store.as_ref(), &paths).await;
     if let Ok(Some(done)) = done
         && done.source.etag == input.etag
@@ -575,55 +552,56 @@ impl Run<'_> {
             );
             return self.fail(&why, Some(&scan)).await;
         }
-        let mut answers = vec![Enrichment::without_attributes(RowStatus::NotAttempted, None); scan.companies.len()];
-        let (leadspace, cache, batch_stop) = self.read_parts(input, &mut answers).await?;
+        // The journal holds every answer of this version: the batches', an earlier attempt's,
+        // and those the hand-off carried over from the previous version.
+        let journal = Journal::new(self.app.store.clone(), &input.work_bucket, &input.journal_prefix, &input.run);
+        let mut book = AnswerBook::new(scan.companies.len());
+        let in_flight = journal.recall(&scan.companies, &mut book).await?;
+        if !in_flight.is_empty() {
+            // Left for the next run, which collects them before buying anything.
+            tracing::warn!(bulks = in_flight.len(), "bulks still in flight at the end of the workflow");
+        }
+        let (leadspace, cache, batch_stop) = self.read_batch_figures(input).await?;
         tracing::info!(elapsed_ms = self.clock.elapsed().as_millis() as u64, "answers read");
+        let reused = book.reused();
+        let (answers, bought_at) = book.finish();
+        self.keep_answers(&scan, &answers, &bought_at).await?;
+        drop(bought_at);
         let stopped = match (batch_stop, &input.map_error) {
             (Some(why), _) => Some(format!("the workflow stopped before every batch was enriched: {why}")),
             (None, map_error) => map_error.as_ref().map(MapError::describe),
         };
-        self.finish(format, &scan, answers, stopped, leadspace, cache).await
+        let min_confidence = self.app.config.min_confidence;
+        let enriched = Enriched {
+            answers: answers.into_iter().map(|a| a.judged(min_confidence)).collect(),
+            stopped,
+            leadspace,
+            cache,
+            reused,
+        };
+        self.finish(format, &scan, enriched, &journal).await
     }
 
-    /// Fills `answers` from every answers object of the execution; returns the summed costs.
-    async fn read_parts(
+    /// What every batch (and the hand-off) cost, summed, and why a batch stopped, if one did.
+    async fn read_batch_figures(
         &self,
         input: &ExecutionInput,
-        answers: &mut [Enrichment],
     ) -> Result<(LeadspaceCounts, Option<CacheCounts>, Option<String>), JobError> {
         let store = self.app.store.as_ref();
         let mut leadspace = LeadspaceCounts::default();
         let mut cache: Option<CacheCounts> = None;
         let mut stopped = None;
-        let mut unreadable = 0_usize;
         for part in store.list(&input.work_bucket, &input.answers_prefix).await? {
             let Some(body) = store.get_small(&input.work_bucket, &part.key).await? else { continue };
-            let (stats, part_answers) = parse_part(&body);
-            add_leadspace(&mut leadspace, &stats.leadspace);
+            let Ok(stats) = serde_json::from_slice::<PartStats>(&body) else { continue };
+            leadspace.add(&stats.leadspace);
             if let Some(part_cache) = stats.cache {
                 add_cache(cache.get_or_insert_with(CacheCounts::default), &part_cache);
             }
             stopped = stopped.or(stats.stopped);
-            for answer in part_answers {
-                match answers.get_mut(answer.company as usize) {
-                    Some(slot) => *slot = answer.enrichment(),
-                    None => unreadable += 1,
-                }
-            }
-        }
-        if unreadable > 0 {
-            // Their companies stay not_attempted: a later run asks again.
-            tracing::warn!(unreadable, "answers that match no company of the file were ignored");
         }
         Ok((leadspace, cache, stopped))
     }
-}
-
-fn add_leadspace(total: &mut LeadspaceCounts, part: &LeadspaceCounts) {
-    total.requests += part.requests;
-    total.records_sent += part.records_sent;
-    total.retries += part.retries;
-    total.throttled += part.throttled;
 }
 
 fn add_cache(total: &mut CacheCounts, part: &CacheCounts) {
@@ -673,17 +651,6 @@ mod tests {
             execution_arn("arn:aws:states:eu-west-1:1:stateMachine:big", "x-1"),
             "arn:aws:states:eu-west-1:1:execution:big:x-1"
         );
-    }
-
-    #[test]
-    fn answers_survive_their_batch_file() {
-        let answer = Enrichment::with_attributes(RowStatus::Enriched, None, ["id", "CONTOSO", "", "x"]);
-        let line = serde_json::to_string(&PartAnswer::new(7, &answer)).unwrap();
-        let back: PartAnswer = serde_json::from_str(&line).unwrap();
-        assert_eq!((back.company, back.enrichment()), (7, answer));
-        let failed = Enrichment::without_attributes(RowStatus::Failed, Some("5xx".into()));
-        let line = serde_json::to_string(&PartAnswer::new(1, &failed)).unwrap();
-        assert_eq!(serde_json::from_str::<PartAnswer>(&line).unwrap().enrichment(), failed);
     }
 
     #[test]

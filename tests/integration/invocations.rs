@@ -93,9 +93,14 @@ async fn a_scheduled_refresh_after_changing_one_file_re_enriches_only_that_file(
         outcomes(&second),
         pairs(&[("incoming/a.csv", "skipped"), ("incoming/b.csv", "enriched"), ("incoming/c.csv", "skipped")])
     );
-    assert_eq!(env.emulator.stats().records_received - received, 4, "only the changed file's companies");
+    assert_eq!(
+        env.emulator.stats().records_received - received,
+        1,
+        "only the changed file's new company: the others were bought for its previous version"
+    );
     let summary = env.summary("enriched/b.csv.summary.json").await;
     assert_eq!(summary["rows"]["total"], 4);
+    assert_eq!(summary["reused"]["previous_version"], 3, "{summary}");
 }
 
 #[tokio::test]

@@ -243,7 +243,7 @@ async fn two_concurrent_deliveries_enrich_the_object_once() {
 async fn a_lease_left_by_a_dead_invocation_is_taken_over_and_a_live_one_is_respected() {
     let env = TestEnv::new().await;
     env.put("incoming/a.csv", firms_csv(2)).await;
-    env.put("enriched/a.csv.summary.json.lease", r#"{"taken_at_epoch_seconds": 1}"#).await;
+    env.put("enriched/_state/leases/a.csv.lease", r#"{"taken_at_epoch_seconds": 1}"#).await;
     let app = env.app(&[]);
 
     let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
@@ -251,7 +251,7 @@ async fn a_lease_left_by_a_dead_invocation_is_taken_over_and_a_live_one_is_respe
 
     env.put("incoming/b.csv", firms_csv(2)).await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    env.put("enriched/b.csv.summary.json.lease", format!(r#"{{"taken_at_epoch_seconds": {now}}}"#)).await;
+    env.put("enriched/_state/leases/b.csv.lease", format!(r#"{{"taken_at_epoch_seconds": {now}}}"#)).await;
     let response = invoke(&app, env.s3_event("incoming/b.csv")).await;
     assert_eq!(response["results"][0]["outcome"], "skipped", "{response}");
 }

@@ -205,7 +205,7 @@ async fn stop(env: &TestEnv, arn: &str) {
 }
 
 fn work_files(keys: &[String]) -> Vec<&String> {
-    keys.iter().filter(|k| k.starts_with("enriched/.work/")).collect()
+    keys.iter().filter(|k| k.starts_with("enriched/_state/work/")).collect()
 }
 
 #[tokio::test]
@@ -364,7 +364,12 @@ async fn a_retried_batch_keeps_its_earlier_answers_and_pays_nothing_again() {
         .map(|l| serde_json::from_slice(l).unwrap())
         .collect();
     let payload = json!({
-        "BatchInput": {"work_bucket": input["work_bucket"], "answers_prefix": input["answers_prefix"]},
+        "BatchInput": {
+            "work_bucket": input["work_bucket"],
+            "answers_prefix": input["answers_prefix"],
+            "journal_prefix": input["journal_prefix"],
+            "run": input["run"],
+        },
         "Items": items,
     });
     invoke(&app, payload.clone()).await;
@@ -413,7 +418,12 @@ async fn a_batch_sends_nothing_without_data_sharing_consent() {
     let env = TestEnv::new().await;
     let app = env.app(&[("DATA_SHARING_CONSENT", "false")]);
     let payload = json!({
-        "BatchInput": {"work_bucket": env.bucket, "answers_prefix": "enriched/.work/x/answers/"},
+        "BatchInput": {
+            "work_bucket": env.bucket,
+            "answers_prefix": "enriched/_state/work/x/batches/",
+            "journal_prefix": "enriched/_state/journal/x.csv/v/",
+            "run": "x",
+        },
         "Items": [{"company": 0, "company_name": "Contoso"}],
     });
     let error = try_invoke(&app, payload).await.expect_err("refused");

@@ -1,0 +1,158 @@
+//! The answers behind the latest output, kept for the object's next version
+//! (`OutputPaths::kept_answers_key`): each final answer with the digest of its company and when
+//! it was bought. A new version of the file reuses those younger than ANSWER_MAX_AGE_DAYS, so a
+//! re-upload with one new row buys one company, and the scheduled refresh re-buys only what is
+//! new or old. Kept answers are used only under the field mapping and Leadspace they were bought
+//! with; otherwise they are ignored and the run starts fresh.
+//!
+//! Written once per run, gzip-compressed, as answers are known (before the output), so that a
+//! run that fails later still leaves them for the next version.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::answer::{AnswerBook, Origin};
+use super::companies::Companies;
+use super::journal::{AnswerLine, FORMAT, is_final, now_seconds};
+use super::paths::OutputPaths;
+use crate::enrichment::Enrichment;
+use crate::error::JobError;
+use crate::mapping::FieldMapping;
+use crate::storage::{ObjectStore, OutputUpload, PART_SIZE, StorageError};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format: u32,
+    /// The version of the file these answers were bought for.
+    source_etag: String,
+    field_mapping: Value,
+    base_url: String,
+    written_at: i64,
+}
+
+/// Which answers a run may take from the kept ones.
+pub struct KeptFilter<'a> {
+    pub etag: &'a str,
+    pub mapping: &'a FieldMapping,
+    pub base_url: &'a str,
+    /// `None` (ANSWER_MAX_AGE_DAYS=0): no answer of another version is reused.
+    pub max_age_seconds: Option<i64>,
+}
+
+fn storage_error(paths: &OutputPaths, operation: &'static str, source: std::io::Error) -> StorageError {
+    StorageError::Service {
+        operation,
+        bucket: paths.bucket.clone(),
+        key: paths.kept_answers_key(),
+        source: Box::new(source),
+    }
+}
+
+/// Offers `book` every kept answer `filter` allows; returns how many it took.
+pub async fn recall(
+    store: &dyn ObjectStore,
+    paths: &OutputPaths,
+    filter: &KeptFilter<'_>,
+    companies: &(impl Companies + ?Sized),
+    book: &mut AnswerBook,
+) -> Result<u64, JobError> {
+    let Some(compressed) = store.get_small(&paths.bucket, &paths.kept_answers_key()).await? else {
+        return Ok(0);
+    };
+    let mut lines = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(compressed.as_slice())).lines();
+    let header = lines.next().and_then(Result::ok).and_then(|l| serde_json::from_str::<Header>(&l).ok());
+    let Some(header) = header.filter(|h| h.format == FORMAT) else {
+        tracing::info!("the kept answers are of another format; none reused");
+        return Ok(0);
+    };
+    if header.field_mapping != filter.mapping.to_json()
+        || header.base_url.trim_end_matches('/') != filter.base_url.trim_end_matches('/')
+    {
+        tracing::info!("the kept answers were bought under another field mapping or Leadspace; none reused");
+        return Ok(0);
+    }
+    let same_version = header.source_etag == filter.etag;
+    let oldest = match (same_version, filter.max_age_seconds) {
+        (true, _) => i64::MIN,
+        (false, Some(age)) => now_seconds() - age,
+        (false, None) => return Ok(0),
+    };
+    let origin = if same_version { Origin::Journal } else { Origin::PreviousVersion };
+    let mut taken = 0;
+    for line in lines {
+        // A cut-off or damaged file keeps what was read before the damage.
+        let Ok(line) = line else { break };
+        let Ok(line) = serde_json::from_str::<AnswerLine>(&line) else { continue };
+        let Some(company) = line.digest().and_then(|d| companies.find(d)) else { continue };
+        let bought_at = line.bought_at().unwrap_or(header.written_at);
+        if bought_at >= oldest && book.offer(company, line.into_answer(), bought_at, origin) {
+            taken += 1;
+        }
+    }
+    tracing::info!(reused = taken, same_version, "kept answers read");
+    Ok(taken)
+}
+
+/// Writes every final answer of this version with when it was bought, replacing the kept
+/// answers of the previous version.
+#[allow(clippy::too_many_arguments)]
+pub async fn keep(
+    store: Arc<dyn ObjectStore>,
+    paths: &OutputPaths,
+    etag: &str,
+    mapping: &FieldMapping,
+    base_url: &str,
+    companies: &(impl Companies + ?Sized),
+    answers: &[Enrichment],
+    bought_at: &[i64],
+) -> Result<(), JobError> {
+    let key = paths.kept_answers_key();
+    let header = Header {
+        format: FORMAT,
+        source_etag: etag.to_string(),
+        field_mapping: mapping.to_json(),
+        base_url: base_url.trim_end_matches('/').to_string(),
+        written_at: now_seconds(),
+    };
+    let io = |e: std::io::Error| storage_error(paths, "PutObject", e);
+    let json = |e: serde_json::Error| storage_error(paths, "PutObject", e.into());
+    let mut upload = OutputUpload::new(store, &paths.bucket, &key, "application/gzip");
+    // Fast compression: the file is read back once per version; CPU is what a run pays for.
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    serde_json::to_writer(&mut gzip, &header).map_err(json)?;
+    let mut result: Result<(), JobError> = Ok(());
+    let mut kept = 0_u64;
+    for (company, answer) in answers.iter().enumerate() {
+        if !is_final(answer.status) {
+            continue;
+        }
+        let line = AnswerLine::new(companies.digest(company), answer, Some(bought_at[company]));
+        if let Err(error) =
+            gzip.write_all(b"\n").map_err(io).and_then(|()| serde_json::to_writer(&mut gzip, &line).map_err(json))
+        {
+            result = Err(error.into());
+            break;
+        }
+        kept += 1;
+        if gzip.get_ref().len() >= PART_SIZE {
+            let part = std::mem::take(gzip.get_mut());
+            if let Err(error) = upload.write(part).await {
+                result = Err(error.into());
+                break;
+            }
+        }
+    }
+    let rest = result.and_then(|()| gzip.finish().map_err(|e| io(e).into()));
+    match rest {
+        Ok(rest) => upload.finish(rest).await?,
+        Err(error) => {
+            upload.abort().await;
+            return Err(error);
+        }
+    }
+    tracing::info!(kept, "answers kept for the next version");
+    Ok(())
+}
