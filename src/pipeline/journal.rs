@@ -334,3 +334,34 @@ impl AnswerJournal for Journal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_comes_back_whole_from_its_journal_line() {
+        let answer = Enrichment::with_attributes(RowStatus::Enriched, None, ["id", "CONTOSO", "", "x"]);
+        let line = serde_json::to_string(&AnswerLine::new(7, &answer, Some(42))).unwrap();
+        let back: AnswerLine = serde_json::from_str(&line).unwrap();
+        assert_eq!((back.digest(), back.bought_at()), (Some(7), Some(42)));
+        assert_eq!(back.into_answer(), answer);
+        let not_matched = Enrichment::without_attributes(RowStatus::NotMatched, None);
+        let line = serde_json::to_string(&AnswerLine::new(1, &not_matched, None)).unwrap();
+        assert_eq!(line, r#"{"k":"00000000000000000000000000000001","s":"not_matched"}"#);
+    }
+
+    #[test]
+    fn a_bulk_is_answered_when_its_answers_sit_beside_its_submission() {
+        let submission = format!("p/journal/x.csv/v/s-{}.json", entry_name("/v3/enrichment/results/1"));
+        let answers = format!("p/journal/x.csv/v/a-{}.jsonl", entry_name("/v3/enrichment/results/1"));
+        assert!(matches!(entry_kind(&submission), Some(EntryKind::Submission)));
+        assert!(matches!(entry_kind(&answers), Some(EntryKind::Answers)));
+        assert_eq!(
+            sibling(answers.trim_end_matches(".jsonl"), "a-", "s-").as_deref(),
+            submission.strip_suffix(".json")
+        );
+        assert!(entry_kind("p/journal/x.csv/v/notes.txt").is_none());
+        assert!(!is_final(RowStatus::Failed) && is_final(RowStatus::InvalidInput));
+    }
+}

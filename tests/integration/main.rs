@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod billing;
 mod cache;
 mod csv_files;
 mod guards;

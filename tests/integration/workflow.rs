@@ -12,7 +12,9 @@ use leadspace_enrich::error::HandlerError;
 use leadspace_enrich::pipeline::App;
 use serde_json::{Value, json};
 
-use crate::harness::{TestEnv, gunzip, gzip, invoke, try_invoke};
+use crate::billing::assert_each_company_billed_once;
+use crate::harness::{TestEnv, gunzip, gzip, invoke, moto_endpoint, try_invoke};
+use crate::s3_faults::{FaultRule, S3Faults};
 
 const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:leadspace-enrich";
 
@@ -63,6 +65,14 @@ struct Played {
 }
 
 async fn run_execution(env: &TestEnv, app: &App, input: Value) -> Played {
+    let (batches, assemble_payload) = play_map(env, app, input).await;
+    let assembled = invoke(app, assemble_payload).await;
+    Played { batches, assembled }
+}
+
+/// The Map's part of an execution, as Step Functions runs it: every batch (with the Map's
+/// Retry and Catch), then the payload the last step gets.
+async fn play_map(env: &TestEnv, app: &App, input: Value) -> (Vec<usize>, Value) {
     let definition = definition();
     let map = &definition["States"][definition["StartAt"].as_str().unwrap()];
     assert_eq!(map["Type"], "Map");
@@ -147,8 +157,7 @@ async fn run_execution(env: &TestEnv, app: &App, input: Value) -> Played {
     }
     let assemble = &definition["States"][map["Next"].as_str().unwrap()];
     assert_eq!(assemble["Parameters"]["Payload.$"], "$");
-    let assembled = invoke(app, next_input).await;
-    Played { batches: sizes, assembled }
+    (sizes, next_input)
 }
 
 /// 300 rows, 210 companies (60 of them two or three times, far apart), one row without a name;
@@ -260,6 +269,10 @@ async fn a_large_file_goes_through_the_workflow_and_comes_out_as_an_inline_run_w
         "{text:.200}"
     );
     assert!(work_files(&env.keys().await).is_empty(), "the staged companies and answers are deleted");
+    assert!(
+        !env.keys().await.iter().any(|k| k.starts_with("enriched/_state/journal/")),
+        "a complete version's journal is deleted"
+    );
 }
 
 #[tokio::test]
@@ -383,6 +396,39 @@ async fn a_retried_batch_keeps_its_earlier_answers_and_pays_nothing_again() {
     assert_eq!(played.assembled["results"][0]["status"], "complete");
     let summary = env.summary("enriched/big.csv.gz.summary.json").await;
     assert_eq!(summary["leadspace"]["records_sent"], 210, "the first attempt's cost is still counted: {summary}");
+}
+
+#[tokio::test]
+async fn a_workflow_whose_last_step_failed_is_finished_by_the_next_attempt_without_buying_again() {
+    let env = TestEnv::new().await;
+    let s3 = S3Faults::start(moto_endpoint()).await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let vars = workflow_vars(&state_machine);
+    let app = app_with(&env, &vars);
+    let response = invoke(&app, env.s3_event("incoming/big.csv.gz")).await;
+    let execution = response["results"][0]["execution_arn"].as_str().expect("handed off").to_string();
+    let (_, assemble_payload) = play_map(&env, &app, execution_input(&env, &execution).await).await;
+    assert_eq!(env.emulator.stats().records_received, 210, "every batch bought its companies");
+
+    // The last step cannot write the output, through its own retries: the execution fails.
+    s3.fail(FaultRule::slow_down("PUT", "enriched/big.csv.gz"));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let faulty = env.app_at(&s3.endpoint(), &vars);
+    let error = try_invoke(&faulty, assemble_payload).await.expect_err("the output could not be written");
+    assert!(error.is_retryable(), "{error}");
+    stop(&env, &execution).await;
+    s3.clear();
+
+    // Attempt 2 (a refresh, an enrich, a redrive): the journal holds every batch's answers.
+    let response = invoke(&app, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/big.csv.gz"})).await;
+
+    assert_eq!(response["results"][0]["status"], "complete", "{response}");
+    assert_each_company_billed_once(&env, 210);
+    let summary = env.summary("enriched/big.csv.gz.summary.json").await;
+    assert_eq!(summary["reused"]["journal"], 210, "{summary}");
+    assert_eq!(summary["leadspace"]["records_sent"], 0, "{summary}");
+    assert_eq!(summary["rows"]["total"], 300);
 }
 
 #[tokio::test]
