@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use super::App;
 use super::companies::Companies;
-use super::enrich::{EnrichPlan, collect_pending, enrich_companies};
+use super::enrich::{Collected, EnrichPlan, collect_pending, enrich_companies};
 use super::journal::{AnswerJournal, PendingBulk, now_seconds};
 use super::summary::{Reused, utc_from_seconds};
 use crate::cache::CacheCounts;
@@ -142,9 +142,39 @@ pub async fn answer_companies(
     pending: Vec<PendingBulk>,
     call: &CallContext,
 ) -> Answers {
+    let collected = collect_pending(enricher, journal, companies, pending, plan_of(app), call, &mut book).await;
+    answer_the_rest(app, enricher, journal, companies, book, collected, call).await
+}
+
+fn plan_of(app: &App) -> EnrichPlan {
     let config = &app.config;
-    let plan = EnrichPlan { mode: config.mode, batch_size: config.batch_size, max_in_flight: config.max_in_flight };
-    let collected = collect_pending(enricher, journal, companies, pending, plan, call, &mut book).await;
+    EnrichPlan { mode: config.mode, batch_size: config.batch_size, max_in_flight: config.max_in_flight }
+}
+
+/// Collects the bulks an earlier run left in flight (see `enrich::collect_pending`).
+pub async fn collect_earlier_bulks(
+    app: &App,
+    journal: &dyn AnswerJournal,
+    companies: &(impl Companies + ?Sized),
+    pending: Vec<PendingBulk>,
+    call: &CallContext,
+    book: &mut AnswerBook,
+) -> Collected {
+    collect_pending(app.enricher.as_ref(), journal, companies, pending, plan_of(app), call, book).await
+}
+
+/// `answer_companies` once earlier bulks are collected: the cache, then Leadspace for what is
+/// neither known nor still held by Leadspace in a bulk of an earlier run.
+pub async fn answer_the_rest(
+    app: &App,
+    enricher: &dyn Enricher,
+    journal: &dyn AnswerJournal,
+    companies: &(impl Companies + ?Sized),
+    mut book: AnswerBook,
+    collected: Collected,
+    call: &CallContext,
+) -> Answers {
+    let plan = plan_of(app);
     let mut stopped_by = collected.stopped_by;
     // A company in a bulk that is still Leadspace's is not bought again in this run.
     let held: HashSet<usize> = collected.held;

@@ -384,7 +384,7 @@ pub async fn collect_pending(
             {
                 // Gone, never finished, too old to ask about, or nothing of this file's.
                 CallStats::add(&call.stats.resubmitted, unanswered(book));
-                journal.forget(&bulk.bulk).await;
+                journal.forget_pending(&bulk).await;
             }
             None => held.extend(members.values().copied()),
             Some(Err(error)) => {
@@ -672,7 +672,8 @@ mod tests {
     async fn left_in_flight(fake: &FakeLeadspace, names: &[CompanyQuery], submitted_at: i64) -> PendingBulk {
         let requests: Vec<EnrichRequest> = (0..names.len()).map(|i| names.request(i)).collect();
         let bulk = fake.submit_bulk(&requests, &CallContext::default()).await.unwrap();
-        PendingBulk { bulk, submitted_at, companies: (0..names.len()).map(|i| names.digest(i)).collect() }
+        let entry = format!("journal/s-{bulk}.json");
+        PendingBulk { bulk, submitted_at, companies: (0..names.len()).map(|i| names.digest(i)).collect(), entry }
     }
 
     #[tokio::test]
@@ -739,6 +740,7 @@ mod tests {
             bulk: "/v3/enrichment/results/x".into(),
             submitted_at: now_seconds(),
             companies: vec![names.digest(0)],
+            entry: "journal/s-x.json".into(),
         };
         let journal = MemoryJournal::default();
         let mut book = AnswerBook::new(2);

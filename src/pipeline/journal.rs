@@ -42,6 +42,10 @@ pub trait AnswerJournal: Send + Sync {
     async fn answered(&self, bulk: Option<&str>, answers: &[(u128, Enrichment)]) -> Result<(), StorageError>;
     /// A bulk Leadspace lost or never finished: its companies are asked again.
     async fn forget(&self, bulk: &str);
+    /// A bulk an earlier run left, given up on (wherever in the journal it was written).
+    async fn forget_pending(&self, pending: &PendingBulk) {
+        self.forget(&pending.bulk).await;
+    }
 }
 
 /// A bulk submitted by an earlier run whose answers were never written down.
@@ -50,6 +54,8 @@ pub struct PendingBulk {
     pub bulk: String,
     pub submitted_at: i64,
     pub companies: Vec<u128>,
+    /// Where its submission is written (a workflow batch's folder, or the journal's own).
+    pub entry: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -178,9 +184,9 @@ impl Journal {
     ) -> Result<Vec<PendingBulk>, StorageError> {
         let listed = self.store.list(&self.bucket, &self.prefix).await?;
         let keys: Vec<String> = listed.into_iter().map(|o| o.key).collect();
-        // A submission is answered when an answers entry of the same name sits beside it.
-        let answered: std::collections::HashSet<String> =
-            keys.iter().filter_map(|k| k.strip_suffix(".jsonl")).filter_map(|k| sibling(k, "a-", "s-")).collect();
+        // A submission is answered when an answers entry of the same name is anywhere in the
+        // version's journal (an inline run may collect a workflow batch's bulk).
+        let answered: std::collections::HashSet<&str> = keys.iter().filter_map(|k| answers_name(k)).collect();
         let store = self.store.as_ref();
         let bucket = &self.bucket;
         let mut reads = futures::stream::iter(keys.iter().filter(|k| entry_kind(k).is_some()))
@@ -192,12 +198,13 @@ impl Journal {
             let Some(body) = body? else { continue };
             match entry_kind(key) {
                 Some(EntryKind::Answers) if !self.apply_answers(&body, companies, book) => unreadable += 1,
-                Some(EntryKind::Submission) if !answered.contains(key.trim_end_matches(".json")) => {
+                Some(EntryKind::Submission) if !submission_name(key).is_some_and(|n| answered.contains(n)) => {
                     match serde_json::from_slice::<Submission>(&body) {
                         Ok(s) => pending.push(PendingBulk {
                             bulk: s.bulk,
                             submitted_at: s.submitted_at,
                             companies: s.companies.iter().filter_map(|k| digest_of(k)).collect(),
+                            entry: key.clone(),
                         }),
                         Err(_) => unreadable += 1,
                     }
@@ -257,6 +264,13 @@ impl Journal {
         self.write_answers(&format!("a-{}.jsonl", random_name()), &header, lines).await
     }
 
+    async fn delete_submission(&self, key: &str) {
+        if let Err(error) = self.store.delete(&self.bucket, key).await {
+            // Left behind, it is polled again next time, finds nothing and is forgotten then.
+            tracing::warn!(error = %error, "could not remove a lost bulk from the journal");
+        }
+    }
+
     async fn write_answers(
         &self,
         name: &str,
@@ -275,11 +289,14 @@ impl Journal {
     }
 }
 
-/// `dir/<from>name` as `dir/<to>name`, when the last segment starts with `from`.
-fn sibling(key: &str, from: &str, to: &str) -> Option<String> {
-    let (dir, name) = key.rsplit_once('/').unwrap_or(("", key));
-    let rest = name.strip_prefix(from)?;
-    Some(format!("{dir}/{to}{rest}"))
+/// The bulk name of a submission entry (`s-<name>.json`).
+fn submission_name(key: &str) -> Option<&str> {
+    key.rsplit('/').next()?.strip_prefix("s-")?.strip_suffix(".json")
+}
+
+/// The bulk name of an answers entry (`a-<name>.jsonl`).
+fn answers_name(key: &str) -> Option<&str> {
+    key.rsplit('/').next()?.strip_prefix("a-")?.strip_suffix(".jsonl")
 }
 
 enum EntryKind {
@@ -327,11 +344,11 @@ impl AnswerJournal for Journal {
     }
 
     async fn forget(&self, bulk: &str) {
-        let key = format!("{}s-{}.json", self.prefix, entry_name(bulk));
-        if let Err(error) = self.store.delete(&self.bucket, &key).await {
-            // Left behind, it is polled again next time, finds nothing and is forgotten then.
-            tracing::warn!(error = %error, "could not remove a lost bulk from the journal");
-        }
+        self.delete_submission(&format!("{}s-{}.json", self.prefix, entry_name(bulk))).await;
+    }
+
+    async fn forget_pending(&self, pending: &PendingBulk) {
+        self.delete_submission(&pending.entry).await;
     }
 }
 
@@ -357,10 +374,8 @@ mod tests {
         let answers = format!("p/journal/x.csv/v/a-{}.jsonl", entry_name("/v3/enrichment/results/1"));
         assert!(matches!(entry_kind(&submission), Some(EntryKind::Submission)));
         assert!(matches!(entry_kind(&answers), Some(EntryKind::Answers)));
-        assert_eq!(
-            sibling(answers.trim_end_matches(".jsonl"), "a-", "s-").as_deref(),
-            submission.strip_suffix(".json")
-        );
+        assert_eq!(submission_name(&submission), answers_name(&answers));
+        assert_eq!(answers_name("p/journal/b0000000000/a-x.jsonl"), Some("x"), "wherever it is written");
         assert!(entry_kind("p/journal/x.csv/v/notes.txt").is_none());
         assert!(!is_final(RowStatus::Failed) && is_final(RowStatus::InvalidInput));
     }

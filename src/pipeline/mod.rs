@@ -29,7 +29,7 @@ use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
 use crate::mapping::{FieldMapping, NoQuery, ResolvedMapping, field_paths};
 use crate::records::{EncodedAnswer, Format, Layout, ReadError, RowStream, RowWriter, TextEncoding, TextOrigin};
 use crate::storage::{ObjectMeta, ObjectStore, OutputUpload, PART_SIZE};
-use answer::{AnswerBook, Answers, answer_companies};
+use answer::{AnswerBook, Answers};
 use companies::CompanyTable;
 use journal::{Journal, PendingBulk};
 use kept::KeptFilter;
@@ -376,38 +376,23 @@ impl Run<'_> {
         }
 
         let journal = self.journal(&scan, &format!("run-{:016x}", rand::random::<u64>()));
-        let (mut book, mut pending) = self.known_answers(&scan, &journal).await?;
+        let (mut book, pending) = self.known_answers(&scan, &journal).await?;
         let call = CallContext { stats: CallStats::default(), stop_at };
+        // Before anything is bought, inline or by the workflow's batches.
+        let collected = answer::collect_earlier_bulks(app, &journal, &scan.companies, pending, &call, &mut book).await;
 
         if let Some(workflow) = &app.workflow
             && workflow::is_large(config, self.meta.size, scan.rows)
+            && collected.stopped_by.is_none()
             && book.known() < book.len()
         {
-            // The batches must not buy what an earlier run has in flight: collected first.
-            let plan = enrich::EnrichPlan {
-                mode: config.mode,
-                batch_size: config.batch_size,
-                max_in_flight: config.max_in_flight,
-            };
-            let pending = std::mem::take(&mut pending);
-            let collected = enrich::collect_pending(
-                app.enricher.as_ref(),
-                &journal,
-                &scan.companies,
-                pending,
-                plan,
-                &call,
-                &mut book,
-            )
-            .await;
-            if collected.stopped_by.is_none() && book.known() < book.len() {
-                let hand_off = workflow::HandOff { run: self, workflow, scan: &scan, journal: &journal };
-                return hand_off.start(book, &collected.held, counts(&call.stats)).await;
-            }
+            let hand_off = workflow::HandOff { run: self, workflow, scan: &scan, journal: &journal };
+            return hand_off.start(book, &collected.held, counts(&call.stats)).await;
         }
 
         let answered =
-            answer_companies(app, app.enricher.as_ref(), &journal, &scan.companies, book, pending, &call).await;
+            answer::answer_the_rest(app, app.enricher.as_ref(), &journal, &scan.companies, book, collected, &call)
+                .await;
         tracing::info!(elapsed_ms = self.clock.elapsed().as_millis() as u64, "answers ready");
         let Answers { answers, bought_at, stopped_by, leadspace_down, cache, reused } = answered;
         self.keep_answers(&scan, &answers, &bought_at).await?;
