@@ -75,8 +75,9 @@ pub struct Config {
     /// Stop starting Leadspace work this long before the Lambda deadline (capped at a fifth of
     /// the time an invocation has), to write the output and summary in time.
     pub deadline_margin: Duration,
-    /// A lease older than this was left by an invocation that died; it can be taken over.
-    pub lease_timeout: Duration,
+    /// How often a run renews its lease; a lease not renewed for three intervals belongs to a
+    /// run that died and is taken over.
+    pub lease_heartbeat: Duration,
     /// A bulk still processing after this long is resubmitted once, then given up.
     pub poll_timeout: Duration,
     /// The largest object enriched (bytes as stored, so compressed for `.gz`).
@@ -209,8 +210,8 @@ impl Config {
 
         let deadline_margin =
             Duration::from_secs(parse_number("DEADLINE_MARGIN_SECONDS", get("DEADLINE_MARGIN_SECONDS"), 60, 0, 900)?);
-        let lease_timeout =
-            Duration::from_secs(parse_number("LEASE_TIMEOUT_SECONDS", get("LEASE_TIMEOUT_SECONDS"), 900, 1, 86_400)?);
+        let lease_heartbeat =
+            Duration::from_secs(parse_number("LEASE_HEARTBEAT_SECONDS", get("LEASE_HEARTBEAT_SECONDS"), 30, 1, 300)?);
         let poll_timeout = Duration::from_secs(parse_number(
             "LEADSPACE_POLL_TIMEOUT_SECONDS",
             get("LEADSPACE_POLL_TIMEOUT_SECONDS"),
@@ -296,7 +297,7 @@ impl Config {
             source_bucket,
             s3_force_path_style,
             deadline_margin,
-            lease_timeout,
+            lease_heartbeat,
             poll_timeout,
             max_input_bytes,
             max_input_rows,

@@ -38,6 +38,8 @@ pub enum JobError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("s3://{bucket}/{key} is held by another invocation ({why}); this delivery is retried, so it is never lost")]
+    Busy { bucket: String, key: String, why: &'static str },
     #[error("writing the output for s3://{bucket}/{key} failed")]
     Write {
         bucket: String,
@@ -57,7 +59,8 @@ impl JobError {
             JobError::Read { .. }
             | JobError::Write { .. }
             | JobError::LeadspaceUnavailable(_)
-            | JobError::JournalUnavailable(_) => true,
+            | JobError::JournalUnavailable(_)
+            | JobError::Busy { .. } => true,
         }
     }
 }

@@ -19,13 +19,14 @@ pub struct ObjectMeta {
     pub etag: String,
     pub size: u64,
     pub version_id: Option<String>,
+    pub last_modified_epoch_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("s3://{bucket}/{key} does not exist")]
     NotFound { bucket: String, key: String },
-    #[error("s3://{bucket}/{key} changed while it was being read; the newer version triggers its own run")]
+    #[error("s3://{bucket}/{key} was replaced while it was being read; the retry enriches its new version")]
     Changed { bucket: String, key: String },
     #[error("access to s3://{bucket}/{key} was denied for {operation}: grant the function's role that permission")]
     AccessDenied { operation: &'static str, bucket: String, key: String },
@@ -43,7 +44,8 @@ impl StorageError {
     /// Whether trying again later may succeed (a network or service fault), as opposed to a
     /// fact about the object or permissions.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StorageError::Service { .. })
+        // A file replaced mid-run: the retry reads its new version whole.
+        matches!(self, StorageError::Service { .. } | StorageError::Changed { .. })
     }
 }
 
@@ -64,10 +66,18 @@ pub trait ObjectStore: Send + Sync {
     /// Reads a small object whole (summaries); `None` when it does not exist.
     async fn get_small(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StorageError>;
-    /// Writes only if no object has the key (`If-None-Match: *`); `false` when one does.
-    async fn put_if_absent(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<bool, StorageError>;
-    /// Replaces the object only if it is still the version `etag` (`If-Match`); `false` if not.
-    async fn put_if_match(&self, bucket: &str, key: &str, body: Vec<u8>, etag: &str) -> Result<bool, StorageError>;
+    /// Writes only if no object has the key (`If-None-Match: *`): the new ETag, or `None` when
+    /// an object has the key.
+    async fn put_if_absent(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<Option<String>, StorageError>;
+    /// Replaces the object only if it is still the version `etag` (`If-Match`): the new ETag,
+    /// or `None` if it is not.
+    async fn put_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        etag: &str,
+    ) -> Result<Option<String>, StorageError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError>;
     /// Every object under `prefix`, in key order.
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, StorageError>;
@@ -174,12 +184,24 @@ impl OutputUpload {
         }
     }
 
+    /// Writes the rest and completes the object. A multipart upload that cannot be completed
+    /// is aborted, so no orphan parts stay billed.
     pub async fn finish(mut self, last: Vec<u8>) -> Result<(), StorageError> {
         self.buffer.extend_from_slice(&last);
         let rest = std::mem::take(&mut self.buffer);
         if self.multipart.is_none() {
             return self.store.put(&self.bucket, &self.key, rest, &self.content_type).await;
         }
+        match self.complete(rest).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.abort().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn complete(&mut self, rest: Vec<u8>) -> Result<(), StorageError> {
         if !rest.is_empty() {
             self.upload_part(rest).await?;
         }
@@ -188,20 +210,38 @@ impl OutputUpload {
         }
         let mut parts = std::mem::take(&mut self.parts);
         parts.sort_by_key(|(number, _)| *number);
-        match self.multipart.take() {
-            Some(id) => self.store.complete_multipart(&self.bucket, &self.key, &id, parts).await,
-            None => Ok(()),
-        }
+        let Some(id) = self.multipart.clone() else { return Ok(()) };
+        self.store.complete_multipart(&self.bucket, &self.key, &id, parts).await?;
+        self.multipart = None;
+        Ok(())
     }
 
     /// Abandons a started multipart upload; best effort, the job's own error is what matters.
     pub async fn abort(mut self) {
         self.uploading.shutdown().await;
-        if let Some(id) = self.multipart.take()
-            && let Err(error) = self.store.abort_multipart(&self.bucket, &self.key, &id).await
-        {
-            tracing::warn!(error = %error, "could not abort the multipart upload of the output");
+        if let Some(id) = self.multipart.take() {
+            abort_upload(self.store.as_ref(), &self.bucket, &self.key, &id).await;
         }
+    }
+}
+
+async fn abort_upload(store: &dyn ObjectStore, bucket: &str, key: &str, id: &str) {
+    if let Err(error) = store.abort_multipart(bucket, key, id).await {
+        tracing::warn!(error = %error, "could not abort a multipart upload; the bucket's lifecycle rule removes it");
+    }
+}
+
+/// An upload dropped before it finished (an error passed up with `?`, a cancelled future)
+/// aborts its multipart upload in the background: every failure path, not only the ones that
+/// remember to call `abort`.
+impl Drop for OutputUpload {
+    fn drop(&mut self) {
+        let Some(id) = self.multipart.take() else { return };
+        self.uploading.abort_all();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (store, bucket, key) =
+            (self.store.clone(), std::mem::take(&mut self.bucket), std::mem::take(&mut self.key));
+        runtime.spawn(async move { abort_upload(store.as_ref(), &bucket, &key, &id).await });
     }
 }
 
@@ -222,20 +262,20 @@ impl S3Store {
         key: &str,
         body: Vec<u8>,
         etag: Option<&str>,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<String>, StorageError> {
         let request = self.client.put_object().bucket(bucket).key(key).content_type("application/json");
         let request = match etag {
             None => request.if_none_match("*"),
             Some(etag) => request.if_match(etag),
         };
         match request.body(ByteStream::from(body)).send().await {
-            Ok(_) => Ok(true),
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
             // 409 ConditionalRequestConflict: another conditional write to the key is in flight.
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 409) => Ok(false),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 409) => Ok(None),
             Err(e) => match classify("PutObject", bucket, key, e) {
-                StorageError::Changed { .. } => Ok(false),
+                StorageError::Changed { .. } => Ok(None),
                 // If-Match on a key that is gone: someone released the lease meanwhile.
-                StorageError::NotFound { .. } => Ok(false),
+                StorageError::NotFound { .. } => Ok(None),
                 other => Err(other),
             },
         }
@@ -267,6 +307,7 @@ impl ObjectStore for S3Store {
                 etag: out.e_tag().unwrap_or_default().to_string(),
                 size: out.content_length().unwrap_or(0).max(0) as u64,
                 version_id: out.version_id().map(str::to_string),
+                last_modified_epoch_seconds: out.last_modified().and_then(|t| u64::try_from(t.secs()).ok()),
             })),
             Err(e) => match classify("HeadObject", bucket, key, e) {
                 StorageError::NotFound { .. } => Ok(None),
@@ -320,11 +361,17 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
-    async fn put_if_absent(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<bool, StorageError> {
+    async fn put_if_absent(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<Option<String>, StorageError> {
         self.conditional_put(bucket, key, body, None).await
     }
 
-    async fn put_if_match(&self, bucket: &str, key: &str, body: Vec<u8>, etag: &str) -> Result<bool, StorageError> {
+    async fn put_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        etag: &str,
+    ) -> Result<Option<String>, StorageError> {
         self.conditional_put(bucket, key, body, Some(etag)).await
     }
 

@@ -33,7 +33,7 @@ use answer::{AnswerBook, Answers};
 use companies::CompanyTable;
 use journal::{Journal, PendingBulk};
 use kept::KeptFilter;
-use lease::Lease;
+use lease::{Acquired, Lease};
 pub use paths::OutputPaths;
 use summary::{LeadspaceCounts, OutputInfo, Reused, RowCounts, RunStatus, SourceInfo, Summary, now_utc};
 
@@ -247,14 +247,26 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
     if job.dry_run {
         return run.process(stop_at).await;
     }
-    let lease =
-        Lease::acquire(app.store.as_ref(), &run.paths.bucket, &run.paths.lease_key(), config.lease_timeout).await?;
-    let Some(lease) = lease else {
-        tracing::info!("another invocation holds the lease on this object; skipping");
-        return Ok(JobReport {
-            message: Some("another invocation is enriching this object right now".into()),
-            ..JobReport::new(job, Outcome::Skipped)
-        });
+    let lease = Lease::acquire(
+        app.store.clone(),
+        &run.paths.bucket,
+        &run.paths.lease_key(),
+        &run.meta.etag,
+        config.lease_heartbeat,
+    )
+    .await?;
+    let lease = match lease {
+        Acquired::Held(lease) => lease,
+        Acquired::SameVersionBusy => {
+            tracing::info!("a live invocation is enriching this very version; skipping");
+            return Ok(JobReport {
+                message: Some("another invocation is enriching this version of the object right now".into()),
+                ..JobReport::new(job, Outcome::Skipped)
+            });
+        }
+        Acquired::OtherBusy(why) => {
+            return Err(JobError::Busy { bucket: job.bucket.clone(), key: job.key.clone(), why });
+        }
     };
     // Another invocation may have finished this version between our first look and the lease.
     let result = match read_summary(app.store.as_ref(), &run.paths).await {
@@ -264,7 +276,7 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<tokio::time::Instant>
         Ok(_) => run.process(stop_at).await,
         Err(error) => Err(error),
     };
-    lease.release(app.store.as_ref()).await;
+    lease.release().await;
     result
 }
 

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use super::answer::{AnswerBook, Answers, answer_companies};
 use super::companies::{Companies, CompanyTable};
 use super::journal::Journal;
+use super::lease::{Acquired, Lease};
 use super::paths::work_prefix;
 use super::summary::LeadspaceCounts;
 use super::{App, Enriched, Job, JobReport, Outcome, OutputPaths, Problem, Run, Scan, counts};
@@ -505,9 +506,9 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
     }
     let paths = OutputPaths::for_object(&app.config, &job.bucket, &job.key);
     let lease =
-        super::lease::Lease::acquire(app.store.as_ref(), &paths.bucket, &paths.lease_key(), app.config.lease_timeout)
+        Lease::acquire(app.store.clone(), &paths.bucket, &paths.lease_key(), &meta.etag, app.config.lease_heartbeat)
             .await?;
-    let Some(lease) = lease else {
+    let Acquired::Held(lease) = lease else {
         return Err(JobError::Workflow {
             action: "assemble the output",
             transient: true,
@@ -521,12 +522,12 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
         && done.source.etag == input.etag
         && done.execution.as_deref() == Some(input.run.as_str())
     {
-        lease.release(app.store.as_ref()).await;
+        lease.release().await;
         return Ok(JobReport::already_done(job, &paths, done, "already assembled by this execution"));
     }
     let run = Run::new(app, job, meta, paths, Some(input.run.clone()));
     let result = run.assemble(input).await;
-    lease.release(app.store.as_ref()).await;
+    lease.release().await;
     result
 }
 

@@ -104,7 +104,7 @@ async fn a_process_killed_after_some_bulks_were_answered_is_redelivered_without_
     let env = TestEnv::with_knobs(Knobs { bulk_ready_after_ms: 1_500, ..Default::default() }).await;
     env.put("incoming/a.csv", firms_csv(400)).await;
     let vars =
-        [("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "100"), ("MAX_IN_FLIGHT", "1"), ("LEASE_TIMEOUT_SECONDS", "1")];
+        [("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "100"), ("MAX_IN_FLIGHT", "1"), ("LEASE_HEARTBEAT_SECONDS", "1")];
     let mut function =
         LambdaProcess::start(env.function_env(&vars), env.s3_event("incoming/a.csv"), Duration::from_secs(120)).await;
 
@@ -127,8 +127,8 @@ async fn a_process_killed_after_some_bulks_were_answered_is_redelivered_without_
     let bought = env.emulator.stats().bulk_submissions;
     assert_eq!(bought, 2);
 
-    // Lambda's retry (or S3's redelivery) once the dead invocation's lease has expired.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Lambda's retry (or S3's redelivery) once the dead invocation's heartbeats have stopped.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let response = invoke(&env.app(&vars), env.s3_event("incoming/a.csv")).await;
 
     assert_eq!(response["results"][0]["status"], "complete", "{response}");

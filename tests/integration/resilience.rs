@@ -244,16 +244,73 @@ async fn a_lease_left_by_a_dead_invocation_is_taken_over_and_a_live_one_is_respe
     let env = TestEnv::new().await;
     env.put("incoming/a.csv", firms_csv(2)).await;
     env.put("enriched/_state/leases/a.csv.lease", r#"{"taken_at_epoch_seconds": 1}"#).await;
-    let app = env.app(&[]);
+    let app = env.app(&[("LEASE_HEARTBEAT_SECONDS", "1")]);
 
     let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
     assert_eq!(response["results"][0]["outcome"], "enriched", "a stale lease is taken over: {response}");
 
     env.put("incoming/b.csv", firms_csv(2)).await;
+    let etag = env.s3.head_object().bucket(&env.bucket).key("incoming/b.csv").send().await.unwrap();
+    let etag = serde_json::to_string(etag.e_tag().unwrap()).unwrap();
+    let live = |etag: &str| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        format!(r#"{{"renewed_at_epoch_seconds": {now}, "etag": {etag}}}"#)
+    };
+    // A live holder of this very version proves it by renewing its lease.
+    let holder = async {
+        for _ in 0..8 {
+            env.put("enriched/_state/leases/b.csv.lease", live(&etag)).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    };
+    let (response, ()) = tokio::join!(
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            invoke(&app, env.s3_event("incoming/b.csv")).await
+        },
+        holder
+    );
+    assert_eq!(response["results"][0]["outcome"], "skipped", "a live run of this very version: {response}");
+
+    // The same lease, no longer renewed: its run may have died, so the delivery is retried.
+    let error = try_invoke(&app, env.s3_event("incoming/b.csv")).await.expect_err("a silent holder");
+    assert!(error.is_retryable(), "{error}");
+
+    // A live run of another version, or one whose lease cannot say which: never skipped.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    env.put("enriched/_state/leases/b.csv.lease", format!(r#"{{"taken_at_epoch_seconds": {now}}}"#)).await;
-    let response = invoke(&app, env.s3_event("incoming/b.csv")).await;
-    assert_eq!(response["results"][0]["outcome"], "skipped", "{response}");
+    for lease in [live(r#""\"an-older-version\"""#), format!(r#"{{"taken_at_epoch_seconds": {now}}}"#), "{".into()] {
+        env.put("enriched/_state/leases/b.csv.lease", lease.clone()).await;
+        let error = try_invoke(&app, env.s3_event("incoming/b.csv")).await.expect_err(&lease);
+        assert!(error.is_retryable(), "{lease}: {error}");
+        assert!(error.to_string().contains("retried"), "{error}");
+    }
+    assert_eq!(env.emulator.stats().records_received, 2, "only a.csv was sent");
+}
+
+#[tokio::test]
+async fn a_killed_invocation_leaves_a_lease_that_lambdas_retry_takes_over_once_its_heartbeat_stops() {
+    let env = TestEnv::with_knobs(Knobs { latency_ms: 3_000, ..Default::default() }).await;
+    env.put("incoming/a.csv", firms_csv(3)).await;
+    let vars = [("LEASE_HEARTBEAT_SECONDS", "1"), ("LEADSPACE_MODE", "single")];
+    let mut function = crate::lambda_process::LambdaProcess::start(
+        env.function_env(&vars),
+        env.s3_event("incoming/a.csv"),
+        Duration::from_secs(60),
+    )
+    .await;
+    function.wait_until(Duration::from_secs(30), "a Leadspace request", || env.emulator.stats().requests > 0).await;
+    function.kill();
+    let app = env.app(&vars);
+    assert!(env.get("enriched/_state/leases/a.csv.lease").await.is_some(), "the dead run's lease is left");
+
+    // While its heartbeat could still be alive, a retry is told to come back, not skipped.
+    let error = try_invoke(&app, env.s3_event("incoming/a.csv")).await.expect_err("the lease looks alive");
+    assert!(error.is_retryable(), "{error}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    env.emulator.set_knobs(|k| k.latency_ms = 0);
+    let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    assert_eq!(response["results"][0]["status"], "complete", "three missed heartbeats: taken over: {response}");
 }
 
 #[tokio::test]
