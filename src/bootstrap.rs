@@ -13,6 +13,8 @@ use crate::pipeline::workflow::Workflow;
 use crate::secrets::SecretsManagerTokens;
 use crate::storage::S3Store;
 
+const S3_ATTEMPTS: u32 = 5;
+
 /// Builds the app from the standard AWS SDK environment (region, credentials, endpoint).
 pub async fn build_app(config: Config) -> Result<App, lambda_runtime::Error> {
     let sdk_config = aws_config::defaults(BehaviorVersion::latest()).load().await;
@@ -21,7 +23,11 @@ pub async fn build_app(config: Config) -> Result<App, lambda_runtime::Error> {
 
 /// Builds the app from an explicit SDK configuration (tests point it at a local moto).
 pub fn build_app_with(config: Config, sdk_config: &SdkConfig) -> Result<App, lambda_runtime::Error> {
-    let mut s3 = aws_sdk_s3::config::Builder::from(sdk_config).force_path_style(config.s3_force_path_style);
+    // S3 answers 503 SlowDown when a prefix is busy: five attempts with the SDK's jittered
+    // backoff ride out a burst that the default three may not.
+    let mut s3 = aws_sdk_s3::config::Builder::from(sdk_config)
+        .force_path_style(config.s3_force_path_style)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(S3_ATTEMPTS));
     if sdk_config.endpoint_url().is_some() {
         // S3-compatible endpoints (moto, MinIO...) often reject the SDK's default checksums.
         s3 = s3

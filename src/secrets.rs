@@ -24,6 +24,17 @@ pub enum SecretError {
     },
 }
 
+/// Secrets Manager's error codes that a later attempt may not see: its own faults, throttling,
+/// and a decryption failure (KMS throttled or briefly unavailable; a key that stays disabled
+/// ends in the on-failure queue after Lambda's retries, with this message).
+fn is_transient_code(code: &str) -> bool {
+    code.contains("InternalService")
+        || code.contains("Throttl")
+        || code.contains("LimitExceeded")
+        || code == "DecryptionFailure"
+        || code == "ServiceUnavailable"
+}
+
 impl SecretError {
     pub fn is_transient(&self) -> bool {
         matches!(self, SecretError::Unavailable { .. })
@@ -95,7 +106,7 @@ impl SecretsManagerTokens {
         let out = self.client.get_secret_value().secret_id(&self.secret_id).send().await.map_err(|e| {
             let code = e.code().map(str::to_string);
             match (e, code) {
-                (SdkError::ServiceError(_), Some(code)) if !code.contains("InternalService") => {
+                (SdkError::ServiceError(_), Some(code)) if !is_transient_code(&code) => {
                     SecretError::Unreadable { secret_id: self.secret_id.clone(), code }
                 }
                 (e, _) => SecretError::Unavailable { secret_id: self.secret_id.clone(), source: Box::new(e) },
@@ -136,6 +147,16 @@ impl TokenSource for SecretsManagerTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_internal_and_decryption_errors_are_transient_and_the_rest_are_not() {
+        for code in ["InternalServiceError", "ThrottlingException", "DecryptionFailure", "RequestLimitExceeded"] {
+            assert!(is_transient_code(code), "{code}");
+        }
+        for code in ["ResourceNotFoundException", "AccessDeniedException", "InvalidRequestException"] {
+            assert!(!is_transient_code(code), "{code}");
+        }
+    }
     use secrecy::ExposeSecret;
 
     #[test]
