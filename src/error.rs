@@ -40,6 +40,8 @@ pub enum JobError {
     },
     #[error("s3://{bucket}/{key} is held by another invocation ({why}); this delivery is retried, so it is never lost")]
     Busy { bucket: String, key: String, why: &'static str },
+    #[error("the refresh enriched every other object, but these failed for a reason that may pass and are retried: {}", keys.join(", "))]
+    RefreshIncomplete { keys: Vec<String> },
     #[error("writing the output for s3://{bucket}/{key} failed")]
     Write {
         bucket: String,
@@ -60,7 +62,8 @@ impl JobError {
             | JobError::Write { .. }
             | JobError::LeadspaceUnavailable(_)
             | JobError::JournalUnavailable(_)
-            | JobError::Busy { .. } => true,
+            | JobError::Busy { .. }
+            | JobError::RefreshIncomplete { .. } => true,
         }
     }
 }

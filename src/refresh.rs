@@ -1,6 +1,8 @@
 //! A refresh (scheduled, or `{"action": "refresh"}`): every object under a prefix goes through
 //! the normal job, which skips what is already complete for the object's current ETag, resumes
-//! what is partial and redoes what failed. Only changed or unfinished files cost anything.
+//! what is partial and redoes what failed. Only changed or unfinished files cost anything. An
+//! object that fails does not stop the others; the refresh reports each outcome and, when some
+//! failed for a reason that may pass, ends in a retryable error naming them.
 
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -18,6 +20,7 @@ pub async fn refresh(
     let objects = app.store.list(bucket, prefix).await?;
     tracing::info!(objects = objects.len(), "refreshing");
     let mut reports = Vec::with_capacity(objects.len());
+    let mut retry = Vec::new();
     for object in objects.into_iter().filter(|o| !o.key.ends_with('/')) {
         let job = Job { bucket: bucket.to_string(), key: object.key, force, ..Job::default() };
         if stop_at.is_some_and(|stop| Instant::now() >= stop) {
@@ -28,9 +31,24 @@ pub async fn refresh(
             continue;
         }
         let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key);
-        reports.push(run_job(app, &job, stop_at).instrument(span).await?);
+        match run_job(app, &job, stop_at).instrument(span).await {
+            Ok(report) => reports.push(report),
+            // One object never blocks the others: each is reported, and the refresh goes on.
+            Err(error) => {
+                tracing::error!(error = %crate::error::error_chain(&error), transient = error.is_transient(), "an object of the refresh failed");
+                if error.is_transient() {
+                    retry.push(job.key.clone());
+                }
+                reports.push(JobReport::could_not_run(&job, &error));
+            }
+        }
     }
     let enriched = reports.iter().filter(|r| r.outcome == Outcome::Enriched).count();
-    tracing::info!(objects = reports.len(), enriched, "refresh finished");
+    tracing::info!(objects = reports.len(), enriched, failed = retry.len(), "refresh finished");
+    if !retry.is_empty() {
+        // After every other object is done: Lambda's retry (and the refresh's next run) skips
+        // what is complete and tries these again.
+        return Err(JobError::RefreshIncomplete { keys: retry });
+    }
     Ok(reports)
 }

@@ -130,6 +130,11 @@ impl JobReport {
         }
     }
 
+    /// `failed`: the job stopped on an error (which the summary, if one was written, also says).
+    pub fn could_not_run(job: &Job, error: &JobError) -> Self {
+        JobReport { message: Some(crate::error::error_chain(error)), ..Self::new(job, Outcome::Failed) }
+    }
+
     pub fn not_started(job: &Job, why: &str) -> Self {
         JobReport { message: Some(why.to_string()), ..Self::new(job, Outcome::Skipped) }
     }

@@ -338,3 +338,59 @@ async fn no_row_is_lost_under_5xx_429_1100_and_credits_running_out_halfway() {
     assert_eq!(summary["status"], "partial");
     assert!(summary["error"].as_str().unwrap().contains("427"), "{summary}");
 }
+
+#[tokio::test]
+async fn a_refresh_enriches_every_object_when_one_fails_and_then_asks_to_be_retried_for_it() {
+    let env = TestEnv::new().await;
+    let s3 = crate::s3_faults::S3Faults::start(crate::harness::moto_endpoint()).await;
+    for name in ["a", "b", "c"] {
+        env.put(&format!("incoming/{name}.csv"), firms_csv(3)).await;
+    }
+    let app = env.app_at(&s3.endpoint(), &[]);
+    s3.fail(crate::s3_faults::FaultRule::slow_down("PUT", "enriched/a.csv"));
+    let refresh = json!({"action": "refresh", "bucket": env.bucket, "prefix": "incoming/"});
+
+    let error = try_invoke(&app, refresh.clone()).await.expect_err("a.csv could not be written");
+
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("incoming/a.csv"), "the failed object is named: {error}");
+    for name in ["b", "c"] {
+        let summary = env.summary(&format!("enriched/{name}.csv.summary.json")).await;
+        assert_eq!(summary["status"], "complete", "{name}.csv is enriched although a.csv failed first");
+    }
+    s3.clear();
+    let again = invoke(&app, refresh).await;
+    let outcomes: Vec<(&str, &str)> = again["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["key"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("incoming/a.csv", "enriched"), ("incoming/b.csv", "skipped"), ("incoming/c.csv", "skipped")]
+    );
+}
+
+#[tokio::test]
+async fn a_multipart_output_whose_completion_fails_is_aborted_and_leaves_no_parts_behind() {
+    let env = TestEnv::new().await;
+    let s3 = crate::s3_faults::S3Faults::start(crate::harness::moto_endpoint()).await;
+    // One company, 9 MiB of rows: more than one 8 MiB part.
+    let padding = "x".repeat(200);
+    let mut csv = String::from("Id,Company,Notes\n");
+    for i in 0..48_000 {
+        csv.push_str(&format!("{i},Contoso,{padding}\n"));
+    }
+    env.put("incoming/big.csv", csv).await;
+    let app = env.app_at(&s3.endpoint(), &[]);
+    // CompleteMultipartUpload is a POST with the upload id; CreateMultipartUpload has no id yet.
+    s3.fail(crate::s3_faults::FaultRule::slow_down("POST", "enriched/big.csv").query_contains("uploadId"));
+
+    let error = try_invoke(&app, env.s3_event("incoming/big.csv")).await.expect_err("the output cannot be completed");
+
+    assert!(error.is_retryable(), "{error}");
+    assert!(s3.injected() > 0, "the completion was refused");
+    let uploads = env.s3.list_multipart_uploads().bucket(&env.bucket).send().await.unwrap();
+    assert!(uploads.uploads().is_empty(), "no multipart upload is left to bill for its parts: {uploads:?}");
+}
