@@ -28,7 +28,10 @@ pub enum StorageError {
     NotFound { bucket: String, key: String },
     #[error("s3://{bucket}/{key} was replaced while it was being read; the retry enriches its new version")]
     Changed { bucket: String, key: String },
-    #[error("access to s3://{bucket}/{key} was denied for {operation}: grant the function's role that permission")]
+    #[error(
+        "access to s3://{bucket}/{key} was denied for {operation}: grant the function's role that permission (S3 also \
+         answers 403 for a key that does not exist when the role may not list the bucket: s3:ListBucket)"
+    )]
     AccessDenied { operation: &'static str, bucket: String, key: String },
     #[error("S3 {operation} on s3://{bucket}/{key} failed")]
     Service {

@@ -136,3 +136,32 @@ fn alarms_watch_the_metrics_the_function_emits() {
     assert_eq!(dimensions[0], "FunctionName", "the alarm's dimension is the one the metric carries");
     assert_eq!(text(&alarm("CreditsExhaustedAlarm")["Dimensions"][0]["Name"]), "FunctionName");
 }
+
+#[test]
+fn the_function_may_tell_a_missing_object_from_a_forbidden_one() {
+    // S3 answers 404 for a missing key only to a caller with s3:ListBucket on the bucket; the
+    // implicit check carries no s3:prefix, so the permission must not require one.
+    let template = template();
+    let mut found = Vec::new();
+    statements(&template["Resources"]["EnrichFunction"]["Properties"]["Policies"], &mut found);
+    let list_bucket: Vec<&Value> =
+        found.iter().filter(|s| list(&s["Action"]).iter().any(|a| text(a) == "s3:ListBucket")).collect();
+    assert_eq!(list_bucket.len(), 1, "one statement lists the bucket");
+    let statement = list_bucket[0];
+    let (_, resource) = tagged(&statement["Resource"]);
+    assert!(resource.ends_with(":s3:::${BucketName}"), "on the bucket itself: {resource}");
+    match &statement["Condition"] {
+        Value::Null => {}
+        Value::Mapping(condition) => {
+            for (operator, keys) in condition {
+                let operator = text(operator);
+                let on_prefix = keys.get("s3:prefix").is_some();
+                assert!(
+                    !on_prefix || operator.ends_with("IfExists"),
+                    "a {operator} condition on s3:prefix makes a missing key read as AccessDenied"
+                );
+            }
+        }
+        other => panic!("unexpected condition {other:?}"),
+    }
+}
