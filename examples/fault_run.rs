@@ -56,6 +56,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let vars: HashMap<&str, String> = HashMap::from([
             ("LEADSPACE_SECRET_ID", secret.clone()),
             ("LEADSPACE_BASE_URL", emulator.base_url()),
+            ("LEADSPACE_ALLOW_HTTP", "true".into()),
             ("DATA_SHARING_CONSENT", "true".into()),
             ("S3_FORCE_PATH_STYLE", "true".into()),
             ("LEADSPACE_TPS", "25".into()),

@@ -57,6 +57,7 @@ local_stack_up() { # working directory for logs and env file
   cat >"$dir/function.env" <<ENV
 LEADSPACE_SECRET_ID=$SECRET_ID
 LEADSPACE_BASE_URL=http://127.0.0.1:$EMULATOR_PORT
+LEADSPACE_ALLOW_HTTP=true
 DATA_SHARING_CONSENT=true
 SOURCE_BUCKET=$BUCKET
 S3_FORCE_PATH_STYLE=true

@@ -167,8 +167,20 @@ impl Config {
         })?;
         let base_url =
             get("LEADSPACE_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_string()).trim_end_matches('/').to_string();
-        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-            return Err(invalid("LEADSPACE_BASE_URL", format!("{base_url:?} is not an http(s) URL")));
+        let allow_http = match get("LEADSPACE_ALLOW_HTTP") {
+            None => false,
+            Some(v) => parse_bool("LEADSPACE_ALLOW_HTTP", &v)?,
+        };
+        if !(base_url.starts_with("https://") || (allow_http && base_url.starts_with("http://"))) {
+            let why = if base_url.starts_with("http://") {
+                format!(
+                    "{base_url:?} is plain HTTP, which would carry the token in clear; use https://, or set \
+                     LEADSPACE_ALLOW_HTTP=true for a local emulator"
+                )
+            } else {
+                format!("{base_url:?} is not an https:// URL")
+            };
+            return Err(invalid("LEADSPACE_BASE_URL", why));
         }
         let data_sharing_consent = match get("DATA_SHARING_CONSENT") {
             None => false,
@@ -382,6 +394,17 @@ mod tests {
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn the_token_travels_over_https_unless_plain_http_is_allowed_for_an_emulator() {
+        let plain = [("LEADSPACE_SECRET_ID", "s"), ("LEADSPACE_BASE_URL", "http://127.0.0.1:9000")];
+        let refused = config(&plain).unwrap_err();
+        assert_eq!(refused.variable, "LEADSPACE_BASE_URL");
+        assert!(refused.problem.contains("LEADSPACE_ALLOW_HTTP=true"), "{}", refused.problem);
+        let allowed = config(&[plain[0], plain[1], ("LEADSPACE_ALLOW_HTTP", "true")]).unwrap();
+        assert_eq!(allowed.base_url, "http://127.0.0.1:9000");
+        assert!(config(&[plain[0], ("LEADSPACE_BASE_URL", "ftp://x")]).is_err());
     }
 
     #[test]

@@ -137,6 +137,8 @@ impl TestEnv {
         [
             ("LEADSPACE_SECRET_ID", self.secret_id.as_str()),
             ("LEADSPACE_BASE_URL", &self.emulator.base_url()),
+            // The emulator speaks plain HTTP on loopback.
+            ("LEADSPACE_ALLOW_HTTP", "true"),
             ("DATA_SHARING_CONSENT", "true"),
             ("S3_FORCE_PATH_STYLE", "true"),
             ("LEADSPACE_TPS", "500"),
