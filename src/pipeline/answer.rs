@@ -36,6 +36,8 @@ pub struct AnswerBook {
     /// The companies answered from the previous version's kept answers.
     previous: Vec<usize>,
     oldest_reused: Option<i64>,
+    /// Why earlier answers were not used, when some exist but belong to another mapping.
+    ignored: Option<&'static str>,
 }
 
 impl AnswerBook {
@@ -46,6 +48,7 @@ impl AnswerBook {
             reused_journal: 0,
             previous: Vec::new(),
             oldest_reused: None,
+            ignored: None,
         }
     }
 
@@ -86,6 +89,10 @@ impl AnswerBook {
         self.answers.get(company)?.as_ref().map(|a| (a, self.bought_at[company]))
     }
 
+    pub fn note_ignored(&mut self, why: &'static str) {
+        self.ignored = Some(why);
+    }
+
     /// The companies answered from the previous version's kept answers.
     pub fn previous_version_companies(&self) -> &[usize] {
         &self.previous
@@ -101,6 +108,7 @@ impl AnswerBook {
             journal: self.reused_journal,
             previous_version: self.previous.len() as u64,
             oldest_bought_at: self.oldest_reused.map(utc_from_seconds),
+            ignored: self.ignored.map(str::to_string),
         }
     }
 

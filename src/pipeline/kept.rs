@@ -72,6 +72,10 @@ pub async fn recall(
         || header.base_url.trim_end_matches('/') != filter.base_url.trim_end_matches('/')
     {
         tracing::info!("the kept answers were bought under another field mapping or Leadspace; none reused");
+        book.note_ignored(
+            "the answers kept from an earlier run were bought under another field mapping or LEADSPACE_BASE_URL, so \
+             none was reused: this run bought its answers afresh",
+        );
         return Ok(0);
     }
     let same_version = header.source_etag == filter.etag;

@@ -99,6 +99,9 @@ pub struct Reused {
     pub previous_version: u64,
     /// When the oldest reused answer was bought; null when none was reused.
     pub oldest_bought_at: Option<String>,
+    /// Why answers kept from an earlier run were not used (another field mapping or Leadspace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

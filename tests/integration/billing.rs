@@ -209,6 +209,10 @@ async fn answers_bought_under_one_mapping_never_reach_the_rows_of_another() {
         (summary["reused"]["journal"].as_u64(), summary["reused"]["previous_version"].as_u64()),
         (Some(0), Some(0))
     );
+    assert!(
+        summary["reused"]["ignored"].as_str().unwrap_or_default().contains("another field mapping"),
+        "the summary says why nothing was reused: {summary}"
+    );
     let (header, rows) = parse_csv(&env.get("enriched/a.csv").await.unwrap());
     let column = |wanted: &str| header.iter().position(|h| h == wanted).unwrap();
     let (status, name) = (column("leadspace_status"), column("leadspace_name"));
