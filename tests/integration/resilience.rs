@@ -394,3 +394,39 @@ async fn a_multipart_output_whose_completion_fails_is_aborted_and_leaves_no_part
     let uploads = env.s3.list_multipart_uploads().bucket(&env.bucket).send().await.unwrap();
     assert!(uploads.uploads().is_empty(), "no multipart upload is left to bill for its parts: {uploads:?}");
 }
+
+#[tokio::test]
+async fn a_file_replaced_mid_run_is_a_retryable_error_that_says_so() {
+    let env = TestEnv::with_knobs(Knobs { latency_ms: 300, ..Default::default() }).await;
+    env.put("incoming/a.csv", firms_csv(6)).await;
+    let app = env.app(&[("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "1")]);
+
+    let (result, ()) = tokio::join!(try_invoke(&app, env.s3_event("incoming/a.csv")), async {
+        while env.emulator.stats().requests == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A new version lands while the first is being enriched: pass 2 reads with If-Match.
+        env.put("incoming/a.csv", firms_csv(7)).await;
+    });
+
+    let error = result.expect_err("the second read finds another version");
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("replaced while it was being read"), "{error}");
+    let diagnostic: lambda_runtime::Diagnostic = error.into();
+    assert_eq!(diagnostic.error_type, "Retryable.TransientFailure", "not a configuration problem");
+}
+
+#[tokio::test]
+async fn s3_slowing_down_is_ridden_out_by_the_sdks_retries_with_backoff() {
+    let env = TestEnv::new().await;
+    let s3 = crate::s3_faults::S3Faults::start(crate::harness::moto_endpoint()).await;
+    env.put("incoming/a.csv", firms_csv(3)).await;
+    let app = env.app_at(&s3.endpoint(), &[]);
+    // Four 503 SlowDown in a row on the output: within the five attempts the function makes.
+    s3.fail(crate::s3_faults::FaultRule::slow_down("PUT", "enriched/a.csv").times(4));
+
+    let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    assert_eq!(response["results"][0]["status"], "complete", "{response}");
+    assert_eq!(s3.injected(), 4);
+}
