@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
-use super::model::{BulkAccepted, BulkRequest, BulkResults, EnrichRequest, EnrichmentResult};
+use super::model::{BulkAccepted, BulkRequest, EnrichRequest, EnrichmentResult, read_bulk_results, read_single_result};
 use super::pacer::Pacer;
 use super::retry::RetryPolicy;
 use super::{CallContext, CallStats, Enricher, LeadspaceError};
@@ -205,7 +205,12 @@ fn rejection_reason(body: &[u8]) -> String {
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, LeadspaceError> {
-    serde_json::from_slice(body).map_err(|e| LeadspaceError::Decode(format!("{what}: {e}")))
+    decoded(serde_json::from_slice(body), what)
+}
+
+/// A decoding result, its error named after what was read.
+fn decoded<T>(result: Result<T, serde_json::Error>, what: &str) -> Result<T, LeadspaceError> {
+    result.map_err(|e| LeadspaceError::Decode(format!("{what}: {e}")))
 }
 
 impl LeadspaceClient {
@@ -245,7 +250,8 @@ impl LeadspaceClient {
             match answer.status {
                 StatusCode::OK => {
                     self.learn_ready_time(poll, first, started.elapsed());
-                    return Ok(decode::<BulkResults>(&answer.body, "bulk results")?.results);
+                    // Record by record: only a body that is no list of results fails the bulk.
+                    return decoded(read_bulk_results(&answer.body), "bulk results");
                 }
                 StatusCode::NOT_FOUND => return Err(LeadspaceError::BulkNotFound),
                 _ if started.elapsed() >= self.policy.poll_timeout => break,
@@ -265,7 +271,11 @@ impl Enricher for LeadspaceClient {
         if answer.status == StatusCode::NOT_FOUND {
             return Err(LeadspaceError::Unexpected { status: 404, endpoint: "single" });
         }
-        decode(&answer.body, "single enrichment result")
+        let mut result = decoded(read_single_result(&answer.body), "single enrichment result")?;
+        // The answer to a synchronous call is this record's, whether or not it echoes the id
+        // (an error envelope may not).
+        result.external_id.get_or_insert_with(|| record.external_id.as_str().into());
+        Ok(result)
     }
 
     async fn submit_bulk(&self, records: &[EnrichRequest], call: &CallContext) -> Result<String, LeadspaceError> {

@@ -408,6 +408,14 @@ fn interpret(record: &EnrichmentResult) -> Enrichment {
         };
         return Enrichment::without_attributes(status, Some(format!("{what} (code {code})")));
     }
+    if record.is_failure() {
+        // No code, or none that could be read: failed, but unlike 1100 not sent again in this run.
+        let error = match record.error_message() {
+            Some(message) => format!("Leadspace failed on this record ({message})"),
+            None => "Leadspace failed on this record".to_string(),
+        };
+        return Enrichment::without_attributes(RowStatus::Failed, Some(error));
+    }
     match record.data.as_ref().and_then(|d| d.company.as_ref()) {
         Some(company) if record.company_enriched() => Enrichment::matched(company),
         _ => Enrichment::without_attributes(RowStatus::NotMatched, None),
