@@ -6,6 +6,7 @@
 
 pub mod decode;
 pub mod format;
+mod json_size;
 mod quotes;
 pub mod reader;
 #[cfg(test)]

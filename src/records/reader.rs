@@ -11,14 +11,15 @@ use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
 use super::decode::{self, TextEncoding, TextOrigin, classify, decode_text, malformed};
+use super::json_size::{self, MAX_JSON_ITEMS};
 use super::quotes::{QuoteTracker, State};
 use super::{Format, InvalidRow, JsonRow, Kind, Row};
 
 /// Rows per message from the parser thread; with `CHANNEL_BATCHES` in flight this bounds what
 /// the reader holds in memory.
 const BATCH_ROWS: usize = 1024;
-/// ... and at most about this many bytes of rows, so that a file of huge cells cannot fill
-/// memory with a thousand of them.
+/// ... and at most about this many bytes of rows (of JSON lines, what they hold once parsed), so
+/// that a file of huge cells cannot fill memory with a thousand of them.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
 const CHANNEL_BATCHES: usize = 4;
 /// JSON Lines auto-detection looks for the first object within this many lines.
@@ -278,17 +279,17 @@ impl Parser<'_> {
                 if text.trim().is_empty() {
                     continue;
                 }
-                let row = parse_json_line(&text);
+                let (row, cost) = parse_json_line(&text);
                 if !layout_sent {
                     if let Row::Json(json) = &row {
                         self.layout(Layout::JsonLines { first_object: Some(json.object.clone()) })?;
                         layout_sent = true;
-                    } else if lines_read >= FIRST_OBJECT_SCAN_LINES || batch.bytes >= BATCH_BYTES {
+                    } else if lines_read >= FIRST_OBJECT_SCAN_LINES || batch.cost >= BATCH_BYTES {
                         self.layout(Layout::JsonLines { first_object: None })?;
                         layout_sent = true;
                     }
                 }
-                let full = batch.push(row, line.len());
+                let full = batch.push(row, cost);
                 if let Some(full) = full.filter(|_| layout_sent) {
                     self.send(Message::Rows(full))?;
                 }
@@ -308,18 +309,19 @@ impl Parser<'_> {
 #[derive(Default)]
 struct Batch {
     rows: Vec<Row>,
-    bytes: usize,
+    /// The memory the rows hold: a CSV record's bytes, a parsed JSON line's estimate.
+    cost: usize,
 }
 
 impl Batch {
-    /// Adds a row; returns the batch to send once it is full.
-    fn push(&mut self, row: Row, size: usize) -> Option<Vec<Row>> {
+    /// Adds a row holding `cost` bytes; returns the batch to send once it is full.
+    fn push(&mut self, row: Row, cost: usize) -> Option<Vec<Row>> {
         self.rows.push(row);
-        self.bytes += size;
-        if self.rows.len() < BATCH_ROWS && self.bytes < BATCH_BYTES {
+        self.cost += cost;
+        if self.rows.len() < BATCH_ROWS && self.cost < BATCH_BYTES {
             return None;
         }
-        self.bytes = 0;
+        self.cost = 0;
         Some(std::mem::take(&mut self.rows))
     }
 }
@@ -406,11 +408,27 @@ fn csv_error(error: csv::Error) -> io::Error {
     }
 }
 
-fn parse_json_line(text: &str) -> Row {
+/// One JSON line as a row, with the memory the row holds (see `json_size`).
+///
+/// A line holding more keys and values than `MAX_JSON_ITEMS` is not parsed: its parsed form
+/// could be a hundred times its text. Like a line that is not JSON, it is kept as text and
+/// comes out `invalid_input`. A line shorter than the limit need not be counted: it cannot hold
+/// more keys and values than it has bytes.
+fn parse_json_line(text: &str) -> (Row, usize) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let invalid = |reason: &str| Row::Invalid(InvalidRow { fields: vec![text.to_string()], reason: reason.into() });
+    let invalid =
+        |reason: &str| (Row::Invalid(InvalidRow { fields: vec![text.to_string()], reason: reason.into() }), text.len());
+    if text.len() > MAX_JSON_ITEMS && json_size::count_items(text.as_bytes(), MAX_JSON_ITEMS) > MAX_JSON_ITEMS {
+        return invalid(&format!(
+            "the line holds more than {MAX_JSON_ITEMS} JSON keys and values, too many to read into memory; \
+             keep each line to one company's fields"
+        ));
+    }
     match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(object)) => Row::Json(JsonRow { raw: text.to_string(), object }),
+        Ok(Value::Object(object)) => {
+            let cost = json_size::parsed_cost(text, &object);
+            (Row::Json(JsonRow { raw: text.to_string(), object }), cost)
+        }
         Ok(_) => invalid("the line is JSON but not an object; each line must be one {...} object"),
         Err(e) => invalid(&format!("the line is not valid JSON ({e})")),
     }
@@ -626,6 +644,139 @@ mod tests {
     async fn a_gz_that_is_not_gzip_is_malformed() {
         let err = read_all(b"Company\nAcme\n", Format { gzip: true, ..CSV }).await.unwrap_err();
         assert!(matches!(err, ReadError::Malformed(_)), "{err:?}");
+    }
+
+    /// Counts what each thread allocates, so that a test can show what parsing a line costs.
+    mod allocations {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        struct Counting;
+
+        thread_local! {
+            static LIVE: Cell<isize> = const { Cell::new(0) };
+            static PEAK: Cell<isize> = const { Cell::new(0) };
+        }
+
+        fn note(delta: isize) {
+            // `try_with`: the allocator also runs while a thread's locals are torn down.
+            let _ = LIVE.try_with(|live| {
+                live.set(live.get() + delta);
+                let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
+            });
+        }
+
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                note(layout.size() as isize);
+                unsafe { System.alloc(layout) }
+            }
+
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                note(layout.size() as isize);
+                unsafe { System.alloc_zeroed(layout) }
+            }
+
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                note(-(layout.size() as isize));
+                unsafe { System.dealloc(ptr, layout) }
+            }
+
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                note(new_size as isize);
+                note(-(layout.size() as isize));
+                unsafe { System.realloc(ptr, layout, new_size) }
+            }
+        }
+
+        #[global_allocator]
+        static COUNTING: Counting = Counting;
+
+        /// What `f` returns, and the most this thread held at once while it ran, beyond what it
+        /// held before.
+        pub fn peak<T>(f: impl FnOnce() -> T) -> (T, usize) {
+            let before = LIVE.with(Cell::get);
+            PEAK.with(|peak| peak.set(before));
+            let out = f();
+            (out, (PEAK.with(Cell::get) - before) as usize)
+        }
+    }
+
+    /// `{"name":"x","a":[0,0,...]}` of `len` bytes: two keys, two values and the array's
+    /// elements.
+    fn zeros_line(len: usize) -> String {
+        let head = "{\"name\":\"x\",\"a\":[0";
+        let zeros = (len - head.len() - 2) / 2;
+        let line = format!("{head}{}]}}", ",0".repeat(zeros));
+        assert!(line.len() <= len && line.len() + 1 >= len, "{}", line.len());
+        line
+    }
+
+    #[test]
+    fn a_json_line_too_large_once_parsed_is_kept_as_text_without_being_parsed() {
+        // Just under the row limit with its line break: 16 million numbers, which `serde_json`
+        // would build into more than a GiB of values.
+        let line = zeros_line(MAX_ROW_BYTES as usize - 1);
+        let ((row, cost), peak) = allocations::peak(|| parse_json_line(&line));
+        let Row::Invalid(invalid) = &row else { panic!("parsed: {:?}", std::mem::discriminant(&row)) };
+        assert!(invalid.reason.contains("more than 100000 JSON keys and values"), "{}", invalid.reason);
+        assert!(invalid.fields.len() == 1 && invalid.fields[0] == line, "the line's text is kept whole");
+        // The one copy of its text, and nothing of its parsed form.
+        assert!(peak < line.len() + 64 * 1024, "peak {peak} for a line of {}", line.len());
+        assert_eq!(cost, line.len());
+    }
+
+    #[test]
+    fn a_json_line_is_parsed_up_to_the_limit_and_kept_as_text_past_it() {
+        let at_limit = zeros_line(2 * MAX_JSON_ITEMS + 10);
+        assert_eq!(json_size::count_items(at_limit.as_bytes(), usize::MAX), MAX_JSON_ITEMS);
+        let (row, cost) = parse_json_line(&at_limit);
+        assert!(matches!(&row, Row::Json(j) if j.object["a"].as_array().unwrap().len() == MAX_JSON_ITEMS - 4));
+        assert_eq!(cost, 2 * at_limit.len() + MAX_JSON_ITEMS * json_size::PARSED_BYTES_PER_ITEM);
+        let past = zeros_line(at_limit.len() + 2);
+        assert!(matches!(parse_json_line(&past).0, Row::Invalid(r) if r.reason.contains("JSON keys and values")));
+        // A long line of few values (a 20 MB note) is read whole.
+        let note = format!("{{\"name\":\"x\",\"note\":\"{}\"}}", "a, b: [c] {d} \\\" ".repeat(1_000_000));
+        assert!(
+            matches!(parse_json_line(&note).0, Row::Json(j) if j.raw == note && j.object["note"].as_str().unwrap().len() > 10_000_000)
+        );
+    }
+
+    #[test]
+    fn a_json_line_with_nested_objects_is_read_as_before() {
+        let text =
+            r#"{"name":"Acme","address":{"city":"Paris","geo":{"lat":48.85,"lon":2.35}},"tags":["a",[],{}],"n":null}"#;
+        let (row, cost) = parse_json_line(text);
+        let object: Map<String, Value> = serde_json::from_str(text).unwrap();
+        assert_eq!(row, Row::Json(JsonRow { raw: text.into(), object }));
+        assert_eq!(cost, 2 * text.len() + 21 * json_size::PARSED_BYTES_PER_ITEM);
+    }
+
+    #[tokio::test]
+    async fn a_json_line_too_large_once_parsed_keeps_its_place_among_the_rows() {
+        let mut text = b"{\"name\":\"a\"}\n".to_vec();
+        text.extend(zeros_line(MAX_ROW_BYTES as usize - 1).as_bytes());
+        text.extend(b"\n{\"name\":\"b\"}\n");
+        let (stream, rows) = read_stream(text, JSONL).await.unwrap();
+        assert!(matches!(&stream.layout, Layout::JsonLines { first_object: Some(o) } if o["name"] == "a"));
+        assert_eq!(rows.len(), 3);
+        assert!(matches!(&rows[0], Row::Json(j) if j.object["name"] == "a"));
+        assert!(matches!(&rows[1], Row::Invalid(r) if r.reason.contains("JSON keys and values")));
+        assert!(matches!(&rows[2], Row::Json(j) if j.object["name"] == "b"));
+    }
+
+    #[tokio::test]
+    async fn json_batches_are_bounded_by_what_the_rows_hold_once_parsed() {
+        // 60 KB lines of 30,000 numbers each hold about 10 MB parsed: one per batch, where
+        // their bytes alone would have let a hundred of them into one.
+        let line = zeros_line(60_000);
+        let text = format!("{line}\n").repeat(4) + "{\"name\":\"a\"}\n{\"name\":\"b\"}\n";
+        let mut stream = RowStream::open(Box::new(io::Cursor::new(text.into_bytes())), JSONL, u64::MAX).await.unwrap();
+        let mut sizes = Vec::new();
+        while let Some(batch) = stream.next_batch().await {
+            sizes.push(batch.unwrap().len());
+        }
+        assert_eq!(sizes, [1, 1, 1, 1, 2]);
     }
 
     #[tokio::test]
