@@ -1,11 +1,18 @@
 //! Scale and cost figures: the release binary of the function, run the way Lambda runs it (a
 //! separate process polling a Runtime API, served here), against moto and the Leadspace
 //! emulator. For each scenario it prints rows/s, the function's peak RSS, Leadspace requests,
-//! 429s, and the time against the emulator's theoretical minimum. Then cold start and binary
-//! size. Run through `scripts/bench.sh` (`make bench`), which builds the binary and starts moto.
+//! 429s, and the time against the emulator's theoretical minimum; then the function's S3
+//! requests by kind, for results and input apart from working state (the answer journal, the
+//! kept answers and the leases under `_state/`), with the bytes and the time working state cost.
+//! Then cold start and binary size. Run through `scripts/bench.sh` (`make bench`), which builds
+//! the binary and starts moto.
 //!
 //! Measuring a separate process keeps the emulator's and this harness's memory out of the
 //! function's peak RSS, which is read from the kernel (`VmHWM`) when the invocation answers.
+//!
+//! The S3 requests are counted by a proxy in this process (`bench/s3_tally.rs`) that the
+//! function's `AWS_ENDPOINT_URL` names. `BENCH_S3_PROXY=0` leaves it out (the function talks to
+//! moto directly), to see what the extra hop costs the headline figures.
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
@@ -24,6 +31,11 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::routing::{get, post};
 use leadspace_emulator::{Emulator, Knobs};
 use serde_json::{Value, json};
+
+#[path = "bench/s3_tally.rs"]
+mod s3_tally;
+
+use s3_tally::{Area, Counts, S3Tally, Tally};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -108,6 +120,8 @@ struct Run {
     function_cpu: f64,
     harness_cpu: f64,
     response: Value,
+    /// When the event was handed to the function.
+    delivered_at: Instant,
 }
 
 /// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`: on a
@@ -170,6 +184,7 @@ async fn run_function(binary: &Path, env: &HashMap<&str, String>, event: Value) 
         function_cpu,
         harness_cpu,
         response: answered.1,
+        delivered_at: delivered,
     })
 }
 
@@ -228,6 +243,74 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// "c" for "c: 1,000,000 rows...", "a-prime" for "a': ...".
+fn scenario_tag(name: &str) -> String {
+    name.split(':').next().unwrap_or("x").replace('\'', "-prime")
+}
+
+/// The S3 requests of one run, as the proxy counted them. `since_proxy` is the time from the
+/// proxy's start to the event's delivery, from which the timeline counts.
+fn print_tally(tally: &Tally, since_proxy: Duration, invocation: Duration) {
+    let state = tally.state();
+    println!(
+        "    S3 requests{:<18} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8} {:>9} {:>9}",
+        "", "GET", "PUT", "LIST", "DELETE", "HEAD", "total", "not 2xx", "MiB sent", "summed s"
+    );
+    let row = |label: &str, c: &Counts| {
+        println!(
+            "      {:<27} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8} {:>9.2} {:>9.2}",
+            label,
+            c.get,
+            c.put,
+            c.list,
+            c.delete,
+            c.head,
+            c.requests(),
+            c.not_ok,
+            c.bytes_sent as f64 / 1048576.0,
+            c.busy.as_secs_f64()
+        );
+    };
+    row("results and input", &tally.results);
+    row("working state (_state/)", &state);
+    row("  journal", &tally.journal);
+    row("  kept answers", &tally.kept);
+    row("  leases", &tally.other_state);
+    println!(
+        "      other (Secrets Manager): {} requests, {:.2} s",
+        tally.other.requests(),
+        tally.other.busy.as_secs_f64()
+    );
+    println!(
+        "    working state: {} S3 requests, {:.2} MiB written, {:.2} s of request time summed ({:.2} s with at least \
+         one in flight); they overlap one another and the rest of the run: an upper bound of the time they add",
+        state.requests(),
+        state.bytes_sent as f64 / 1048576.0,
+        state.busy.as_secs_f64(),
+        tally.state_in_flight().as_secs_f64()
+    );
+    // When, in the invocation's seconds: shows which of that time stands alone (a burst after the
+    // last result, say) rather than beside the enrichment.
+    let at = |d: Duration| d.saturating_sub(since_proxy).as_secs_f64();
+    let windows: Vec<String> = tally
+        .state_windows()
+        .iter()
+        .map(|w| {
+            let area = match w.area {
+                Area::Journal => "journal",
+                Area::Kept => "kept answers",
+                _ => "leases",
+            };
+            format!("{area} {} x{} {:.1}-{:.1} s", w.kind.name(), w.requests, at(w.first), at(w.last))
+        })
+        .collect();
+    println!(
+        "    working state, from each group's first request to its last, in the invocation's {:.1} s: {}",
+        invocation.as_secs_f64(),
+        windows.join(", ")
+    );
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let endpoint = std::env::var("MOTO_ENDPOINT").map_err(|_| "set MOTO_ENDPOINT (scripts/bench.sh does)")?;
@@ -235,6 +318,7 @@ async fn main() -> Result<(), Error> {
         std::env::var("BENCH_FUNCTION_BINARY").map_err(|_| "set BENCH_FUNCTION_BINARY (scripts/bench.sh does)")?,
     );
     let only: Option<String> = std::env::args().nth(1);
+    let count_s3 = !std::env::var("BENCH_S3_PROXY").is_ok_and(|v| v == "0");
     let sdk = sdk(&endpoint);
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
     let bucket = format!("bench-{}", std::process::id());
@@ -288,17 +372,21 @@ async fn main() -> Result<(), Error> {
             continue;
         }
         let emulator = Emulator::start(Knobs { token: TOKEN.into(), ..scenario.knobs.clone() }).await?;
-        let key = format!("incoming/{}.csv", scenario.name.split(':').next().unwrap_or("x").replace('\'', "-prime"));
+        let key = format!("incoming/{}.csv", scenario_tag(scenario.name));
         let path = work.path().join("input.csv");
         let size = write_input(&path, scenario.rows, scenario.companies)?;
         let body = aws_sdk_s3::primitives::ByteStream::from_path(&path).await?;
         s3.put_object().bucket(&bucket).key(&key).body(body).send().await?;
+        // The function reaches moto through the counting proxy (unless BENCH_S3_PROXY=0).
+        let proxy = if count_s3 { Some(S3Tally::start(&endpoint).await?) } else { None };
+        let function_endpoint = proxy.as_ref().map_or_else(|| endpoint.clone(), S3Tally::endpoint);
         let env: HashMap<&str, String> = HashMap::from([
             ("LEADSPACE_SECRET_ID", secret.clone()),
             ("LEADSPACE_BASE_URL", emulator.base_url()),
+            ("LEADSPACE_ALLOW_HTTP", "true".into()),
             ("DATA_SHARING_CONSENT", "true".into()),
             ("S3_FORCE_PATH_STYLE", "true".into()),
-            ("AWS_ENDPOINT_URL", endpoint.clone()),
+            ("AWS_ENDPOINT_URL", function_endpoint),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
@@ -330,14 +418,28 @@ async fn main() -> Result<(), Error> {
         );
         println!(
             "    input {:.1} MiB; status {}; {} records sent for {} companies; CPU: function {:.1} s, emulator and \
-             harness {:.1} s",
+             harness{} {:.1} s",
             size as f64 / 1048576.0,
             result["status"].as_str().unwrap_or("?"),
             stats.records_received,
             scenario.companies,
             run.function_cpu,
+            if proxy.is_some() { " (with the S3 proxy)" } else { "" },
             run.harness_cpu
         );
+        match &proxy {
+            Some(proxy) => {
+                let tally = proxy.tally();
+                print_tally(&tally, run.delivered_at.saturating_duration_since(proxy.started()), run.invocation);
+                // BENCH_S3_TRACE=DIR writes every S3 request of each scenario to DIR/<scenario>.csv.
+                if let Ok(dir) = std::env::var("BENCH_S3_TRACE") {
+                    let path = Path::new(&dir).join(format!("{}.csv", scenario_tag(scenario.name)));
+                    tally.write_csv(&path)?;
+                    println!("    every S3 request: {}", path.display());
+                }
+            }
+            None => println!("    S3 requests not counted (BENCH_S3_PROXY=0: the function talks to moto directly)"),
+        }
         if result["status"] != "complete" {
             println!("    response: {}", run.response);
         }
