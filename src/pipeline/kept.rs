@@ -129,13 +129,19 @@ pub async fn keep(
     serde_json::to_writer(&mut gzip, &header).map_err(json)?;
     let mut result: Result<(), JobError> = Ok(());
     let mut kept = 0_u64;
+    // One line at a time into the encoder: serde_json writes token by token, and each small
+    // write into deflate costs far more than the copy (about 15 s against under 1 s for
+    // 200,000 answers).
+    let mut text = Vec::with_capacity(512);
     for (company, answer) in answers.iter().enumerate() {
         if !is_final(answer.status) {
             continue;
         }
         let line = AnswerLine::new(companies.digest(company), answer, Some(bought_at[company]));
+        text.clear();
+        text.push(b'\n');
         if let Err(error) =
-            gzip.write_all(b"\n").map_err(io).and_then(|()| serde_json::to_writer(&mut gzip, &line).map_err(json))
+            serde_json::to_writer(&mut text, &line).map_err(json).and_then(|()| gzip.write_all(&text).map_err(io))
         {
             result = Err(error.into());
             break;
