@@ -16,8 +16,8 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
+use crate::company::Companies;
 use crate::enrichment::{COLUMNS, Enrichment, RowStatus};
-use crate::pipeline::companies::Companies;
 
 /// Changing how answers are stored changes this, so old items are simply never found.
 const KEY_VERSION: &str = "v1";
@@ -318,7 +318,7 @@ fn entry_from_item(item: &HashMap<String, AttributeValue>) -> Option<CacheEntry>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::CompanyQuery;
+    use crate::company::CompanyQuery;
     use std::sync::Mutex;
 
     #[derive(Default)]

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::leadspace::Mode;
+use crate::leadspace::model::Confidence;
 use crate::mapping::FieldMapping;
 
 pub const DEFAULT_BASE_URL: &str = "https://apigw.leadspace.com";
@@ -24,36 +26,6 @@ pub const DEFAULT_ANSWER_MAX_AGE_DAYS: u64 = 30;
 /// what one 15-minute invocation enriches when Leadspace takes minutes per bulk.
 pub const DEFAULT_LARGE_FILE_BYTES: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_LARGE_FILE_ROWS: u64 = 250_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Single,
-    Bulk,
-    Auto,
-}
-
-/// Leadspace's matching confidence, ordered so that `HIGH > MEDIUM > LOW > VERY LOW`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Confidence {
-    VeryLow,
-    Low,
-    Medium,
-    High,
-}
-
-impl Confidence {
-    pub fn parse(text: &str) -> Option<Self> {
-        let normalised: String =
-            text.chars().filter(|c| c.is_ascii_alphabetic()).map(|c| c.to_ascii_uppercase()).collect();
-        match normalised.as_str() {
-            "HIGH" => Some(Self::High),
-            "MEDIUM" => Some(Self::Medium),
-            "LOW" => Some(Self::Low),
-            "VERYLOW" => Some(Self::VeryLow),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -501,12 +473,5 @@ mod tests {
     fn prefixes_gain_a_trailing_slash() {
         let c = config(&[("LEADSPACE_SECRET_ID", "ls"), ("INPUT_PREFIX", "in"), ("OUTPUT_PREFIX", "out")]).unwrap();
         assert_eq!((c.input_prefix.as_str(), c.output_prefix.as_str()), ("in/", "out/"));
-    }
-
-    #[test]
-    fn confidence_levels_are_ordered_and_parsed_leniently() {
-        assert!(Confidence::High > Confidence::Medium && Confidence::Low > Confidence::VeryLow);
-        assert_eq!(Confidence::parse("very low"), Some(Confidence::VeryLow));
-        assert_eq!(Confidence::parse("VERY_LOW"), Some(Confidence::VeryLow));
     }
 }

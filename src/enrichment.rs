@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Confidence;
+use crate::leadspace::model::Confidence;
 use crate::leadspace::model::{EnrichedAddress, EnrichedCompany, Measure, Scalar, scalar_text};
 
 /// Appended to every output row, in this order.

@@ -6,8 +6,6 @@ use std::io::Write;
 
 use serde_json::{Map, Value, json};
 
-use crate::pipeline::summary::{RunStatus, Summary};
-
 pub const NAMESPACE: &str = "LeadspaceEnrich";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,36 +54,6 @@ pub fn emit(metrics: &[Metric]) {
     let line = document(metrics, &function_name, now_ms).to_string();
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
-}
-
-/// One job's figures, from its summary.
-pub fn job_finished(summary: &Summary, duration_ms: u64) {
-    let rows = &summary.rows;
-    let leadspace = &summary.leadspace;
-    let cache = summary.cache.unwrap_or_default();
-    let is = |status: RunStatus| if summary.status == status { 1.0 } else { 0.0 };
-    emit(&[
-        ("RowsTotal", Unit::Count, rows.total as f64),
-        ("RowsEnriched", Unit::Count, rows.enriched as f64),
-        ("RowsNotMatched", Unit::Count, rows.not_matched as f64),
-        ("RowsLowConfidence", Unit::Count, rows.low_confidence as f64),
-        ("RowsInvalidInput", Unit::Count, rows.invalid_input as f64),
-        ("RowsFailed", Unit::Count, rows.failed as f64),
-        ("RowsNotAttempted", Unit::Count, rows.not_attempted as f64),
-        ("LeadspaceRequests", Unit::Count, leadspace.requests as f64),
-        ("LeadspaceRecordsSent", Unit::Count, leadspace.records_sent as f64),
-        ("LeadspaceRetries", Unit::Count, leadspace.retries as f64),
-        ("LeadspaceThrottles", Unit::Count, leadspace.throttled as f64),
-        ("LeadspaceResubmitted", Unit::Count, leadspace.resubmitted as f64),
-        ("LeadspaceAmbiguousRetries", Unit::Count, leadspace.ambiguous_retries as f64),
-        ("AnswersReused", Unit::Count, (summary.reused.journal + summary.reused.previous_version) as f64),
-        ("CacheHits", Unit::Count, cache.hits as f64),
-        ("CreditsSaved", Unit::Count, cache.credits_saved as f64),
-        ("FilesComplete", Unit::Count, is(RunStatus::Complete)),
-        ("FilesPartial", Unit::Count, is(RunStatus::Partial)),
-        ("FilesFailed", Unit::Count, is(RunStatus::Failed)),
-        ("JobDuration", Unit::Milliseconds, duration_ms as f64),
-    ]);
 }
 
 /// Leadspace answered 427: the alarm on this tells someone to buy credits.

@@ -15,6 +15,15 @@ use model::{EnrichRequest, EnrichmentResult};
 
 use crate::secrets::SecretError;
 
+/// How companies are sent (LEADSPACE_MODE): one request each, bulk jobs, or bulk once there are
+/// more than a handful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Single,
+    Bulk,
+    Auto,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LeadspaceError {
     #[error("Leadspace rejected the input as invalid (400): {reason}")]

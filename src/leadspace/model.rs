@@ -528,6 +528,29 @@ pub fn scalar_text(value: Option<&Scalar>) -> &str {
     value.map_or("", Scalar::as_str)
 }
 
+/// Leadspace's matching confidence, ordered so that `HIGH > MEDIUM > LOW > VERY LOW`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Confidence {
+    VeryLow,
+    Low,
+    Medium,
+    High,
+}
+
+impl Confidence {
+    pub fn parse(text: &str) -> Option<Self> {
+        let normalised: String =
+            text.chars().filter(|c| c.is_ascii_alphabetic()).map(|c| c.to_ascii_uppercase()).collect();
+        match normalised.as_str() {
+            "HIGH" => Some(Self::High),
+            "MEDIUM" => Some(Self::Medium),
+            "LOW" => Some(Self::Low),
+            "VERYLOW" => Some(Self::VeryLow),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -991,5 +1014,12 @@ mod tests {
     fn good_record() -> serde_json::Value {
         let (mut at, mut good) = (0, Vec::new());
         serde_json::Value::Object(build(&mut at, &mut std::iter::repeat(Variant::Good), "", &mut good))
+    }
+
+    #[test]
+    fn confidence_levels_are_ordered_and_parsed_leniently() {
+        assert!(Confidence::High > Confidence::Medium && Confidence::Low > Confidence::VeryLow);
+        assert_eq!(Confidence::parse("very low"), Some(Confidence::VeryLow));
+        assert_eq!(Confidence::parse("VERY_LOW"), Some(Confidence::VeryLow));
     }
 }

@@ -7,11 +7,11 @@
 use std::collections::HashSet;
 
 use super::App;
-use super::companies::Companies;
 use super::enrich::{Collected, EnrichPlan, collect_pending, enrich_companies};
 use super::journal::{AnswerJournal, PendingBulk, now_seconds};
 use super::summary::{Reused, utc_from_seconds};
 use crate::cache::CacheCounts;
+use crate::company::Companies;
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
 

@@ -16,10 +16,10 @@ use futures::StreamExt;
 use tracing::Instrument;
 
 use super::answer::{AnswerBook, Origin};
-use super::companies::{Companies, digest_of};
 use super::journal::{AnswerJournal, PendingBulk, now_seconds};
-use crate::config::Mode;
+use crate::company::{Companies, digest_of};
 use crate::enrichment::{Enrichment, RowStatus};
+use crate::leadspace::Mode;
 use crate::leadspace::model::{EnrichRequest, EnrichmentResult, RECORD_INTERNAL_ERROR, RECORD_INVALID_INPUT};
 use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
 
@@ -425,8 +425,8 @@ fn interpret(record: &EnrichmentResult) -> Enrichment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::company::CompanyQuery;
     use crate::leadspace::model::{EnrichedCompany, EnrichmentData, RecordError};
-    use crate::mapping::CompanyQuery;
     use crate::storage::StorageError;
     use async_trait::async_trait;
     use std::sync::atomic::AtomicUsize;

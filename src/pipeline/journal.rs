@@ -22,7 +22,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{AnswerBook, Origin};
-use super::companies::{Companies, digest_of, external_id};
+use crate::company::{Companies, digest_of, external_id};
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::storage::{ObjectStore, StorageError};
 

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::answer::{AnswerBook, Origin};
-use super::companies::Companies;
 use super::journal::{AnswerLine, FORMAT, is_final, now_seconds};
 use super::paths::OutputPaths;
+use crate::company::Companies;
 use crate::enrichment::Enrichment;
 use crate::error::JobError;
 use crate::mapping::FieldMapping;

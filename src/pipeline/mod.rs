@@ -8,7 +8,6 @@
 //! mode and batch plan be chosen knowing how many companies there are.
 
 pub mod answer;
-pub mod companies;
 pub mod enrich;
 pub mod journal;
 pub mod kept;
@@ -22,6 +21,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::cache::CacheCounts;
+use crate::company::CompanyTable;
 use crate::config::Config;
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::error::JobError;
@@ -30,7 +30,6 @@ use crate::mapping::{FieldMapping, NoQuery, ResolvedMapping, field_paths};
 use crate::records::{EncodedAnswer, Format, Layout, ReadError, RowStream, RowWriter, TextEncoding, TextOrigin};
 use crate::storage::{ObjectMeta, ObjectStore, OutputUpload, PART_SIZE};
 use answer::{AnswerBook, Answers};
-use companies::CompanyTable;
 use journal::{Journal, PendingBulk};
 use kept::KeptFilter;
 use lease::{Acquired, Lease};
@@ -751,7 +750,7 @@ impl Run<'_> {
     async fn write_summary(&self, summary: &Summary) -> Result<(), JobError> {
         let body = serde_json::to_vec_pretty(summary).unwrap_or_default();
         self.app.store.put(&self.paths.bucket, &self.paths.summary_key, body, "application/json").await?;
-        crate::metrics::job_finished(summary, self.clock.elapsed().as_millis() as u64);
+        crate::metrics::emit(&summary.metrics(self.clock.elapsed().as_millis() as u64));
         Ok(())
     }
 

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheCounts;
 use crate::enrichment::RowStatus;
+use crate::metrics::{Metric, Unit};
 use crate::records::TextEncoding;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +135,36 @@ impl Summary {
     /// Whether this summary says the object's version `etag` needs nothing more.
     pub fn is_complete_for(&self, etag: &str) -> bool {
         self.status == RunStatus::Complete && self.source.etag == etag
+    }
+
+    /// The run's figures as CloudWatch metrics, emitted once its summary is written.
+    pub fn metrics(&self, duration_ms: u64) -> Vec<Metric> {
+        let rows = &self.rows;
+        let leadspace = &self.leadspace;
+        let cache = self.cache.unwrap_or_default();
+        let is = |status: RunStatus| if self.status == status { 1.0 } else { 0.0 };
+        vec![
+            ("RowsTotal", Unit::Count, rows.total as f64),
+            ("RowsEnriched", Unit::Count, rows.enriched as f64),
+            ("RowsNotMatched", Unit::Count, rows.not_matched as f64),
+            ("RowsLowConfidence", Unit::Count, rows.low_confidence as f64),
+            ("RowsInvalidInput", Unit::Count, rows.invalid_input as f64),
+            ("RowsFailed", Unit::Count, rows.failed as f64),
+            ("RowsNotAttempted", Unit::Count, rows.not_attempted as f64),
+            ("LeadspaceRequests", Unit::Count, leadspace.requests as f64),
+            ("LeadspaceRecordsSent", Unit::Count, leadspace.records_sent as f64),
+            ("LeadspaceRetries", Unit::Count, leadspace.retries as f64),
+            ("LeadspaceThrottles", Unit::Count, leadspace.throttled as f64),
+            ("LeadspaceResubmitted", Unit::Count, leadspace.resubmitted as f64),
+            ("LeadspaceAmbiguousRetries", Unit::Count, leadspace.ambiguous_retries as f64),
+            ("AnswersReused", Unit::Count, (self.reused.journal + self.reused.previous_version) as f64),
+            ("CacheHits", Unit::Count, cache.hits as f64),
+            ("CreditsSaved", Unit::Count, cache.credits_saved as f64),
+            ("FilesComplete", Unit::Count, is(RunStatus::Complete)),
+            ("FilesPartial", Unit::Count, is(RunStatus::Partial)),
+            ("FilesFailed", Unit::Count, is(RunStatus::Failed)),
+            ("JobDuration", Unit::Milliseconds, duration_ms as f64),
+        ]
     }
 }
 

@@ -23,17 +23,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::answer::{AnswerBook, Answers, answer_companies};
-use super::companies::{Companies, CompanyTable};
 use super::journal::Journal;
 use super::lease::{Acquired, Lease};
 use super::paths::work_prefix;
 use super::summary::LeadspaceCounts;
 use super::{App, Enriched, Job, JobReport, Outcome, OutputPaths, Problem, Run, Scan, counts};
 use crate::cache::CacheCounts;
+use crate::company::CompanyQuery;
+use crate::company::{Companies, CompanyTable};
 use crate::config::Config;
 use crate::error::JobError;
 use crate::leadspace::{CallContext, CallStats, LeadspaceError};
-use crate::mapping::{CompanyQuery, FieldMapping};
+use crate::mapping::FieldMapping;
 use crate::records::Format;
 use crate::storage::{ObjectStore, OutputUpload, PART_SIZE};
 

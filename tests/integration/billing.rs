@@ -254,7 +254,7 @@ fn client(base_url: &str, request_timeout_ms: u64) -> leadspace_enrich::leadspac
 async fn a_submission_retried_after_it_may_have_reached_leadspace_is_counted_as_ambiguous() {
     use leadspace_enrich::leadspace::{CallContext, CallStats, Enricher};
     let env = TestEnv::with_knobs(Knobs { latency_ms: 400, ..Default::default() }).await;
-    let request = leadspace_enrich::mapping::CompanyQuery { name: "Contoso".into(), ..Default::default() }
+    let request = leadspace_enrich::company::CompanyQuery { name: "Contoso".into(), ..Default::default() }
         .to_request("c0".into());
 
     // Sent, then the answer never came in time: each retry may buy the company again.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use leadspace_enrich::cache::AnswerCache;
-use leadspace_enrich::mapping::CompanyQuery;
+use leadspace_enrich::company::CompanyQuery;
 use serde_json::{Value, json};
 
 use crate::harness::{TestEnv, firms_csv, invoke, parse_csv};

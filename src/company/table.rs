@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::CompanyQuery;
 use crate::leadspace::model::EnrichRequest;
-use crate::mapping::CompanyQuery;
 
 /// The companies to enrich, as the enrichment step sees them.
 pub trait Companies: Sync {
