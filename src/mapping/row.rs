@@ -1,0 +1,139 @@
+//! One row to one `CompanyQuery`: the mapped values only, cleaned, or the reason the row asks
+//! Leadspace nothing.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde_json::Value;
+
+use super::resolve::{FieldMapping, FieldRef, MappingError, ResolvedMapping};
+use super::role::Role;
+use crate::company::CompanyQuery;
+use crate::records::Row;
+
+/// The longest mapped value sent: a longer "company name" is a pasted note or a broken row,
+/// and would cost a credit for nothing.
+pub const MAX_VALUE_CHARS: usize = 500;
+
+/// Why a row asks Leadspace nothing; it becomes `invalid_input` with this reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoQuery {
+    /// The row could not be parsed at all.
+    Unparsed(String),
+    /// The row has no company field (a JSON object without the key, a CSV row cut short).
+    CompanyFieldAbsent,
+    /// The company field is there but empty or whitespace.
+    BlankCompanyName,
+    TooLong(Role),
+    /// More fields than header columns: a delimiter inside an unquoted value shifts every
+    /// column after it, so the mapped values cannot be trusted.
+    ExtraFields {
+        fields: usize,
+        columns: usize,
+    },
+}
+
+impl fmt::Display for NoQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoQuery::Unparsed(why) => f.write_str(why),
+            NoQuery::CompanyFieldAbsent => f.write_str("the row has no company name field"),
+            NoQuery::BlankCompanyName => f.write_str("the company name is empty"),
+            NoQuery::TooLong(role) => {
+                write!(f, "the {} value is longer than {MAX_VALUE_CHARS} characters", role.name())
+            }
+            NoQuery::ExtraFields { fields, columns } => write!(
+                f,
+                "the row has {fields} fields but the header has {columns} columns; \
+                 quote values that contain the delimiter"
+            ),
+        }
+    }
+}
+
+impl ResolvedMapping {
+    pub fn description(&self) -> &FieldMapping {
+        &self.description
+    }
+
+    /// The company this row asks about, or why it asks nothing.
+    pub fn query(&self, row: &Row) -> Result<CompanyQuery, NoQuery> {
+        match (row, self.columns) {
+            (Row::Invalid(invalid), _) => return Err(NoQuery::Unparsed(invalid.reason.clone())),
+            // Trailing empty fields (a delimiter at the end of every line) shift nothing.
+            (Row::Csv(record), Some(columns))
+                if record.len() > columns && record.iter().skip(columns).any(|f| !f.trim().is_empty()) =>
+            {
+                return Err(NoQuery::ExtraFields { fields: record.len(), columns });
+            }
+            _ => {}
+        }
+        let mut query = CompanyQuery::default();
+        for (role, field) in &self.fields {
+            let raw = field_value(row, field);
+            if *role == Role::CompanyName && raw.is_none() {
+                return Err(NoQuery::CompanyFieldAbsent);
+            }
+            let value = raw.map(|v| clean(&v)).filter(|v| !v.is_empty());
+            if value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_CHARS && v.chars().count() > MAX_VALUE_CHARS) {
+                return Err(NoQuery::TooLong(*role));
+            }
+            let slot = match role {
+                Role::CompanyName => {
+                    query.name = value.ok_or(NoQuery::BlankCompanyName)?;
+                    continue;
+                }
+                Role::Website => &mut query.website,
+                Role::Country => &mut query.country,
+                Role::State => &mut query.state,
+                Role::City => &mut query.city,
+                Role::Street => &mut query.street,
+                Role::PostalCode => &mut query.postal_code,
+            };
+            *slot = value;
+        }
+        Ok(query)
+    }
+
+    /// The error for a file in which no row has the company field at all: the mapping points at
+    /// something that is not there (a dotted path with a typo), so nothing is sent.
+    pub fn company_field_missing(&self, available: Vec<String>) -> MappingError {
+        let column = self.description.entries.iter().find(|(r, _)| *r == Role::CompanyName);
+        MappingError::ColumnNotFound {
+            role: Role::CompanyName,
+            column: column.map(|(_, c)| c.clone()).unwrap_or_default(),
+            available,
+        }
+    }
+}
+
+fn field_value<'r>(row: &'r Row, field: &FieldRef) -> Option<Cow<'r, str>> {
+    match (row, field) {
+        (Row::Csv(record), FieldRef::Column(i)) => record.get(*i).map(Cow::Borrowed),
+        (Row::Json(json), FieldRef::Key(name)) => {
+            let value = json.object.get(name).or_else(|| {
+                let mut parts = name.split('.');
+                let first = json.object.get(parts.next()?)?;
+                parts.try_fold(first, |v, part| v.as_object()?.get(part))
+            })?;
+            match value {
+                Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+                Value::Number(n) => Some(Cow::Owned(n.to_string())),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Trimmed, inner whitespace and control characters collapsed to single spaces.
+fn clean(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for word in value.split(|c: char| c.is_whitespace() || c.is_control()).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
