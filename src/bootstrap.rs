@@ -8,8 +8,7 @@ use crate::cache::{AnswerCache, DynamoCacheTable};
 use crate::config::Config;
 use crate::leadspace::LeadspaceClient;
 use crate::leadspace::retry::RetryPolicy;
-use crate::pipeline::App;
-use crate::pipeline::workflow::Workflow;
+use crate::pipeline::{App, StepFunctions};
 use crate::secrets::SecretsManagerTokens;
 use crate::storage::S3Store;
 
@@ -41,7 +40,7 @@ pub fn build_app_with(config: Config, sdk_config: &SdkConfig) -> Result<App, lam
     let enricher = Arc::new(LeadspaceClient::new(&config.base_url, tokens.clone(), config.tps, policy.clone())?);
     // A large file's batches run in parallel containers: each gets its share of the TPS.
     let batch_enricher = Arc::new(LeadspaceClient::new(&config.base_url, tokens, config.workflow_batch_tps(), policy)?);
-    let workflow = config.workflow.as_ref().map(|workflow| Workflow {
+    let step_functions = config.workflow.as_ref().map(|workflow| StepFunctions {
         client: aws_sdk_sfn::Client::new(sdk_config),
         state_machine_arn: workflow.state_machine_arn.clone(),
     });
@@ -49,5 +48,5 @@ pub fn build_app_with(config: Config, sdk_config: &SdkConfig) -> Result<App, lam
         let table = DynamoCacheTable::new(aws_sdk_dynamodb::Client::new(sdk_config), cache.table.clone());
         AnswerCache::new(Arc::new(table), cache.ttl, &config.base_url)
     });
-    Ok(App { config, store, enricher, batch_enricher, cache, workflow })
+    Ok(App { config, store, enricher, batch_enricher, cache, step_functions })
 }

@@ -71,6 +71,15 @@ pub struct CacheCounts {
     pub errors: u64,
 }
 
+impl CacheCounts {
+    pub fn add(&mut self, other: &CacheCounts) {
+        self.hits += other.hits;
+        self.credits_saved += other.credits_saved;
+        self.stored += other.stored;
+        self.errors += other.errors;
+    }
+}
+
 pub struct AnswerCache {
     table: Arc<dyn CacheTable>,
     ttl: Duration,

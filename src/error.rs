@@ -5,6 +5,7 @@
 
 use lambda_runtime::Diagnostic;
 
+use crate::leadspace::LeadspaceError;
 use crate::records::ReadError;
 use crate::secrets::SecretError;
 use crate::storage::StorageError;
@@ -42,6 +43,12 @@ pub enum JobError {
     Busy { bucket: String, key: String, why: &'static str },
     #[error("the refresh enriched every other object, but these failed for a reason that may pass and are retried: {}", keys.join(", "))]
     RefreshIncomplete { keys: Vec<String> },
+    #[error("could not encode {what} as JSON")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("writing the output for s3://{bucket}/{key} failed")]
     Write {
         bucket: String,
@@ -58,6 +65,7 @@ impl JobError {
             JobError::Storage(e) => e.is_transient(),
             JobError::Secret(e) => e.is_transient(),
             JobError::Workflow { transient, .. } => *transient,
+            JobError::Encode { .. } => false,
             JobError::Read { .. }
             | JobError::Write { .. }
             | JobError::LeadspaceUnavailable(_)
@@ -68,6 +76,46 @@ impl JobError {
     }
 }
 
+/// Why a run stopped short of its report: the file itself cannot be used (a `failed` summary
+/// says why, and Lambda does not retry), or a job error that a later attempt may not meet.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Unusable(String),
+    #[error(transparent)]
+    Job(#[from] JobError),
+}
+
+impl From<StorageError> for RunError {
+    fn from(error: StorageError) -> Self {
+        RunError::Job(JobError::Storage(error))
+    }
+}
+
+/// The `errorType` of a failed invocation: the state machine's Retry and Catch match on these
+/// (template.yaml), and the template tests hold it to them.
+pub mod error_type {
+    /// Worth a retry: S3, Secrets Manager, Leadspace or Step Functions may be back.
+    pub const TRANSIENT: &str = "Retryable.TransientFailure";
+    /// A payload this function does not understand.
+    pub const INVALID_EVENT: &str = "NonRetryable.InvalidEvent";
+    /// Credits ran out or the token was refused: every other batch would meet the same.
+    pub const LEADSPACE_STOPPED: &str = "NonRetryable.LeadspaceStopped";
+    /// Denied, missing or misconfigured: someone has to fix the deployment.
+    pub const CONFIGURATION_OR_PERMISSIONS: &str = "NonRetryable.ConfigurationOrPermissions";
+}
+
+/// When Leadspace work ended on a failure that a later attempt may get past (Secrets Manager
+/// unavailable, the journal unwritable), the error to return once everything bought is safe;
+/// otherwise the stop, if any, for the caller to judge.
+pub fn retry_worthy(stop: Option<LeadspaceError>) -> Result<Option<LeadspaceError>, JobError> {
+    match stop {
+        Some(LeadspaceError::Secret(secret)) if secret.is_transient() => Err(JobError::Secret(secret)),
+        Some(LeadspaceError::JournalUnavailable(why)) => Err(JobError::JournalUnavailable(why)),
+        other => Ok(other),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     #[error("{0}")]
@@ -75,7 +123,7 @@ pub enum HandlerError {
     /// A large file's batch met credits running out or a refused token: the workflow stops.
     #[error("{0}")]
     LeadspaceStopped(String),
-    #[error("{error}")]
+    #[error("{message}")]
     Job {
         #[source]
         error: JobError,
@@ -109,12 +157,10 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Self {
         let (error_type, error_message) = match &error {
-            HandlerError::InvalidEvent(message) => ("NonRetryable.InvalidEvent", message.clone()),
-            HandlerError::LeadspaceStopped(message) => ("NonRetryable.LeadspaceStopped", message.clone()),
-            HandlerError::Job { error, message } if error.is_transient() => {
-                ("Retryable.TransientFailure", message.clone())
-            }
-            HandlerError::Job { message, .. } => ("NonRetryable.ConfigurationOrPermissions", message.clone()),
+            HandlerError::InvalidEvent(message) => (error_type::INVALID_EVENT, message.clone()),
+            HandlerError::LeadspaceStopped(message) => (error_type::LEADSPACE_STOPPED, message.clone()),
+            HandlerError::Job { error, message } if error.is_transient() => (error_type::TRANSIENT, message.clone()),
+            HandlerError::Job { message, .. } => (error_type::CONFIGURATION_OR_PERMISSIONS, message.clone()),
         };
         Diagnostic { error_type: error_type.to_string(), error_message }
     }

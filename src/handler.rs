@@ -1,39 +1,65 @@
-//! The Lambda handler: event in, one job per object, a JSON report out.
+//! The Lambda handler: event in, one job per object, a JSON response out. The one place where
+//! a failed invocation is logged, with its whole cause chain: lambda_runtime returns the error
+//! to Lambda without logging it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::error::{HandlerError, JobError};
-use crate::pipeline::workflow::{BatchError, BatchEvent, ExecutionInput, assemble, enrich_batch};
-use crate::pipeline::{App, JobReport, run_job};
+use crate::error::HandlerError;
+use crate::pipeline::{App, JobReport};
 use crate::refresh::refresh;
-use crate::status::enrichments;
+use crate::runner::run_in_time;
+use crate::status::{EnrichmentStatus, enrichments};
 use crate::trigger::{Invocation, parse_event};
+use crate::workflow::assemble::assemble;
+use crate::workflow::batch::{BatchAnswer, BatchError, enrich_batch};
+
+/// What an invocation answers, serialised as the Lambda response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    /// One report per object: events, `enrich`, `refresh` and the workflow's last step.
+    Reports {
+        results: Vec<JobReport>,
+    },
+    /// A workflow batch's figures.
+    Batch(BatchAnswer),
+    Status {
+        bucket: String,
+        enrichments: Vec<EnrichmentStatus>,
+    },
+}
 
 /// Answers one invocation. Jobs run one after another (each is internally concurrent). A
 /// transient failure returns an error so Lambda retries; jobs finished before it are skipped on
 /// the retry, because their summaries are complete for the same ETag.
-pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
+pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Result<Response, HandlerError> {
     let stop_at = deadline.map(|deadline| stop_time(deadline, app.config.deadline_margin));
-    let invocation = parse_event(&event).map_err(|e| HandlerError::InvalidEvent(e.to_string()))?;
+    let invocation = parse_event(&event).map_err(|e| HandlerError::InvalidEvent(e.to_string()));
+    let response = match invocation {
+        Ok(invocation) => answer(app, invocation, stop_at).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = &response {
+        // The message is the whole cause chain, and never quotes customer values or the token.
+        tracing::error!(error = %error, retryable = error.is_retryable(), "invocation failed");
+    }
+    response
+}
+
+async fn answer(app: &App, invocation: Invocation, stop_at: Option<Instant>) -> Result<Response, HandlerError> {
     match invocation {
         Invocation::Jobs(jobs) => {
             let mut results = Vec::with_capacity(jobs.len());
             for job in &jobs {
-                if stop_at.is_some_and(|stop| Instant::now() >= stop) {
-                    results.push(JobReport::not_started(
-                        job,
-                        "not started before the Lambda deadline; send the event again",
-                    ));
-                    continue;
-                }
-                let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key);
-                results.push(run_job(app, job, stop_at).instrument(span).await.map_err(failed)?);
+                let why_not = "not started before the Lambda deadline; send the event again";
+                results.push(run_in_time(app, job, stop_at, why_not).await.map_err(HandlerError::job)?);
             }
-            Ok(json!({ "results": results }))
+            Ok(Response::Reports { results })
         }
         Invocation::Refresh { bucket, prefix, force } => {
             let config = &app.config;
@@ -46,45 +72,28 @@ pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Resul
             };
             let prefix = prefix.unwrap_or_else(|| config.input_prefix.clone());
             let span = tracing::info_span!("refresh", bucket = %bucket, prefix = %prefix);
-            let results = refresh(app, &bucket, &prefix, force, stop_at).instrument(span).await.map_err(failed)?;
-            Ok(json!({ "results": results }))
+            let results =
+                refresh(app, &bucket, &prefix, force, stop_at).instrument(span).await.map_err(HandlerError::job)?;
+            Ok(Response::Reports { results })
         }
-        Invocation::Batch(event) => {
-            let batch: BatchEvent =
-                serde_json::from_value(event).map_err(|e| shape_error("a Distributed Map batch", &e))?;
+        Invocation::Batch(batch) => {
             let span = tracing::info_span!("batch", companies = batch.items.len());
             match enrich_batch(app, batch, stop_at).instrument(span).await {
-                Ok(answer) => Ok(answer),
+                Ok(answer) => Ok(Response::Batch(answer)),
                 Err(BatchError::LeadspaceStopped(why)) => Err(HandlerError::LeadspaceStopped(why)),
-                Err(BatchError::Job(error)) => Err(failed(error)),
+                Err(BatchError::Job(error)) => Err(HandlerError::job(error)),
             }
         }
-        Invocation::Assemble(event) => {
-            let input: ExecutionInput =
-                serde_json::from_value(event).map_err(|e| shape_error("an assemble step", &e))?;
+        Invocation::Assemble(input) => {
             let span = tracing::info_span!("assemble", bucket = %input.bucket, key = %input.key);
-            let report = assemble(app, input).instrument(span).await.map_err(failed)?;
-            Ok(json!({ "results": [report] }))
+            let report = assemble(app, *input).instrument(span).await.map_err(HandlerError::job)?;
+            Ok(Response::Reports { results: vec![report] })
         }
         Invocation::Status { bucket } => {
-            let found = enrichments(app, &bucket).await.map_err(failed)?;
-            Ok(json!({ "bucket": bucket, "enrichments": found }))
+            let found = enrichments(app, &bucket).await.map_err(HandlerError::job)?;
+            Ok(Response::Status { bucket, enrichments: found })
         }
     }
-}
-
-/// serde's message may quote the offending value, a company name: only its category is kept.
-fn shape_error(what: &str, error: &serde_json::Error) -> HandlerError {
-    HandlerError::InvalidEvent(format!(
-        "{what} that this version cannot read ({:?} error); was it sent by this stack's state machine?",
-        error.classify()
-    ))
-}
-
-fn failed(error: JobError) -> HandlerError {
-    let error = HandlerError::job(error);
-    tracing::error!(error = %error, retryable = error.is_retryable(), "invocation failed");
-    error
 }
 
 /// When to stop starting Leadspace work: `margin` before the deadline, but never more than a

@@ -5,10 +5,10 @@
 //! failed for a reason that may pass, ends in a retryable error naming them.
 
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use crate::error::JobError;
-use crate::pipeline::{App, Job, JobReport, Outcome, run_job};
+use crate::pipeline::{App, Job, JobReport, Outcome};
+use crate::runner::run_in_time;
 
 pub async fn refresh(
     app: &App,
@@ -23,15 +23,8 @@ pub async fn refresh(
     let mut retry = Vec::new();
     for object in objects.into_iter().filter(|o| !o.key.ends_with('/')) {
         let job = Job { bucket: bucket.to_string(), key: object.key, force, ..Job::default() };
-        if stop_at.is_some_and(|stop| Instant::now() >= stop) {
-            reports.push(JobReport::not_started(
-                &job,
-                "not started before the Lambda deadline; the next refresh picks it up",
-            ));
-            continue;
-        }
-        let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key);
-        match run_job(app, &job, stop_at).instrument(span).await {
+        let why_not = "not started before the Lambda deadline; the next refresh picks it up";
+        match run_in_time(app, &job, stop_at, why_not).await {
             Ok(report) => reports.push(report),
             // One object never blocks the others: each is reported, and the refresh goes on.
             Err(error) => {

@@ -104,6 +104,23 @@ pub trait ObjectStore: Send + Sync {
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(), StorageError>;
 }
 
+/// Deletes are independent: this many at once keep a large journal's cleanup short without
+/// crowding S3's per-prefix rate.
+const DELETE_CONCURRENCY: usize = 16;
+
+/// Deletes every object under `prefix`; the number deleted. Stops at the first failure.
+pub async fn delete_prefix(store: &dyn ObjectStore, bucket: &str, prefix: &str) -> Result<usize, StorageError> {
+    use futures::StreamExt;
+    let listed = store.list(bucket, prefix).await?;
+    let mut deletes = futures::stream::iter(&listed)
+        .map(|object| store.delete(bucket, &object.key))
+        .buffer_unordered(DELETE_CONCURRENCY);
+    while let Some(deleted) = deletes.next().await {
+        deleted?;
+    }
+    Ok(listed.len())
+}
+
 /// Writes one output object from a sequence of chunks: a single PutObject when it stays under
 /// a part, a multipart upload otherwise (aborted if the job fails, so no orphan parts bill).
 pub struct OutputUpload {

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::mapping::FieldMapping;
 use crate::pipeline::Job;
+use crate::workflow::input::{BatchEvent, ExecutionInput};
 
 const ACCEPTED_SHAPES: &str = "expected an S3 event notification ({\"Records\": [{\"eventSource\": \"aws:s3\", ...}]}), \
 an EventBridge S3 \"Object Created\" event, an EventBridge \"Scheduled Event\", or a direct payload: \
@@ -23,9 +24,9 @@ pub enum Invocation {
     /// List the enrichments under the output prefix.
     Status { bucket: String },
     /// One batch of a large file's Distributed Map (`{"BatchInput": ..., "Items": [...]}`).
-    Batch(Value),
+    Batch(BatchEvent),
     /// The large-file workflow's last step (its execution input, `"action": "assemble"`).
-    Assemble(Value),
+    Assemble(Box<ExecutionInput>),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -41,7 +42,7 @@ fn problem(text: impl Into<String>) -> TriggerError {
 /// What an event asks for. S3 records that are not object creations are skipped (and logged).
 pub fn parse_event(event: &Value) -> Result<Invocation, TriggerError> {
     if event.get("BatchInput").is_some() && event.get("Items").is_some() {
-        return Ok(Invocation::Batch(event.clone()));
+        return from_state_machine(event, "a Distributed Map batch").map(Invocation::Batch);
     }
     if let Some(records) = event.get("Records") {
         return s3_notification(records).map(Invocation::Jobs);
@@ -57,6 +58,17 @@ pub fn parse_event(event: &Value) -> Result<Invocation, TriggerError> {
         return direct(action, event);
     }
     Err(problem("the event is not one this function understands"))
+}
+
+/// A payload the state machine built. serde's message may quote the offending value, a company
+/// name: only its category is kept.
+fn from_state_machine<T: serde::de::DeserializeOwned>(event: &Value, what: &str) -> Result<T, TriggerError> {
+    T::deserialize(event).map_err(|error| {
+        problem(format!(
+            "{what} that this version cannot read ({:?} error); was it sent by this stack's state machine?",
+            error.classify()
+        ))
+    })
 }
 
 fn string_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
@@ -128,7 +140,9 @@ fn direct(action: &Value, event: &Value) -> Result<Invocation, TriggerError> {
             prefix: text(event, "prefix").map(str::to_string),
             force: flag("force")?,
         }),
-        Some("assemble") => Ok(Invocation::Assemble(event.clone())),
+        Some("assemble") => {
+            from_state_machine(event, "an assemble step").map(|input| Invocation::Assemble(Box::new(input)))
+        }
         Some("status") => {
             let bucket = text(event, "bucket").ok_or_else(|| problem("\"status\" needs a \"bucket\" string"))?;
             Ok(Invocation::Status { bucket: bucket.to_string() })

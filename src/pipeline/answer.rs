@@ -8,11 +8,16 @@ use std::collections::HashSet;
 
 use super::App;
 use super::enrich::{Collected, EnrichPlan, collect_pending, enrich_companies};
-use super::journal::{AnswerJournal, PendingBulk, now_seconds};
+use super::journal::{AnswerJournal, Journal, PendingBulk, now_seconds};
+use super::kept::{self, KeptFilter};
+use super::paths::version_id;
+use super::run::Run;
+use super::scan::Scan;
 use super::summary::{Reused, utc_from_seconds};
 use crate::cache::CacheCounts;
 use crate::company::Companies;
 use crate::enrichment::{Enrichment, RowStatus};
+use crate::error::JobError;
 use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
 
 /// Where a known answer came from.
@@ -230,4 +235,57 @@ pub async fn answer_the_rest(
         }
     }
     Answers { answers, bought_at, stopped_by, leadspace_down, cache: cache_counts, reused }
+}
+
+/// The answer journal of this version of the object, read with the mapping pass 1 resolved,
+/// from this LEADSPACE_BASE_URL; `writer` names this run's entries.
+pub fn journal_of(run: &Run<'_>, scan: &Scan, writer: &str) -> Journal {
+    let version = version_id(&run.meta.etag, scan.mapping.description(), &run.app.config.base_url);
+    Journal::new(run.app.store.clone(), &run.paths.bucket, &run.paths.journal_prefix(&version), writer)
+}
+
+/// What earlier runs left: this version's journal (and the bulks it has in flight), then the
+/// previous version's kept answers. `force` starts a new journal and reuses nothing.
+pub async fn known_answers(
+    run: &Run<'_>,
+    scan: &Scan,
+    journal: &Journal,
+) -> Result<(AnswerBook, Vec<PendingBulk>), JobError> {
+    let mut book = AnswerBook::new(scan.companies.len());
+    if run.job.force {
+        let cleared = journal.clear().await?;
+        tracing::info!(cleared, "force: a new answer journal, nothing reused");
+        return Ok((book, Vec::new()));
+    }
+    let pending = journal.recall(&scan.companies, &mut book).await?;
+    let config = &run.app.config;
+    let filter = KeptFilter {
+        etag: &run.meta.etag,
+        mapping: scan.mapping.description(),
+        base_url: &config.base_url,
+        max_age_seconds: config.answer_max_age_seconds(),
+    };
+    kept::recall(run.app.store.as_ref(), &run.paths, &filter, &scan.companies, &mut book).await?;
+    Ok((book, pending))
+}
+
+/// Keeps this version's answers for the next one, before the output is written, so that a
+/// failure from here on still leaves them.
+pub async fn keep_answers(
+    run: &Run<'_>,
+    scan: &Scan,
+    answers: &[Enrichment],
+    bought_at: &[i64],
+) -> Result<(), JobError> {
+    kept::keep(
+        run.app.store.clone(),
+        &run.paths,
+        &run.meta.etag,
+        scan.mapping.description(),
+        &run.app.config.base_url,
+        &scan.companies,
+        answers,
+        bought_at,
+    )
+    .await
 }

@@ -243,15 +243,7 @@ impl Journal {
 
     /// Deletes the whole journal: the run it served is complete, or `force` starts a new one.
     pub async fn clear(&self) -> Result<usize, StorageError> {
-        let listed = self.store.list(&self.bucket, &self.prefix).await?;
-        let (store, bucket) = (self.store.as_ref(), &self.bucket);
-        let mut deletes = futures::stream::iter(&listed)
-            .map(|object| store.delete(bucket, &object.key))
-            .buffer_unordered(READ_CONCURRENCY);
-        while let Some(deleted) = deletes.next().await {
-            deleted?;
-        }
-        Ok(listed.len())
+        crate::storage::delete_prefix(self.store.as_ref(), &self.bucket, &self.prefix).await
     }
 
     /// Writes `answers` kept from the previous version, so that every answer this version uses

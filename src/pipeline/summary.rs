@@ -2,14 +2,20 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::paths::OutputPaths;
 use crate::cache::CacheCounts;
 use crate::enrichment::RowStatus;
+use crate::error::JobError;
+use crate::leadspace::CallStats;
 use crate::metrics::{Metric, Unit};
 use crate::records::TextEncoding;
+use crate::storage::ObjectStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Being enriched: a large file handed to the workflow, which writes the summary when it ends.
+    Running,
     Complete,
     Partial,
     Failed,
@@ -80,6 +86,19 @@ pub struct LeadspaceCounts {
     pub ambiguous_retries: u64,
 }
 
+impl From<&CallStats> for LeadspaceCounts {
+    fn from(stats: &CallStats) -> Self {
+        LeadspaceCounts {
+            requests: CallStats::get(&stats.requests),
+            records_sent: CallStats::get(&stats.records_sent),
+            retries: CallStats::get(&stats.retries),
+            throttled: CallStats::get(&stats.throttled),
+            resubmitted: CallStats::get(&stats.resubmitted),
+            ambiguous_retries: CallStats::get(&stats.ambiguous_retries),
+        }
+    }
+}
+
 impl LeadspaceCounts {
     pub fn add(&mut self, other: &LeadspaceCounts) {
         self.requests += other.requests;
@@ -137,6 +156,10 @@ impl Summary {
         self.status == RunStatus::Complete && self.source.etag == etag
     }
 
+    pub fn to_json(&self) -> Result<Vec<u8>, JobError> {
+        serde_json::to_vec_pretty(self).map_err(|source| JobError::Encode { what: "the summary", source })
+    }
+
     /// The run's figures as CloudWatch metrics, emitted once its summary is written.
     pub fn metrics(&self, duration_ms: u64) -> Vec<Metric> {
         let rows = &self.rows;
@@ -166,6 +189,15 @@ impl Summary {
             ("JobDuration", Unit::Milliseconds, duration_ms as f64),
         ]
     }
+}
+
+/// The summary beside the object's output, if there is one this version can read.
+pub async fn read_summary(store: &dyn ObjectStore, paths: &OutputPaths) -> Result<Option<Summary>, JobError> {
+    let Some(bytes) = store.get_small(&paths.bucket, &paths.summary_key).await? else {
+        return Ok(None);
+    };
+    // A summary this version cannot read is treated as absent: the object is enriched again.
+    Ok(serde_json::from_slice(&bytes).ok())
 }
 
 /// The billing promise, with this deployment's figures.

@@ -5,7 +5,7 @@
 //! four, an object's first key a table and an entry vector. `[0,0,0,...]` grows 70 times over
 //! its text, `[[[0]]],...` 110 times, so a 32 MiB line could need several GiB. A line is therefore
 //! also bounded by how many keys and values it holds, counted in its text before `serde_json`
-//! builds anything, and a batch of rows is sized by what its rows hold once parsed.
+//! builds anything, and a chunk of rows is sized by what its rows hold once parsed.
 //!
 //! The count is of the structural characters `[`, `{`, `,` and `:` outside strings. In a valid
 //! JSON text that is exactly the keys and values inside its containers (an object's entry is a
@@ -88,7 +88,7 @@ fn value_items(value: &Value) -> usize {
     }
 }
 
-/// What a parsed JSON row holds in memory, for sizing batches: its text as read, the text of
+/// What a parsed JSON row holds in memory, for sizing chunks: its text as read, the text of
 /// its strings (at most as long), and its keys and values.
 pub fn parsed_cost(raw: &str, object: &Map<String, Value>) -> usize {
     2 * raw.len() + parsed_items(object) * PARSED_BYTES_PER_ITEM

@@ -1,8 +1,8 @@
 //! Customer files as streams of rows: format detection, a streaming reader and a writer.
 //!
 //! The parsers are the synchronous `csv` and `flate2` crates run on a blocking thread, fed from
-//! the S3 body through `SyncIoBridge`; rows reach the async side in bounded batches, so memory
-//! holds a few batches, never the file.
+//! the S3 body through `SyncIoBridge`; rows reach the async side in bounded chunks, so memory
+//! holds a few chunks, never the file.
 
 pub mod decode;
 pub mod format;

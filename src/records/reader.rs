@@ -1,4 +1,4 @@
-//! The streaming row reader: a blocking thread parses, the async side receives bounded batches.
+//! The streaming row reader: a blocking thread parses, the async side receives bounded chunks.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
@@ -15,13 +15,13 @@ use super::json_size::{self, MAX_JSON_ITEMS};
 use super::quotes::{QuoteTracker, State};
 use super::{Format, InvalidRow, JsonRow, Kind, Row};
 
-/// Rows per message from the parser thread; with `CHANNEL_BATCHES` in flight this bounds what
+/// Rows per message from the parser thread; with `CHANNEL_CHUNKS` in flight this bounds what
 /// the reader holds in memory.
-const BATCH_ROWS: usize = 1024;
+const CHUNK_ROWS: usize = 1024;
 /// ... and at most about this many bytes of rows (of JSON lines, what they hold once parsed), so
 /// that a file of huge cells cannot fill memory with a thousand of them.
-const BATCH_BYTES: usize = 8 * 1024 * 1024;
-const CHANNEL_BATCHES: usize = 4;
+const CHUNK_BYTES: usize = 8 * 1024 * 1024;
+const CHANNEL_CHUNKS: usize = 4;
 /// JSON Lines auto-detection looks for the first object within this many lines.
 const FIRST_OBJECT_SCAN_LINES: u64 = 1000;
 /// The most of the header record read to sniff a CSV's delimiter.
@@ -90,7 +90,7 @@ impl RowStream {
         format: Format,
         max_text_bytes: u64,
     ) -> Result<RowStream, ReadError> {
-        let (tx, mut rx) = mpsc::channel(CHANNEL_BATCHES);
+        let (tx, mut rx) = mpsc::channel(CHANNEL_CHUNKS);
         let legacy_rows = Arc::new(AtomicU64::new(0));
         let counter = legacy_rows.clone();
         let bridge = SyncIoBridge::new(body);
@@ -132,7 +132,7 @@ impl RowStream {
         self.origin
     }
 
-    /// The encoding the rows were read in; complete once every batch has been received.
+    /// The encoding the rows were read in; complete once every chunk has been received.
     pub fn encoding(&self) -> TextEncoding {
         match self.origin.encoding {
             TextEncoding::Utf8 if self.legacy_rows.load(Ordering::Relaxed) > 0 => TextEncoding::Windows1252,
@@ -140,8 +140,8 @@ impl RowStream {
         }
     }
 
-    /// The next batch of rows, `None` at the end of the file.
-    pub async fn next_batch(&mut self) -> Option<Result<Vec<Row>, ReadError>> {
+    /// The next chunk of rows, `None` at the end of the file.
+    pub async fn next_chunk(&mut self) -> Option<Result<Vec<Row>, ReadError>> {
         if self.ended {
             return None;
         }
@@ -223,7 +223,7 @@ impl Parser<'_> {
         let columns = record.iter().map(|name| self.text(name).into_owned()).collect();
         self.layout(Layout::Csv { columns, delimiter })?;
 
-        let mut batch = Batch::default();
+        let mut chunk = Chunk::default();
         while reader.read_byte_record(&mut record).map_err(csv_error)? {
             let size = record.as_slice().len();
             let row = match csv::StringRecord::from_byte_record(record.clone()) {
@@ -234,7 +234,7 @@ impl Parser<'_> {
                     csv::StringRecord::from(record.iter().map(|f| decode_text(f).0).collect::<Vec<_>>())
                 }
             };
-            if let Some(full) = batch.push(Row::Csv(row), size) {
+            if let Some(full) = chunk.push(Row::Csv(row), size) {
                 self.send(Message::Rows(full))?;
             }
         }
@@ -246,24 +246,24 @@ impl Parser<'_> {
                  as one value; close the quote (\") and upload the file again"
             )));
         }
-        if !batch.rows.is_empty() {
-            self.send(Message::Rows(batch.rows))?;
+        if !chunk.rows.is_empty() {
+            self.send(Message::Rows(chunk.rows))?;
         }
         Ok(())
     }
 
     fn json_lines(&self, source: Box<dyn Read>) -> io::Result<()> {
         let mut lines = BufReader::with_capacity(256 * 1024, source);
-        let mut batch = Batch::default();
+        let mut chunk = Chunk::default();
         let mut layout_sent = false;
-        let mut chunk = Vec::new();
+        let mut line_bytes = Vec::new();
         let mut lines_read = 0u64;
         loop {
-            chunk.clear();
-            if (&mut lines).take(MAX_ROW_BYTES + 1).read_until(b'\n', &mut chunk)? == 0 {
+            line_bytes.clear();
+            if (&mut lines).take(MAX_ROW_BYTES + 1).read_until(b'\n', &mut line_bytes)? == 0 {
                 break;
             }
-            if chunk.len() as u64 > MAX_ROW_BYTES {
+            if line_bytes.len() as u64 > MAX_ROW_BYTES {
                 return Err(malformed(format!(
                     "line {} is longer than {} MiB; JSON Lines needs one object per line",
                     lines_read + 1,
@@ -271,7 +271,7 @@ impl Parser<'_> {
                 )));
             }
             // `\r` alone also ends a line (files from classic Mac tools).
-            let body = chunk.strip_suffix(b"\n").unwrap_or(&chunk);
+            let body = line_bytes.strip_suffix(b"\n").unwrap_or(&line_bytes);
             let body = body.strip_suffix(b"\r").unwrap_or(body);
             for line in body.split(|&b| b == b'\r') {
                 lines_read += 1;
@@ -284,12 +284,12 @@ impl Parser<'_> {
                     if let Row::Json(json) = &row {
                         self.layout(Layout::JsonLines { first_object: Some(json.object.clone()) })?;
                         layout_sent = true;
-                    } else if lines_read >= FIRST_OBJECT_SCAN_LINES || batch.cost >= BATCH_BYTES {
+                    } else if lines_read >= FIRST_OBJECT_SCAN_LINES || chunk.cost >= CHUNK_BYTES {
                         self.layout(Layout::JsonLines { first_object: None })?;
                         layout_sent = true;
                     }
                 }
-                let full = batch.push(row, cost);
+                let full = chunk.push(row, cost);
                 if let Some(full) = full.filter(|_| layout_sent) {
                     self.send(Message::Rows(full))?;
                 }
@@ -298,8 +298,8 @@ impl Parser<'_> {
         if !layout_sent {
             self.layout(Layout::JsonLines { first_object: None })?;
         }
-        if !batch.rows.is_empty() {
-            self.send(Message::Rows(batch.rows))?;
+        if !chunk.rows.is_empty() {
+            self.send(Message::Rows(chunk.rows))?;
         }
         Ok(())
     }
@@ -307,18 +307,18 @@ impl Parser<'_> {
 
 /// Rows on their way to the pipeline, handed over by count or by size.
 #[derive(Default)]
-struct Batch {
+struct Chunk {
     rows: Vec<Row>,
     /// The memory the rows hold: a CSV record's bytes, a parsed JSON line's estimate.
     cost: usize,
 }
 
-impl Batch {
-    /// Adds a row holding `cost` bytes; returns the batch to send once it is full.
+impl Chunk {
+    /// Adds a row holding `cost` bytes; returns the chunk to send once it is full.
     fn push(&mut self, row: Row, cost: usize) -> Option<Vec<Row>> {
         self.rows.push(row);
         self.cost += cost;
-        if self.rows.len() < BATCH_ROWS && self.cost < BATCH_BYTES {
+        if self.rows.len() < CHUNK_ROWS && self.cost < CHUNK_BYTES {
             return None;
         }
         self.cost = 0;
@@ -441,8 +441,8 @@ mod tests {
     async fn read_all(bytes: &'static [u8], format: Format) -> Result<(Layout, Vec<Row>), ReadError> {
         let mut stream = RowStream::open(Box::new(bytes), format, u64::MAX).await?;
         let mut rows = Vec::new();
-        while let Some(batch) = stream.next_batch().await {
-            rows.extend(batch?);
+        while let Some(chunk) = stream.next_chunk().await {
+            rows.extend(chunk?);
         }
         Ok((stream.layout, rows))
     }
@@ -520,8 +520,8 @@ mod tests {
             std::iter::once("Company,Notes\n".to_string()).chain((0..6).map(|i| format!("C{i},{cell}\n"))).collect();
         let mut stream = RowStream::open(Box::new(io::Cursor::new(text.into_bytes())), CSV, u64::MAX).await.unwrap();
         let mut sizes = Vec::new();
-        while let Some(batch) = stream.next_batch().await {
-            sizes.push(batch.unwrap().len());
+        while let Some(chunk) = stream.next_chunk().await {
+            sizes.push(chunk.unwrap().len());
         }
         assert_eq!(sizes, [3, 3]);
     }
@@ -555,8 +555,8 @@ mod tests {
     async fn read_stream(bytes: Vec<u8>, format: Format) -> Result<(RowStream, Vec<Row>), ReadError> {
         let mut stream = RowStream::open(Box::new(io::Cursor::new(bytes)), format, u64::MAX).await?;
         let mut rows = Vec::new();
-        while let Some(batch) = stream.next_batch().await {
-            rows.extend(batch?);
+        while let Some(chunk) = stream.next_chunk().await {
+            rows.extend(chunk?);
         }
         Ok((stream, rows))
     }
@@ -767,14 +767,14 @@ mod tests {
 
     #[tokio::test]
     async fn json_batches_are_bounded_by_what_the_rows_hold_once_parsed() {
-        // 60 KB lines of 30,000 numbers each hold about 10 MB parsed: one per batch, where
+        // 60 KB lines of 30,000 numbers each hold about 10 MB parsed: one per chunk, where
         // their bytes alone would have let a hundred of them into one.
         let line = zeros_line(60_000);
         let text = format!("{line}\n").repeat(4) + "{\"name\":\"a\"}\n{\"name\":\"b\"}\n";
         let mut stream = RowStream::open(Box::new(io::Cursor::new(text.into_bytes())), JSONL, u64::MAX).await.unwrap();
         let mut sizes = Vec::new();
-        while let Some(batch) = stream.next_batch().await {
-            sizes.push(batch.unwrap().len());
+        while let Some(chunk) = stream.next_chunk().await {
+            sizes.push(chunk.unwrap().len());
         }
         assert_eq!(sizes, [1, 1, 1, 1, 2]);
     }

@@ -32,8 +32,8 @@ fn read_and_write(bytes: Vec<u8>, format: Format) -> (Layout, Vec<u8>) {
         let mut stream = RowStream::open(Box::new(std::io::Cursor::new(bytes)), format, u64::MAX).await.expect("opens");
         let mut writer = RowWriter::new(format, &stream.layout, false).expect("writer");
         let answer = Enrichment::without_attributes(RowStatus::NotAttempted, Some("=formula?".into()));
-        while let Some(batch) = stream.next_batch().await {
-            for row in batch.expect("rows") {
+        while let Some(chunk) = stream.next_chunk().await {
+            for row in chunk.expect("rows") {
                 writer.write(&row, &answer).expect("write");
             }
         }
@@ -216,8 +216,8 @@ proptest! {
                     return None;
                 };
                 let mut rows: Vec<Row> = Vec::new();
-                while let Some(batch) = stream.next_batch().await {
-                    rows.extend(batch.ok()?);
+                while let Some(chunk) = stream.next_chunk().await {
+                    rows.extend(chunk.ok()?);
                 }
                 Some(rows)
             });

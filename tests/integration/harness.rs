@@ -248,7 +248,17 @@ pub async fn invoke(app: &App, event: Value) -> Value {
 }
 
 pub async fn try_invoke(app: &App, event: Value) -> Result<Value, leadspace_enrich::error::HandlerError> {
-    handle(app, event, None).await
+    try_invoke_until(app, event, None).await
+}
+
+/// The response as Lambda would send it: the handler's `Response`, serialised.
+pub async fn try_invoke_until(
+    app: &App,
+    event: Value,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Value, leadspace_enrich::error::HandlerError> {
+    let response = handle(app, event, deadline).await?;
+    Ok(serde_json::to_value(response).expect("a response serialises"))
 }
 
 /// A CSV with a `Company` column holding `Firm 0` .. `Firm {n-1}`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use leadspace_emulator::Knobs;
 use serde_json::{Value, json};
 
-use crate::harness::{TestEnv, firms_csv, invoke, parse_csv, try_invoke};
+use crate::harness::{TestEnv, firms_csv, invoke, parse_csv, try_invoke, try_invoke_until};
 
 const FINAL_OR_UNFINISHED: [&str; 6] =
     ["enriched", "not_matched", "low_confidence", "invalid_input", "failed", "not_attempted"];
@@ -211,8 +211,7 @@ async fn the_lambda_deadline_stops_new_work_and_still_writes_everything() {
     let app = env.app(&[("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "1"), ("DEADLINE_MARGIN_SECONDS", "1")]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
 
-    let response =
-        leadspace_enrich::handler::handle(&app, env.s3_event("incoming/a.csv"), Some(deadline)).await.unwrap();
+    let response = try_invoke_until(&app, env.s3_event("incoming/a.csv"), Some(deadline)).await.unwrap();
 
     assert!(tokio::time::Instant::now() < deadline, "finished before the deadline");
     assert_eq!(response["results"][0]["status"], "partial", "{response}");

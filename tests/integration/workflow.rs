@@ -257,7 +257,7 @@ async fn a_large_file_goes_through_the_workflow_and_comes_out_as_an_inline_run_w
     assert_eq!(summary["source"]["encoding"], "windows-1252");
 
     // The same bytes enriched inline give the same rows.
-    let inline = App { workflow: None, ..app_with(&env, &workflow_vars(&state_machine)) };
+    let inline = App { step_functions: None, ..app_with(&env, &workflow_vars(&state_machine)) };
     env.put("incoming/copy/big.csv.gz", big_file()).await;
     invoke(&inline, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/copy/big.csv.gz"})).await;
     let by_workflow = gunzip(&env.get("enriched/big.csv.gz").await.unwrap());

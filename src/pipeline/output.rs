@@ -1,0 +1,180 @@
+//! Pass 2 and the end of a run: every row once, in order, with its company's answer, streamed
+//! to S3; then the summary, last, and the journal deleted once the version is complete.
+
+use super::job::{JobReport, Outcome};
+use super::journal::Journal;
+use super::run::Run;
+use super::scan::{NO_COMPANY, Scan, open, read_error};
+use super::summary::{LeadspaceCounts, Reused, RowCounts, RunStatus};
+use crate::cache::CacheCounts;
+use crate::enrichment::{Enrichment, RowStatus};
+use crate::error::{JobError, RunError};
+use crate::mapping::NoQuery;
+use crate::records::{EncodedAnswer, Format, RowWriter};
+use crate::storage::{OutputUpload, PART_SIZE};
+
+/// What a run learned about its companies, for pass 2 and the summary.
+pub struct Enriched {
+    /// One per company, judged against MIN_CONFIDENCE.
+    pub answers: Vec<Enrichment>,
+    /// Why Leadspace work ended early, if it did.
+    pub stopped: Option<String>,
+    pub leadspace: LeadspaceCounts,
+    pub cache: Option<CacheCounts>,
+    pub reused: Reused,
+}
+
+/// Pass 2 and the summary: every row with its company's answer. Once the summary says the
+/// version is complete, its journal has served and is deleted.
+pub async fn finish(
+    run: &Run<'_>,
+    format: Format,
+    scan: &Scan,
+    enriched: Enriched,
+    journal: &Journal,
+) -> Result<JobReport, JobError> {
+    let Enriched { answers, stopped, leadspace, cache, reused } = enriched;
+    let rows = match write_rows(run, format, scan, answers).await {
+        Ok(rows) => rows,
+        Err(error) => return run.stopped(error, Some(scan)).await,
+    };
+    let (status, error) = match (stopped, rows.unfinished()) {
+        (Some(stop), _) => (RunStatus::Partial, Some(stop)),
+        (None, 0) => (RunStatus::Complete, None),
+        (None, n) => (
+            RunStatus::Partial,
+            Some(format!("{n} rows have no final answer (failed); running the file again retries only them")),
+        ),
+    };
+    let mut summary = run.summary(status, error.clone(), rows.clone(), leadspace, Some(scan));
+    summary.cache = cache;
+    summary.reused = reused;
+    run.write_summary(&summary).await?;
+    if status == RunStatus::Complete {
+        match journal.clear().await {
+            Ok(entries) => tracing::debug!(entries, "answer journal deleted"),
+            // The lifecycle rule expires it; a complete summary means no run reads it.
+            Err(error) => tracing::warn!(error = %error, "could not delete the answer journal"),
+        }
+    }
+    tracing::info!(
+        status = ?status,
+        rows = rows.total,
+        enriched = rows.enriched,
+        requests = summary.leadspace.requests,
+        reused = summary.reused.journal + summary.reused.previous_version,
+        elapsed_ms = run.elapsed_ms(),
+        "job finished"
+    );
+    Ok(JobReport {
+        status: Some(status),
+        output_key: Some(run.paths.output_key.clone()),
+        summary_key: Some(run.paths.summary_key.clone()),
+        rows: Some(rows),
+        message: error,
+        ..JobReport::new(run.job, Outcome::Enriched)
+    })
+}
+
+/// Each company's answer, encoded for the output when its first row is written: once per
+/// company rather than per row, spread over the write (which waits on S3 anyway), and without
+/// holding every answer twice.
+struct CompanyAnswers {
+    decoded: Vec<Enrichment>,
+    encoded: Vec<Option<EncodedAnswer>>,
+}
+
+impl CompanyAnswers {
+    fn new(decoded: Vec<Enrichment>) -> Self {
+        let encoded = vec![None; decoded.len()];
+        CompanyAnswers { decoded, encoded }
+    }
+
+    fn encoded(&mut self, company: usize, writer: &RowWriter) -> std::io::Result<&EncodedAnswer> {
+        let slot = &mut self.encoded[company];
+        let encoded = match slot.take() {
+            Some(encoded) => encoded,
+            None => {
+                // Only the encoded form is needed from here on; the placeholder holds no memory.
+                let placeholder = Enrichment::without_attributes(RowStatus::NotAttempted, None);
+                writer.encode(&std::mem::replace(&mut self.decoded[company], placeholder))?
+            }
+        };
+        Ok(slot.insert(encoded))
+    }
+}
+
+/// The answer a row gets when the second read of the file disagrees with the first, which the
+/// ETag pin rules out unless S3 served different bytes.
+fn row_changed() -> Enrichment {
+    Enrichment::without_attributes(RowStatus::Failed, Some("the row changed between the two reads of the file".into()))
+}
+
+/// The answer a row gets when it never became a company question.
+fn row_without_company(why: &NoQuery) -> Enrichment {
+    Enrichment::without_attributes(RowStatus::InvalidInput, Some(why.to_string()))
+}
+
+/// Every row once, in order, with its company's answer; streamed to S3. The upload is aborted
+/// on any failure, so a half-written output never replaces a previous one.
+async fn write_rows(
+    run: &Run<'_>,
+    format: Format,
+    scan: &Scan,
+    answers: Vec<Enrichment>,
+) -> Result<RowCounts, RunError> {
+    let mut stream = open(run, format).await?;
+    let write_error = |source: std::io::Error| {
+        RunError::Job(JobError::Write { bucket: run.paths.bucket.clone(), key: run.paths.output_key.clone(), source })
+    };
+    let mut writer = RowWriter::new(format, &stream.layout, scan.output_bom()).map_err(write_error)?;
+    let mut answers = CompanyAnswers::new(answers);
+    let mut upload =
+        OutputUpload::new(run.app.store.clone(), &run.paths.bucket, &run.paths.output_key, format.content_type());
+    let mut rows = RowCounts::default();
+    let written: Result<(), RunError> = async {
+        while let Some(chunk) = stream.next_chunk().await {
+            let chunk = chunk.map_err(|error| read_error(run, error))?;
+            for row in &chunk {
+                let own;
+                let answer = match scan.row_companies.get(rows.total as usize).copied() {
+                    Some(company) if company != NO_COMPANY => {
+                        answers.encoded(company as usize, &writer).map_err(write_error)?
+                    }
+                    other => {
+                        let answer = match other.map(|_| scan.mapping.query(row)) {
+                            Some(Err(why)) => row_without_company(&why),
+                            _ => row_changed(),
+                        };
+                        own = writer.encode(&answer).map_err(write_error)?;
+                        &own
+                    }
+                };
+                rows.count(answer.status);
+                writer.write_encoded(row, answer).map_err(write_error)?;
+                if writer.pending_len() >= PART_SIZE {
+                    upload.write(writer.take()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let rest = match written.and_then(|()| writer.finish().map_err(write_error)) {
+        Ok(rest) => rest,
+        Err(error) => {
+            upload.abort().await;
+            return Err(error);
+        }
+    };
+    upload.finish(rest).await?;
+    if rows.total != scan.rows {
+        // The ETag pin makes this impossible unless S3 served different bytes; never report
+        // counts that do not add up.
+        return Err(RunError::Unusable(format!(
+            "the object read {} rows the first time and {} the second",
+            scan.rows, rows.total
+        )));
+    }
+    Ok(rows)
+}

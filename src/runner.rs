@@ -1,0 +1,187 @@
+//! One job from start to end: whether the object is for this function, whether its version is
+//! already done, the lease, then the run: pass 1, the answers earlier runs left, and either the
+//! Step Functions hand-off (a large file) or Leadspace and pass 2 here.
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::error::{JobError, retry_worthy};
+use crate::leadspace::{CallContext, CallStats};
+use crate::pipeline::answer::{
+    Answers, answer_the_rest, collect_earlier_bulks, journal_of, keep_answers, known_answers,
+};
+use crate::pipeline::lease::{Acquired, Lease};
+use crate::pipeline::output::{Enriched, finish};
+use crate::pipeline::paths::{OutputPaths, STATE_DIR};
+use crate::pipeline::run::Run;
+use crate::pipeline::scan::scan;
+use crate::pipeline::summary::{LeadspaceCounts, read_summary};
+use crate::pipeline::{App, Job, JobReport, Outcome};
+use crate::workflow::{self, hand_off::HandOff};
+
+const ALREADY_ENRICHED: &str = "already enriched: the summary is complete for this ETag; pass force to redo";
+
+/// Runs `job` unless the invocation is already past `stop_at`, when it is reported not started
+/// with `why_not` (the next delivery or refresh picks it up).
+pub async fn run_in_time(app: &App, job: &Job, stop_at: Option<Instant>, why_not: &str) -> Result<JobReport, JobError> {
+    if stop_at.is_some_and(|stop| Instant::now() >= stop) {
+        return Ok(JobReport::not_started(job, why_not));
+    }
+    let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key);
+    run_job(app, job, stop_at).instrument(span).await
+}
+
+/// Why an object is not for this function, if it is not.
+pub fn ignore_reason(config: &Config, bucket: &str, key: &str) -> Option<&'static str> {
+    let output_bucket = config.output_bucket_for(bucket);
+    let in_output =
+        key.starts_with(config.output_prefix.as_str()) && (bucket == output_bucket || !config.output_prefix.is_empty());
+    if in_output {
+        Some("the object is under OUTPUT_PREFIX: results are never enriched again")
+    } else if !key.starts_with(config.input_prefix.as_str()) {
+        Some("the object is not under INPUT_PREFIX")
+    } else if key[config.input_prefix.len()..].starts_with(STATE_DIR) {
+        Some(
+            "the folder _state/ below INPUT_PREFIX is reserved: its results would land among the function's working state",
+        )
+    } else if key.ends_with('/') {
+        Some("the key is a folder marker, not a file")
+    } else {
+        None
+    }
+}
+
+/// Runs one job. `stop_at` is when to stop starting Leadspace work (the Lambda deadline less a
+/// margin for writing); `None` runs to completion.
+pub async fn run_job(app: &App, job: &Job, stop_at: Option<Instant>) -> Result<JobReport, JobError> {
+    let config = &app.config;
+    if let Some(why) = ignore_reason(config, &job.bucket, &job.key) {
+        return Ok(JobReport::ignored(job, why));
+    }
+    let Some(meta) = app.store.head(&job.bucket, &job.key).await? else {
+        return Ok(JobReport::ignored(job, "the object no longer exists"));
+    };
+    let paths = OutputPaths::for_object(config, &job.bucket, &job.key);
+    tracing::info!(size = meta.size, "starting");
+
+    // A complete run of this very version means nothing to do; checked before the lease so a
+    // redelivery costs one GET, and again once the lease is held (another run may just have
+    // finished).
+    if !job.force && !job.dry_run {
+        let previous = read_summary(app.store.as_ref(), &paths).await?;
+        if let Some(done) = previous.filter(|p| p.is_complete_for(&meta.etag)) {
+            return Ok(JobReport::already_done(job, &paths, done, ALREADY_ENRICHED));
+        }
+    }
+
+    let run = Run::new(app, job, meta, paths, None);
+    if job.dry_run {
+        return process(&run, stop_at).await;
+    }
+    let lease = Lease::acquire(
+        app.store.clone(),
+        &run.paths.bucket,
+        &run.paths.lease_key(),
+        &run.meta.etag,
+        config.lease_heartbeat,
+    )
+    .await?;
+    let lease = match lease {
+        Acquired::Held(lease) => lease,
+        Acquired::SameVersionBusy => {
+            tracing::info!("a live invocation is enriching this very version; skipping");
+            return Ok(JobReport {
+                message: Some("another invocation is enriching this version of the object right now".into()),
+                ..JobReport::new(job, Outcome::Skipped)
+            });
+        }
+        Acquired::OtherBusy(why) => {
+            return Err(JobError::Busy { bucket: job.bucket.clone(), key: job.key.clone(), why });
+        }
+    };
+    // Another invocation may have finished this version between our first look and the lease.
+    let result = match read_summary(app.store.as_ref(), &run.paths).await {
+        Ok(Some(done)) if !job.force && done.is_complete_for(&run.meta.etag) => {
+            Ok(JobReport::already_done(job, &run.paths, done, ALREADY_ENRICHED))
+        }
+        Ok(_) => process(&run, stop_at).await,
+        Err(error) => Err(error),
+    };
+    lease.release().await;
+    result
+}
+
+/// Reads, enriches and writes the object. Answers an earlier run bought are collected before
+/// anything is bought (unless `force`).
+async fn process(run: &Run<'_>, stop_at: Option<Instant>) -> Result<JobReport, JobError> {
+    let (app, job, config) = (run.app, run.job, &run.app.config);
+    let format = match run.format() {
+        Ok(format) => format,
+        Err(error) => return run.stopped(error, None).await,
+    };
+    if run.meta.size > config.max_input_bytes {
+        let why = format!(
+            "the object is {} bytes, more than MAX_INPUT_BYTES ({}); split it into smaller files or raise \
+             MAX_INPUT_BYTES",
+            run.meta.size, config.max_input_bytes
+        );
+        return run.fail(&why, None).await;
+    }
+    let mapping = job.field_mapping.as_ref().or(config.field_mapping.as_ref());
+    let scan = match scan(run, format, mapping).await {
+        Ok(scan) => scan,
+        Err(error) => return run.stopped(error, None).await,
+    };
+    tracing::info!(
+        rows = scan.rows,
+        unique_companies = scan.companies.len(),
+        rows_without_company = scan.rows_without_company,
+        elapsed_ms = run.elapsed_ms(),
+        "scanned"
+    );
+    if job.dry_run {
+        return Ok(run.estimate(&scan));
+    }
+    if !config.data_sharing_consent {
+        let why = "DATA_SHARING_CONSENT is not set to true: no customer data was sent to Leadspace. \
+                   Set DATA_SHARING_CONSENT=true to record consent to send the mapped fields outside this AWS account";
+        return run.fail(why, Some(&scan)).await;
+    }
+
+    let journal = journal_of(run, &scan, &format!("run-{:016x}", rand::random::<u64>()));
+    let (mut book, pending) = known_answers(run, &scan, &journal).await?;
+    let call = CallContext { stats: CallStats::default(), stop_at };
+    // Before anything is bought, inline or by the workflow's batches.
+    let collected = collect_earlier_bulks(app, &journal, &scan.companies, pending, &call, &mut book).await;
+
+    if let Some(step_functions) = &app.step_functions
+        && workflow::is_large(config, run.meta.size, scan.rows)
+        && collected.stopped_by.is_none()
+        && book.known() < book.len()
+    {
+        let hand_off = HandOff { run, step_functions, scan: &scan, journal: &journal };
+        return hand_off.start(book, &collected.held, LeadspaceCounts::from(&call.stats)).await;
+    }
+
+    let answered = answer_the_rest(app, app.enricher.as_ref(), &journal, &scan.companies, book, collected, &call).await;
+    tracing::info!(elapsed_ms = run.elapsed_ms(), "answers ready");
+    let Answers { answers, bought_at, stopped_by, leadspace_down, cache, reused } = answered;
+    keep_answers(run, &scan, &answers, &bought_at).await?;
+    drop(bought_at);
+    let enriched = Enriched {
+        answers: answers.into_iter().map(|a| a.judged(config.min_confidence)).collect(),
+        stopped: stopped_by.as_ref().map(ToString::to_string),
+        leadspace: LeadspaceCounts::from(&call.stats),
+        cache,
+        reused,
+    };
+    let report = finish(run, format, &scan, enriched, &journal).await?;
+    // Everything is written (answers kept, summary partial); when the cause is passing,
+    // Lambda's retry collects what was bought and sends only the rows without an answer.
+    retry_worthy(stopped_by)?;
+    if leadspace_down {
+        return Err(JobError::LeadspaceUnavailable(report.message.unwrap_or_default()));
+    }
+    Ok(report)
+}

@@ -1,0 +1,219 @@
+//! Step 1, the hand-off: pass 1 has run as usual; the companies still without an answer are
+//! staged as JSON Lines (mapped fields only) and a Standard execution starts, named so that a
+//! redelivered event finds the one already running.
+
+use std::collections::HashSet;
+
+use super::input::{BULKS_PER_BATCH, ExecutionInput, PartStats, StagedCompany, write_stats};
+use super::{internal_error, workflow_error};
+use crate::company::Companies;
+use crate::enrichment::Enrichment;
+use crate::error::JobError;
+use crate::pipeline::StepFunctions;
+use crate::pipeline::answer::AnswerBook;
+use crate::pipeline::job::{JobReport, Outcome};
+use crate::pipeline::journal::Journal;
+use crate::pipeline::paths::work_prefix;
+use crate::pipeline::run::Run;
+use crate::pipeline::scan::Scan;
+use crate::pipeline::summary::{LeadspaceCounts, RunStatus};
+use crate::storage::{OutputUpload, PART_SIZE};
+
+/// `<file name, as far as the execution name allows>-<digest of bucket, key and ETag>-<attempt>`:
+/// readable in the console, the same for a redelivered event, new for a new attempt.
+fn execution_base_name(bucket: &str, key: &str, etag: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest =
+        Sha256::new().chain_update(bucket).chain_update([0]).chain_update(key).chain_update([0]).chain_update(etag);
+    let digest: String = digest.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let file = key.rsplit('/').next().unwrap_or(key);
+    let readable: String = file
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(40)
+        .collect();
+    format!("{readable}-{digest}")
+}
+
+/// Attempts per file version before a hand-off gives up: each finished (partial or failed)
+/// execution of the same version takes a number.
+const MAX_ATTEMPTS: u32 = 50;
+
+fn execution_arn(state_machine_arn: &str, name: &str) -> String {
+    format!("{}:{name}", state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
+}
+
+enum Slot {
+    /// No execution has this name yet.
+    Free(String),
+    /// An execution for this file version is running (a redelivered event).
+    Running(String),
+}
+
+/// The name for a new execution of this file version, or the one already running.
+async fn find_slot(workflow: &StepFunctions, base: &str) -> Result<Slot, JobError> {
+    use aws_sdk_sfn::types::ExecutionStatus;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let name = format!("{base}-{attempt}");
+        let arn = execution_arn(&workflow.state_machine_arn, &name);
+        match workflow.client.describe_execution().execution_arn(&arn).send().await {
+            Ok(found) if found.status == ExecutionStatus::Running => return Ok(Slot::Running(arn)),
+            Ok(_) => continue,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_execution_does_not_exist()) => {
+                return Ok(Slot::Free(name));
+            }
+            Err(error) => return Err(workflow_error("describe an execution", error)),
+        }
+    }
+    Err(JobError::Workflow {
+        action: "start an execution",
+        transient: false,
+        source: format!("this file version already has {MAX_ATTEMPTS} executions; upload it again to start over")
+            .into(),
+    })
+}
+
+/// A large file leaving the inline path for the workflow.
+pub struct HandOff<'r, 'a> {
+    pub run: &'r Run<'a>,
+    pub step_functions: &'r StepFunctions,
+    pub scan: &'r Scan,
+    pub journal: &'r Journal,
+}
+
+impl HandOff<'_, '_> {
+    /// Stages the companies still without an answer (and not in a bulk an earlier run has in
+    /// flight) and starts the workflow. `cost` is what collecting earlier bulks took.
+    pub async fn start(
+        &self,
+        book: AnswerBook,
+        held: &HashSet<usize>,
+        cost: LeadspaceCounts,
+    ) -> Result<JobReport, JobError> {
+        let (run, scan) = (self.run, self.scan);
+        let (app, job) = (run.app, run.job);
+        let base = execution_base_name(&job.bucket, &job.key, &run.meta.etag);
+        let name = match find_slot(self.step_functions, &base).await? {
+            Slot::Free(name) => name,
+            Slot::Running(arn) => {
+                tracing::info!("a workflow execution for this file version is already running");
+                return Ok(JobReport {
+                    message: Some(format!("already being enriched by the Step Functions execution {arn}")),
+                    execution_arn: Some(arn),
+                    ..JobReport::new(job, Outcome::Skipped)
+                });
+            }
+        };
+        let work = work_prefix(&app.config, &name);
+        let input = ExecutionInput {
+            action: "assemble".into(),
+            bucket: job.bucket.clone(),
+            key: job.key.clone(),
+            etag: run.meta.etag.clone(),
+            run: name.clone(),
+            work_bucket: run.paths.bucket.clone(),
+            companies_key: format!("{work}companies.jsonl"),
+            answers_prefix: format!("{work}batches/"),
+            journal_prefix: self.journal.prefix().to_string(),
+            batch_size: (app.config.batch_size * BULKS_PER_BATCH) as u64,
+            max_concurrency: u64::from(app.config.workflow_concurrency()),
+            field_mapping: scan.mapping.description().to_json(),
+            rows: scan.rows,
+            companies: scan.companies.len() as u64,
+            map_error: None,
+        };
+
+        // The last step reads only the journal: answers kept from the previous version go in.
+        let carried: Vec<(u128, Enrichment, i64)> = book
+            .previous_version_companies()
+            .iter()
+            .filter_map(|&company| {
+                let (answer, bought_at) = book.answer(company)?;
+                Some((scan.companies.digest(company), answer.clone(), bought_at))
+            })
+            .collect();
+        if !carried.is_empty() {
+            self.journal.carry_over(&carried).await?;
+        }
+        if cost.requests > 0 {
+            let stats = PartStats { leadspace: cost, cache: None, stopped: None };
+            write_stats(
+                app.store.as_ref(),
+                &input.work_bucket,
+                &format!("{}hand-off.json", input.answers_prefix),
+                &stats,
+            )
+            .await?;
+        }
+
+        let mut staged = 0_u64;
+        let mut upload =
+            OutputUpload::new(app.store.clone(), &input.work_bucket, &input.companies_key, "application/x-ndjson");
+        let mut lines = Vec::new();
+        for company in book.missing().into_iter().filter(|c| !held.contains(c)) {
+            let line = StagedCompany::new(company as u32, scan.companies.query(company));
+            serde_json::to_writer(&mut lines, &line).map_err(|e| internal_error("stage the companies", e))?;
+            lines.push(b'\n');
+            staged += 1;
+            if lines.len() >= PART_SIZE {
+                upload.write(std::mem::take(&mut lines)).await?;
+            }
+        }
+        upload.finish(lines).await?;
+
+        let payload = serde_json::to_string(&input).map_err(|e| internal_error("start an execution", e))?;
+        let started = self
+            .step_functions
+            .client
+            .start_execution()
+            .state_machine_arn(&self.step_functions.state_machine_arn)
+            .name(&name)
+            .input(payload)
+            .send()
+            .await
+            .map_err(|e| workflow_error("start an execution", e))?;
+        tracing::info!(
+            companies = staged,
+            known = book.known(),
+            rows = scan.rows,
+            batch_size = input.batch_size,
+            max_concurrency = input.max_concurrency,
+            "handed to the Step Functions workflow"
+        );
+        Ok(JobReport {
+            message: Some(format!(
+                "{} rows and {staged} companies handed to the Step Functions execution {}; the output and summary \
+                 are written when it finishes",
+                scan.rows, started.execution_arn
+            )),
+            execution_arn: Some(started.execution_arn),
+            status: Some(RunStatus::Running),
+            output_key: Some(run.paths.output_key.clone()),
+            summary_key: Some(run.paths.summary_key.clone()),
+            ..JobReport::new(job, Outcome::Enriched)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_names_are_valid_stable_and_distinct_per_version() {
+        let a = execution_base_name("b", "incoming/very long name with spaces & symbols (2026).csv.gz", "\"e1\"");
+        assert!(a.len() + 3 <= 80 && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{a}");
+        assert_eq!(
+            a,
+            execution_base_name("b", "incoming/very long name with spaces & symbols (2026).csv.gz", "\"e1\"")
+        );
+        assert_ne!(
+            a,
+            execution_base_name("b", "incoming/very long name with spaces & symbols (2026).csv.gz", "\"e2\"")
+        );
+        assert_eq!(
+            execution_arn("arn:aws:states:eu-west-1:1:stateMachine:big", "x-1"),
+            "arn:aws:states:eu-west-1:1:execution:big:x-1"
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! Files too big for one invocation run on Step Functions (template.yaml, `LargeFileWorkflow`).
+//!
+//! 1. **Hand-off** (the S3-triggered invocation): pass 1 as usual (mapping, validation, unique
+//!    companies), then the file's unique companies, mapped fields only, are staged as JSON Lines
+//!    and a Standard execution starts.
+//! 2. **Batches**: a Distributed Map reads the staged companies (ItemReader, JSONL), batches them
+//!    (ItemBatcher) and invokes this function on each batch, at most MaxConcurrency at once, each
+//!    paced at its share of LEADSPACE_TPS. A batch writes its answers to S3.
+//! 3. **Assemble**: one invocation reads the original file again, in order, and writes the
+//!    output and the summary from the answer journal, exactly as an inline run does.
+//!
+//! The workflow and inline runs share the version's answer journal: the hand-off collects what
+//! an earlier run left in flight and carries the previous version's kept answers into the
+//! journal, each batch journals its bulks as they are bought (in a folder of its own, which a
+//! retried batch reads back), and the last step reads the whole journal. An execution that
+//! fails in its last step leaves the journal, so the next attempt buys only what is missing.
+//!
+//! Staging unique companies rather than rows means no company is sent twice across batches,
+//! every input the inline path reads (gzip, UTF-16, Windows-1252, any delimiter) works, and no
+//! unmapped customer field passes through Step Functions.
+
+pub mod assemble;
+pub mod batch;
+pub mod hand_off;
+pub mod input;
+
+use crate::config::Config;
+use crate::error::JobError;
+
+/// Whether a file goes to the workflow rather than being enriched inline.
+pub fn is_large(config: &Config, size: u64, rows: u64) -> bool {
+    config.workflow.as_ref().is_some_and(|w| size > w.min_bytes || rows > w.min_rows)
+}
+
+/// A Step Functions call that failed: worth Lambda's retry when throttled, unavailable or cut
+/// off; not when denied or misconfigured (the on-failure queue and the alarm take over).
+fn workflow_error<E>(
+    action: &'static str,
+    error: aws_sdk_sfn::error::SdkError<E, aws_sdk_sfn::config::http::HttpResponse>,
+) -> JobError
+where
+    E: std::error::Error + aws_sdk_sfn::error::ProvideErrorMetadata + Send + Sync + 'static,
+{
+    let transient = match &error {
+        aws_sdk_sfn::error::SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            code.contains("Throttl") || code.contains("Limit") || service.raw().status().is_server_error()
+        }
+        _ => true,
+    };
+    JobError::Workflow { action, transient, source: Box::new(error) }
+}
+
+/// A failure of ours to build or read what the workflow passes around: never transient.
+fn internal_error(action: &'static str, error: impl std::error::Error + Send + Sync + 'static) -> JobError {
+    JobError::Workflow { action, transient: false, source: Box::new(error) }
+}
