@@ -17,8 +17,10 @@
 //!
 //! `last_modified` comes from a clock that tests may set (`set_now`, `advance`); until they
 //! do, it is the system clock. `fail_next` makes the next calls of one operation fail as S3
-//! does when it is unavailable (a transient `Service` error), and `calls` counts the requests
-//! of each operation, failed ones included, as S3 would bill them.
+//! does when it is unavailable (a transient `Service` error); `write_before_next` and
+//! `delete_before_next` land another writer's change just before the next call of one
+//! operation, so that a race is the same every run; `calls` counts the requests of each
+//! operation, failed ones included, as S3 would bill them.
 //!
 //! Not modelled: versioning (`version_id` is always `None`), eventual consistency (S3 is
 //! strongly consistent for these operations anyway), buckets (every bucket exists and is
@@ -101,6 +103,16 @@ struct State {
     now: Option<u64>,
     failures: HashMap<Op, usize>,
     calls: HashMap<Op, usize>,
+    /// Other writers' changes, each waiting for the next request of its kind.
+    interlopers: Vec<Interloper>,
+}
+
+struct Interloper {
+    before: Op,
+    bucket: String,
+    key: String,
+    /// `None`: the object is deleted.
+    body: Option<Vec<u8>>,
 }
 
 impl State {
@@ -127,8 +139,23 @@ impl State {
         self.buckets.entry(bucket.to_string()).or_default().insert(key.to_string(), object);
     }
 
-    /// Counts the request, then fails it if a failure was asked for.
+    /// Lands the changes waiting for this kind of request, counts the request, then fails it
+    /// if a failure was asked for.
     fn call(&mut self, op: Op, bucket: &str, key: &str) -> Result<(), StorageError> {
+        while let Some(i) = self.interlopers.iter().position(|w| w.before == op) {
+            let change = self.interlopers.remove(i);
+            match change.body {
+                Some(body) => {
+                    let etag = self.next_etag();
+                    self.write(&change.bucket, &change.key, body, "application/octet-stream", etag);
+                }
+                None => {
+                    if let Some(objects) = self.buckets.get_mut(&change.bucket) {
+                        objects.remove(&change.key);
+                    }
+                }
+            }
+        }
         *self.calls.entry(op).or_default() += 1;
         match self.failures.get_mut(&op) {
             Some(left) if *left > 0 => {
@@ -199,6 +226,19 @@ impl MemoryStore {
     /// The next `times` calls of `op` fail with a transient `Service` error (S3's 503).
     pub fn fail_next(&self, op: Op, times: usize) {
         *self.state().failures.entry(op).or_default() += times;
+    }
+
+    /// Another writer puts `body` at `key` just before the next request of `op` (which then
+    /// sees it), without counting as a request of this store's user.
+    pub fn write_before_next(&self, op: Op, bucket: &str, key: &str, body: Vec<u8>) {
+        let change = Interloper { before: op, bucket: bucket.to_string(), key: key.to_string(), body: Some(body) };
+        self.state().interlopers.push(change);
+    }
+
+    /// Another writer deletes `key` just before the next request of `op`.
+    pub fn delete_before_next(&self, op: Op, bucket: &str, key: &str) {
+        let change = Interloper { before: op, bucket: bucket.to_string(), key: key.to_string(), body: None };
+        self.state().interlopers.push(change);
     }
 
     /// How many requests of `op` were made, failed ones included.
@@ -590,6 +630,20 @@ mod tests {
         assert_eq!((store.calls(Op::Put), store.calls(Op::GetSmall), store.calls(Op::PutIfMatch)), (3, 1, 0));
         assert_eq!(store.total_calls(), 4);
         assert!(store.peek("b", "k").is_some());
+    }
+
+    #[tokio::test]
+    async fn another_writers_change_lands_just_before_the_next_request_of_its_kind() {
+        let store = MemoryStore::new();
+        let mine = store.put_if_absent("b", "k", b"mine".to_vec()).await.unwrap().unwrap();
+        store.write_before_next(Op::PutIfMatch, "b", "k", b"theirs".to_vec());
+        assert_eq!(store.peek("b", "k").unwrap(), b"mine", "not before that request");
+        store.head("b", "k").await.unwrap();
+        assert_eq!(store.put_if_match("b", "k", b"mine again".to_vec(), &mine).await.unwrap(), None);
+        assert_eq!(store.peek("b", "k").unwrap(), b"theirs");
+        store.delete_before_next(Op::GetSmall, "b", "k");
+        assert_eq!(store.get_small("b", "k").await.unwrap(), None);
+        assert_eq!((store.calls(Op::PutIfMatch), store.calls(Op::Put), store.calls(Op::Delete)), (1, 0, 0));
     }
 
     #[tokio::test]
