@@ -351,6 +351,8 @@ impl AnswerJournal for Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::CompanyQuery;
+    use crate::memory_store::{MemoryStore, Op};
 
     #[test]
     fn an_answer_comes_back_whole_from_its_journal_line() {
@@ -374,5 +376,187 @@ mod tests {
         assert_eq!(answers_name("p/journal/b0000000000/a-x.jsonl"), Some("x"), "wherever it is written");
         assert!(entry_kind("p/journal/x.csv/v/notes.txt").is_none());
         assert!(!is_final(RowStatus::Failed) && is_final(RowStatus::InvalidInput));
+    }
+
+    const PREFIX: &str = "enriched/_state/journal/x.csv/v1/";
+    const BULK: &str = "/v3/enrichment/results/1";
+
+    fn names(names: &[&str]) -> Vec<CompanyQuery> {
+        names.iter().map(|n| CompanyQuery { name: n.to_string(), ..Default::default() }).collect()
+    }
+
+    fn digests(companies: &[CompanyQuery]) -> Vec<u128> {
+        companies.iter().map(CompanyQuery::key_digest).collect()
+    }
+
+    fn journal(store: &Arc<MemoryStore>, run: &str) -> Journal {
+        Journal::new(store.clone(), "b", PREFIX, run)
+    }
+
+    fn enriched(name: &str) -> Enrichment {
+        Enrichment::with_attributes(RowStatus::Enriched, None, ["id", name])
+    }
+
+    /// What a run reading `journal` finds: the answers it knows, and the bulks still in flight.
+    async fn recall(journal: &Journal, companies: &[CompanyQuery]) -> (AnswerBook, Vec<PendingBulk>) {
+        let mut book = AnswerBook::new(companies.len());
+        let pending = journal.recall(companies, &mut book).await.unwrap();
+        (book, pending)
+    }
+
+    #[tokio::test]
+    async fn a_submitted_bulk_is_pending_until_its_answers_are_written_and_then_its_answers_are_known() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso", "xFabrikam"]);
+        let ids = digests(&companies);
+        let first = journal(&store, "run-1");
+        first.submitted(BULK, &ids).await.unwrap();
+
+        let (book, pending) = recall(&journal(&store, "run-2"), &companies).await;
+        assert_eq!(book.known(), 0);
+        assert_eq!(pending.len(), 1);
+        let bulk = &pending[0];
+        assert_eq!((bulk.bulk.as_str(), &bulk.companies), (BULK, &ids));
+        assert_eq!(bulk.entry, format!("{PREFIX}s-{}.json", entry_name(BULK)));
+        assert!((now_seconds() - bulk.submitted_at).abs() <= 1);
+
+        let not_matched = Enrichment::without_attributes(RowStatus::NotMatched, None);
+        first.answered(Some(BULK), &[(ids[0], enriched("CONTOSO")), (ids[1], not_matched.clone())]).await.unwrap();
+        let (book, pending) = recall(&journal(&store, "run-2"), &companies).await;
+        assert!(pending.is_empty(), "{pending:?}");
+        assert_eq!(book.answer(0).map(|(a, _)| a), Some(&enriched("CONTOSO")));
+        assert_eq!(book.answer(1).map(|(a, _)| a), Some(&not_matched));
+        assert_eq!(book.reused().journal, 2, "bought by an earlier run");
+    }
+
+    #[tokio::test]
+    async fn answers_a_run_wrote_itself_are_known_but_not_counted_as_reused() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso"]);
+        journal(&store, "run-1").answered(None, &[(digests(&companies)[0], enriched("C"))]).await.unwrap();
+        let (own, _) = recall(&journal(&store, "run-1"), &companies).await;
+        assert_eq!((own.known(), own.reused().journal), (1, 0));
+        let (other, _) = recall(&journal(&store, "run-2"), &companies).await;
+        assert_eq!((other.known(), other.reused().journal), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn failed_answers_are_not_journaled_so_their_companies_are_asked_again() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso", "Fabrikam"]);
+        let ids = digests(&companies);
+        let failed = Enrichment::without_attributes(RowStatus::Failed, Some("503".into()));
+        journal(&store, "run-1").answered(None, &[(ids[0], failed), (ids[1], enriched("F"))]).await.unwrap();
+        let entry = store.peek("b", &store.keys("b")[0]).unwrap();
+        assert_eq!(entry.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), 2, "a header and one answer");
+        let (book, _) = recall(&journal(&store, "run-2"), &companies).await;
+        assert_eq!(book.missing(), [0]);
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_bulk_is_no_longer_pending() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso", "Fabrikam"]);
+        let ids = digests(&companies);
+        let journal = journal(&store, "run-1");
+        journal.submitted(BULK, &ids[..1]).await.unwrap();
+        journal.submitted("/v3/enrichment/results/2", &ids[1..]).await.unwrap();
+        journal.forget(BULK).await;
+        let (_, pending) = recall(&journal, &companies).await;
+        let left: Vec<&str> = pending.iter().map(|p| p.bulk.as_str()).collect();
+        assert_eq!(left, ["/v3/enrichment/results/2"]);
+        journal.forget_pending(&pending[0]).await;
+        assert!(recall(&journal, &companies).await.1.is_empty());
+        assert_eq!(store.calls(Op::Delete), 2);
+    }
+
+    #[tokio::test]
+    async fn clear_deletes_the_whole_journal_of_the_version_and_nothing_beside_it() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso"]);
+        let ids = digests(&companies);
+        let journal = journal(&store, "run-1");
+        journal.submitted(BULK, &ids).await.unwrap();
+        journal.answered(Some(BULK), &[(ids[0], enriched("C"))]).await.unwrap();
+        journal.part("b0000000000").submitted("/v3/enrichment/results/2", &ids).await.unwrap();
+        let beside = ["enriched/_state/journal/x.csv/v2/s-0.json", "enriched/_state/journal/x.csv/v1.json"];
+        for key in beside {
+            store.put("b", key, b"{}".to_vec(), "application/json").await.unwrap();
+        }
+        assert_eq!(journal.clear().await.unwrap(), 3);
+        assert_eq!(store.keys("b"), beside.iter().rev().copied().collect::<Vec<_>>());
+        assert_eq!(journal.clear().await.unwrap(), 0, "an empty journal clears to nothing");
+    }
+
+    #[tokio::test]
+    async fn a_workflow_part_journals_in_its_own_folder_and_the_whole_journal_finds_it() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso", "Fabrikam"]);
+        let ids = digests(&companies);
+        let whole = journal(&store, "run-1");
+        let part = whole.part("b0000000000");
+        assert_eq!(part.prefix(), format!("{PREFIX}b0000000000/"));
+        part.submitted(BULK, &ids[..1]).await.unwrap();
+        assert!(store.keys("b").iter().all(|k| k.starts_with(part.prefix())), "{:?}", store.keys("b"));
+
+        let (_, pending) = recall(&whole, &companies).await;
+        assert_eq!(pending.len(), 1);
+        assert!(pending[0].entry.starts_with(part.prefix()), "{}", pending[0].entry);
+        let (_, elsewhere) = recall(&whole.part("b0000000001"), &companies).await;
+        assert!(elsewhere.is_empty(), "another part reads only its own folder");
+
+        part.answered(Some(BULK), &[(ids[0], enriched("C"))]).await.unwrap();
+        let (book, pending) = recall(&whole, &companies).await;
+        assert!(pending.is_empty(), "{pending:?}");
+        assert_eq!(book.missing(), [1]);
+    }
+
+    #[tokio::test]
+    async fn a_bulk_pending_in_a_part_is_forgotten_where_it_was_written() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso"]);
+        let whole = journal(&store, "run-1");
+        whole.part("b0000000000").submitted(BULK, &digests(&companies)).await.unwrap();
+        let (_, pending) = recall(&whole, &companies).await;
+        whole.forget_pending(&pending[0]).await;
+        assert!(store.keys("b").is_empty(), "{:?}", store.keys("b"));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_journal_entry_is_skipped_and_its_companies_asked_again() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso"]);
+        // Two names: a submission with answers of its name beside it is not read at all.
+        for key in ["a-0000000000000000.jsonl", "s-1111111111111111.json"] {
+            store.put("b", &format!("{PREFIX}{key}"), b"{\"run\":".to_vec(), "application/json").await.unwrap();
+        }
+        let (book, pending) = recall(&journal(&store, "run-1"), &companies).await;
+        assert_eq!((book.known(), pending.len()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_journal_s3_fails_to_return_is_an_error_rather_than_buying_blind() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso"]);
+        let journal = journal(&store, "run-1");
+        journal.answered(None, &[(digests(&companies)[0], enriched("C"))]).await.unwrap();
+        for op in [Op::List, Op::GetSmall] {
+            store.fail_next(op, 1);
+            let error = journal.recall(&companies[..], &mut AnswerBook::new(1)).await.unwrap_err();
+            assert!(error.is_transient(), "{op:?}: {error}");
+        }
+        assert_eq!(recall(&journal, &companies).await.0.known(), 1);
+    }
+
+    #[tokio::test]
+    async fn answers_carried_over_from_the_previous_version_are_recalled_as_such_with_when_they_were_bought() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso"]);
+        let journal = journal(&store, "run-1");
+        journal.carry_over(&[(digests(&companies)[0], enriched("C"), 1_000)]).await.unwrap();
+        let (book, _) = recall(&journal, &companies).await;
+        assert_eq!(book.answer(0), Some((&enriched("C"), 1_000)));
+        let reused = book.reused();
+        assert_eq!((reused.previous_version, reused.journal), (1, 0), "even when this run wrote them");
     }
 }

@@ -166,3 +166,131 @@ pub async fn keep(
     tracing::info!(kept, "answers kept for the next version");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::enrichment::RowStatus;
+    use crate::mapping::CompanyQuery;
+    use crate::memory_store::{MemoryStore, Op};
+    use crate::pipeline::summary::utc_from_seconds;
+
+    const LEADSPACE: &str = "https://apigw.leadspace.com";
+    const DAY: i64 = 86_400;
+
+    fn paths() -> OutputPaths {
+        let config = Config::from_lookup(|name| (name == "LEADSPACE_SECRET_ID").then(|| "s".to_string())).unwrap();
+        OutputPaths::for_object(&config, "b", "incoming/x.csv")
+    }
+
+    fn mapping(column: &str) -> FieldMapping {
+        FieldMapping::from_json(&format!(r#"{{"company_name": "{column}"}}"#)).unwrap()
+    }
+
+    fn names(names: &[&str]) -> Vec<CompanyQuery> {
+        names.iter().map(|n| CompanyQuery { name: n.to_string(), ..Default::default() }).collect()
+    }
+
+    fn enriched(name: &str) -> Enrichment {
+        Enrichment::with_attributes(RowStatus::Enriched, None, ["id", name])
+    }
+
+    /// Keeps `answers` for the version "e1", read with the column "Account Name" from LEADSPACE.
+    async fn kept(store: &Arc<MemoryStore>, companies: &[CompanyQuery], answers: &[Enrichment], bought_at: &[i64]) {
+        let mapping = mapping("Account Name");
+        keep(store.clone(), &paths(), "\"e1\"", &mapping, LEADSPACE, companies, answers, bought_at).await.unwrap();
+    }
+
+    /// What a run of `etag` read under `column` from `base_url` takes from the kept answers.
+    async fn recalled(
+        store: &MemoryStore,
+        companies: &[CompanyQuery],
+        etag: &str,
+        column: &str,
+        base_url: &str,
+        max_age_seconds: Option<i64>,
+    ) -> (u64, AnswerBook) {
+        let mapping = mapping(column);
+        let filter = KeptFilter { etag, mapping: &mapping, base_url, max_age_seconds };
+        let mut book = AnswerBook::new(companies.len());
+        let taken = recall(store, &paths(), &filter, companies, &mut book).await.unwrap();
+        (taken, book)
+    }
+
+    #[tokio::test]
+    async fn answers_kept_for_one_version_are_reused_by_the_next_under_the_same_mapping_and_leadspace() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso", "xFabrikam", "Northwind"]);
+        let not_matched = Enrichment::without_attributes(RowStatus::NotMatched, None);
+        let failed = Enrichment::without_attributes(RowStatus::Failed, Some("503".into()));
+        let now = now_seconds();
+        let answers = [enriched("CONTOSO"), not_matched.clone(), failed];
+        kept(&store, &companies, &answers, &[now - 100, now - 200, now]).await;
+        assert_eq!(store.calls(Op::Put), 1);
+
+        let slash = format!("{LEADSPACE}/");
+        let (taken, book) = recalled(&store, &companies, "\"e2\"", "Account Name", &slash, Some(7 * DAY)).await;
+        assert_eq!(taken, 2);
+        assert_eq!(book.answer(0), Some((&enriched("CONTOSO"), now - 100)));
+        assert_eq!(book.answer(1), Some((&not_matched, now - 200)));
+        assert_eq!(book.missing(), [2], "a failure is not kept: it is asked again");
+        let reused = book.reused();
+        assert_eq!((reused.previous_version, reused.journal, reused.ignored), (2, 0, None));
+        assert_eq!(reused.oldest_bought_at, Some(utc_from_seconds(now - 200)));
+    }
+
+    #[tokio::test]
+    async fn kept_answers_are_ignored_under_another_field_mapping() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso"]);
+        kept(&store, &companies, &[enriched("C")], &[now_seconds()]).await;
+        let (taken, book) = recalled(&store, &companies, "\"e2\"", "Parent Company", LEADSPACE, Some(7 * DAY)).await;
+        assert_eq!((taken, book.known()), (0, 0));
+        assert!(book.reused().ignored.is_some_and(|why| why.contains("field mapping")));
+    }
+
+    #[tokio::test]
+    async fn kept_answers_are_ignored_from_another_leadspace() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso"]);
+        kept(&store, &companies, &[enriched("C")], &[now_seconds()]).await;
+        let other = "https://emulator.local";
+        let (taken, book) = recalled(&store, &companies, "\"e2\"", "Account Name", other, Some(7 * DAY)).await;
+        assert_eq!((taken, book.known()), (0, 0));
+        assert!(book.reused().ignored.is_some_and(|why| why.contains("LEADSPACE_BASE_URL")));
+    }
+
+    #[tokio::test]
+    async fn kept_answers_older_than_the_maximum_age_are_bought_again() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso", "Fabrikam"]);
+        let now = now_seconds();
+        kept(&store, &companies, &[enriched("C"), enriched("F")], &[now - 8 * DAY, now - 6 * DAY]).await;
+        let (taken, book) = recalled(&store, &companies, "\"e2\"", "Account Name", LEADSPACE, Some(7 * DAY)).await;
+        assert_eq!((taken, book.missing()), (1, vec![0]));
+        assert_eq!(book.reused().ignored, None, "too old is not ignored: the rest are still reused");
+    }
+
+    #[tokio::test]
+    async fn without_a_maximum_age_only_the_same_version_reuses_its_kept_answers_whatever_their_age() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso"]);
+        kept(&store, &companies, &[enriched("C")], &[now_seconds() - 400 * DAY]).await;
+        let (taken, _) = recalled(&store, &companies, "\"e2\"", "Account Name", LEADSPACE, None).await;
+        assert_eq!(taken, 0);
+        let (taken, book) = recalled(&store, &companies, "\"e1\"", "Account Name", LEADSPACE, None).await;
+        assert_eq!(taken, 1);
+        let reused = book.reused();
+        assert_eq!((reused.journal, reused.previous_version), (1, 0), "bought for this very version");
+    }
+
+    #[tokio::test]
+    async fn a_file_without_kept_answers_reuses_nothing_and_ignores_nothing() {
+        let store = MemoryStore::new();
+        let companies = names(&["Contoso"]);
+        let (taken, book) = recalled(&store, &companies, "\"e2\"", "Account Name", LEADSPACE, Some(7 * DAY)).await;
+        assert_eq!((taken, book.known(), book.reused().ignored), (0, 0, None));
+        assert_eq!(store.total_calls(), 1);
+    }
+}

@@ -223,3 +223,201 @@ async fn renew(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory_store::{MemoryStore, Op};
+
+    const HEARTBEAT: Duration = Duration::from_secs(30);
+    const KEY: &str = "enriched/_state/leases/x.csv.lease";
+    /// LEASE_HEARTBEAT_SECONDS × MISSED_HEARTBEATS, in seconds.
+    const DEAD_AFTER: u64 = 30 * MISSED_HEARTBEATS as u64;
+
+    async fn acquire(store: &Arc<MemoryStore>, etag: &str) -> Acquired {
+        Lease::acquire(store.clone(), "b", KEY, etag, HEARTBEAT).await.unwrap()
+    }
+
+    /// What a delivery found, in words an assertion can show.
+    fn found(acquired: &Acquired) -> String {
+        match acquired {
+            Acquired::Held(_) => "held".into(),
+            Acquired::SameVersionBusy => "same version busy".into(),
+            Acquired::OtherBusy(why) => format!("other busy: {why}"),
+        }
+    }
+
+    fn marker(etag: Option<&str>, renewed_at_epoch_seconds: u64) -> Vec<u8> {
+        serde_json::to_vec(&Marker { renewed_at_epoch_seconds, etag: etag.map(str::to_string) }).unwrap()
+    }
+
+    fn marker_in(store: &MemoryStore) -> Option<Marker> {
+        store.peek("b", KEY).and_then(|body| serde_json::from_slice(&body).ok())
+    }
+
+    // Paused time: the heartbeat and the watch for a renewal run on tokio's clock, which these
+    // tests move on at once; the marker's own age is the system clock's, as in production.
+
+    #[tokio::test(start_paused = true)]
+    async fn a_free_object_is_held_by_the_first_delivery() {
+        let store = Arc::new(MemoryStore::new());
+        let held = acquire(&store, "\"e1\"").await;
+        assert_eq!(found(&held), "held");
+        let written = marker_in(&store).unwrap();
+        assert_eq!(written.etag.as_deref(), Some("\"e1\""));
+        assert!(now_seconds() - written.renewed_at_epoch_seconds <= 1);
+        assert_eq!((store.calls(Op::PutIfAbsent), store.total_calls()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_lease_is_renewed_every_heartbeat() {
+        let store = Arc::new(MemoryStore::new());
+        let _held = acquire(&store, "\"e1\"").await;
+        let version = || async { store.head("b", KEY).await.unwrap().map(|m| m.etag) };
+        let taken = version().await;
+        tokio::time::sleep(HEARTBEAT + Duration::from_secs(1)).await;
+        assert_eq!(store.calls(Op::PutIfMatch), 1);
+        assert_ne!(version().await, taken);
+        tokio::time::sleep(HEARTBEAT).await;
+        assert_eq!(store.calls(Op::PutIfMatch), 2);
+        assert_eq!(marker_in(&store).unwrap().etag.as_deref(), Some("\"e1\""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_delivery_of_the_version_being_enriched_is_skipped_once_it_sees_a_renewal() {
+        let store = Arc::new(MemoryStore::new());
+        let _first = acquire(&store, "\"e1\"").await;
+        let started = tokio::time::Instant::now();
+        let second = acquire(&store, "\"e1\"").await;
+        assert_eq!(found(&second), "same version busy");
+        assert!(started.elapsed() >= HEARTBEAT, "skipped only after the holder renewed");
+        assert_eq!(store.calls(Op::PutIfMatch), 1, "the holder's renewal, and no takeover");
+        assert_eq!(marker_in(&store).unwrap().etag.as_deref(), Some("\"e1\""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_marker_for_the_same_version_that_is_never_renewed_is_retried_not_skipped() {
+        // A run that died a moment ago: its marker looks alive, but no renewal follows.
+        let store = Arc::new(MemoryStore::new());
+        store.put("b", KEY, marker(Some("\"e1\""), now_seconds()), "application/json").await.unwrap();
+        let left = store.peek("b", KEY);
+        let second = acquire(&store, "\"e1\"").await;
+        assert!(found(&second).contains("did not renew its lease"), "{}", found(&second));
+        assert_eq!(store.peek("b", KEY), left, "not taken over before its heartbeats are missed");
+        assert_eq!(store.calls(Op::PutIfMatch), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_of_another_version_is_retried_at_once_while_the_holder_lives() {
+        let store = Arc::new(MemoryStore::new());
+        let _first = acquire(&store, "\"e1\"").await;
+        let started = tokio::time::Instant::now();
+        let other = acquire(&store, "\"e2\"").await;
+        assert!(found(&other).contains("another version"), "{}", found(&other));
+        assert_eq!(started.elapsed(), Duration::ZERO, "no watching: a retry is due whatever the holder does");
+        assert_eq!(marker_in(&store).unwrap().etag.as_deref(), Some("\"e1\""));
+        // A live marker of an older release names no version: it may be any.
+        store.put("b", KEY, marker(None, now_seconds()), "application/json").await.unwrap();
+        let unnamed = acquire(&store, "\"e1\"").await;
+        assert!(found(&unnamed).contains("another version"), "{}", found(&unnamed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_marker_not_renewed_for_three_heartbeats_is_taken_over() {
+        let store = Arc::new(MemoryStore::new());
+        let dead = marker(Some("\"e0\""), now_seconds() - DEAD_AFTER);
+        store.put("b", KEY, dead, "application/json").await.unwrap();
+        let taken = acquire(&store, "\"e1\"").await;
+        assert_eq!(found(&taken), "held");
+        assert_eq!(marker_in(&store).unwrap().etag.as_deref(), Some("\"e1\""));
+        assert_eq!(store.calls(Op::PutIfMatch), 1, "replaced by If-Match, that version only");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_marker_renewed_less_than_three_heartbeats_ago_is_not_taken_over() {
+        let store = Arc::new(MemoryStore::new());
+        // Some seconds short of three heartbeats, so that the clock ticking meanwhile does not
+        // make it dead.
+        let late = marker(Some("\"e0\""), now_seconds() - (DEAD_AFTER - 5));
+        store.put("b", KEY, late, "application/json").await.unwrap();
+        let left = store.peek("b", KEY);
+        let other = acquire(&store, "\"e1\"").await;
+        assert!(found(&other).starts_with("other busy"), "{}", found(&other));
+        assert_eq!(store.peek("b", KEY), left);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn of_deliveries_taking_over_the_same_dead_marker_only_one_replaces_it() {
+        let store = Arc::new(MemoryStore::new());
+        store.put("b", KEY, marker(Some("\"e0\""), now_seconds() - DEAD_AFTER), "application/json").await.unwrap();
+        let winner = marker(Some("\"e1\""), now_seconds());
+        store.write_before_next(Op::PutIfMatch, "b", KEY, winner.clone());
+        let late = acquire(&store, "\"e1\"").await;
+        assert!(found(&late).contains("took over the object's lease a moment ago"), "{}", found(&late));
+        assert_eq!(store.peek("b", KEY), Some(winner));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn release_deletes_the_marker_and_stops_the_heartbeat() {
+        let store = Arc::new(MemoryStore::new());
+        let Acquired::Held(lease) = acquire(&store, "\"e1\"").await else { panic!("a free object is held") };
+        lease.release().await;
+        assert!(store.peek("b", KEY).is_none());
+        tokio::time::sleep(HEARTBEAT * MISSED_HEARTBEATS).await;
+        assert_eq!((store.calls(Op::Delete), store.calls(Op::PutIfMatch)), (1, 0));
+        assert_eq!(found(&acquire(&store, "\"e2\"").await), "held", "the object is free again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_whose_lease_was_taken_over_stops_renewing_it() {
+        let store = Arc::new(MemoryStore::new());
+        let _first = acquire(&store, "\"e1\"").await;
+        let successor = marker(Some("\"e2\""), now_seconds());
+        store.put("b", KEY, successor.clone(), "application/json").await.unwrap();
+        tokio::time::sleep(HEARTBEAT * MISSED_HEARTBEATS + Duration::from_secs(1)).await;
+        assert_eq!(store.calls(Op::PutIfMatch), 1, "one renewal refused, then no more");
+        assert_eq!(store.peek("b", KEY), Some(successor));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_released_while_a_delivery_watches_it_goes_to_that_delivery() {
+        let store = Arc::new(MemoryStore::new());
+        store.put("b", KEY, marker(Some("\"e1\""), now_seconds()), "application/json").await.unwrap();
+        let holder = store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(HEARTBEAT / 2).await;
+            holder.delete("b", KEY).await.unwrap();
+        });
+        assert_eq!(found(&acquire(&store, "\"e1\"").await), "held");
+        assert_eq!(store.calls(Op::PutIfAbsent), 2);
+        assert_eq!(marker_in(&store).unwrap().etag.as_deref(), Some("\"e1\""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_marker_is_retried_never_skipped_until_three_heartbeats_old() {
+        let store = Arc::new(MemoryStore::new());
+        store.put("b", KEY, b"{\"renewed".to_vec(), "application/json").await.unwrap();
+        let fresh = acquire(&store, "\"e1\"").await;
+        assert!(found(&fresh).contains("cannot be read"), "{}", found(&fresh));
+        assert_eq!(store.peek("b", KEY).unwrap(), b"{\"renewed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_marker_three_heartbeats_old_is_taken_over() {
+        let store = Arc::new(MemoryStore::new());
+        // Its age is S3's Last-Modified, the only clock an unreadable marker has.
+        store.set_now(now_seconds() - DEAD_AFTER);
+        store.put("b", KEY, b"{\"renewed".to_vec(), "application/json").await.unwrap();
+        assert_eq!(found(&acquire(&store, "\"e1\"").await), "held");
+        assert_eq!(marker_in(&store).unwrap().etag.as_deref(), Some("\"e1\""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_marker_s3_fails_to_return_is_an_error_to_retry_not_a_skip() {
+        let store = Arc::new(MemoryStore::new());
+        let _first = acquire(&store, "\"e1\"").await;
+        store.fail_next(Op::GetSmall, 1);
+        let result = Lease::acquire(store.clone(), "b", KEY, "\"e1\"", HEARTBEAT).await;
+        assert!(matches!(&result, Err(JobError::Storage(e)) if e.is_transient()), "{:?}", result.err());
+    }
+}
