@@ -39,6 +39,11 @@ pub enum JobError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error(
+        "the Lambda deadline came before s3://{bucket}/{key} was started; Lambda's retry enriches it (objects \
+         already complete are skipped)"
+    )]
+    OutOfTime { bucket: String, key: String },
     #[error("s3://{bucket}/{key} is held by another invocation ({why}); this delivery is retried, so it is never lost")]
     Busy { bucket: String, key: String, why: &'static str },
     #[error("the refresh enriched every other object, but these failed for a reason that may pass and are retried: {}", keys.join(", "))]
@@ -71,6 +76,7 @@ impl JobError {
             | JobError::LeadspaceUnavailable(_)
             | JobError::JournalUnavailable(_)
             | JobError::Busy { .. }
+            | JobError::OutOfTime { .. }
             | JobError::RefreshIncomplete { .. } => true,
         }
     }

@@ -56,8 +56,7 @@ async fn answer(app: &App, invocation: Invocation, stop_at: Option<Instant>) -> 
         Invocation::Jobs(jobs) => {
             let mut results = Vec::with_capacity(jobs.len());
             for job in &jobs {
-                let why_not = "not started before the Lambda deadline; send the event again";
-                results.push(run_in_time(app, job, stop_at, why_not).await.map_err(HandlerError::job)?);
+                results.push(run_in_time(app, job, stop_at).await.map_err(HandlerError::job)?);
             }
             Ok(Response::Reports { results })
         }

@@ -13,7 +13,6 @@ pub mod error;
 pub mod handler;
 pub mod leadspace;
 pub mod mapping;
-pub mod memory_store;
 pub mod metrics;
 pub mod pipeline;
 pub mod records;

@@ -23,8 +23,7 @@ pub async fn refresh(
     let mut retry = Vec::new();
     for object in objects.into_iter().filter(|o| !o.key.ends_with('/')) {
         let job = Job { bucket: bucket.to_string(), key: object.key, force, ..Job::default() };
-        let why_not = "not started before the Lambda deadline; the next refresh picks it up";
-        match run_in_time(app, &job, stop_at, why_not).await {
+        match run_in_time(app, &job, stop_at).await {
             Ok(report) => reports.push(report),
             // One object never blocks the others: each is reported, and the refresh goes on.
             Err(error) => {

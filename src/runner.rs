@@ -22,11 +22,11 @@ use crate::workflow::{self, hand_off::HandOff};
 
 const ALREADY_ENRICHED: &str = "already enriched: the summary is complete for this ETag; pass force to redo";
 
-/// Runs `job` unless the invocation is already past `stop_at`, when it is reported not started
-/// with `why_not` (the next delivery or refresh picks it up).
-pub async fn run_in_time(app: &App, job: &Job, stop_at: Option<Instant>, why_not: &str) -> Result<JobReport, JobError> {
+/// Runs `job` unless the invocation is already past `stop_at`. A job not started is a
+/// retryable error, never a `skipped` that Lambda would take as done.
+pub async fn run_in_time(app: &App, job: &Job, stop_at: Option<Instant>) -> Result<JobReport, JobError> {
     if stop_at.is_some_and(|stop| Instant::now() >= stop) {
-        return Ok(JobReport::not_started(job, why_not));
+        return Err(JobError::OutOfTime { bucket: job.bucket.clone(), key: job.key.clone() });
     }
     let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key);
     run_job(app, job, stop_at).instrument(span).await

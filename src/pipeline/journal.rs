@@ -351,8 +351,8 @@ impl AnswerJournal for Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::CompanyQuery;
-    use crate::memory_store::{MemoryStore, Op};
+    use crate::company::CompanyQuery;
+    use crate::storage::{MemoryStore, Op};
 
     #[test]
     fn an_answer_comes_back_whole_from_its_journal_line() {

@@ -170,11 +170,11 @@ pub async fn keep(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::company::CompanyQuery;
     use crate::config::Config;
     use crate::enrichment::RowStatus;
-    use crate::mapping::CompanyQuery;
-    use crate::memory_store::{MemoryStore, Op};
     use crate::pipeline::summary::utc_from_seconds;
+    use crate::storage::{MemoryStore, Op};
 
     const LEADSPACE: &str = "https://apigw.leadspace.com";
     const DAY: i64 = 86_400;

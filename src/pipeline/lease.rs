@@ -32,10 +32,9 @@ struct Marker {
 }
 
 impl Marker {
+    /// A marker renewed now, written as a `Value`, whose encoding cannot fail.
     fn now(etag: &str) -> Vec<u8> {
-        let marker = Marker { renewed_at_epoch_seconds: now_seconds(), etag: Some(etag.to_string()) };
-        // Two plain fields: serialising cannot fail.
-        serde_json::to_vec(&marker).unwrap_or_else(|_| b"{}".to_vec())
+        serde_json::json!({"renewed_at_epoch_seconds": now_seconds(), "etag": etag}).to_string().into_bytes()
     }
 }
 
@@ -156,6 +155,14 @@ impl Lease {
     }
 }
 
+/// A lease dropped without `release` (a panic, a cancelled future) stops renewing: a heartbeat
+/// left running in a warm container would make every later delivery of that version skip it.
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
 enum Attempt {
     Done(Acquired),
     /// The holder released the lease while this delivery looked at it.
@@ -227,7 +234,7 @@ async fn renew(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory_store::{MemoryStore, Op};
+    use crate::storage::{MemoryStore, Op};
 
     const HEARTBEAT: Duration = Duration::from_secs(30);
     const KEY: &str = "enriched/_state/leases/x.csv.lease";

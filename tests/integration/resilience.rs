@@ -223,6 +223,29 @@ async fn the_lambda_deadline_stops_new_work_and_still_writes_everything() {
 }
 
 #[tokio::test]
+async fn an_object_the_deadline_left_unstarted_is_retried_never_answered_skipped() {
+    let env = TestEnv::with_knobs(Knobs { latency_ms: 100, ..Default::default() }).await;
+    env.put("incoming/a.csv", firms_csv(40)).await;
+    env.put("incoming/b.csv", firms_csv(3)).await;
+    let app = env.app(&[("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "1"), ("DEADLINE_MARGIN_SECONDS", "1")]);
+    let mut event = env.s3_event("incoming/a.csv");
+    let mut second = event["Records"][0].clone();
+    second["s3"]["object"]["key"] = json!("incoming/b.csv");
+    event["Records"].as_array_mut().unwrap().push(second);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+
+    let error = try_invoke_until(&app, event.clone(), Some(deadline)).await.unwrap_err();
+
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("incoming/b.csv"), "{error}");
+    assert_eq!(env.get("enriched/b.csv.summary.json").await, None, "b was never started");
+    // Lambda's retry of the same event finishes both.
+    let response = invoke(&app, event).await;
+    let statuses: Vec<&Value> = response["results"].as_array().unwrap().iter().map(|r| &r["status"]).collect();
+    assert_eq!(statuses, [&json!("complete"), &json!("complete")], "{response}");
+}
+
+#[tokio::test]
 async fn two_concurrent_deliveries_enrich_the_object_once() {
     let env = TestEnv::with_knobs(Knobs { latency_ms: 200, ..Default::default() }).await;
     env.put("incoming/a.csv", firms_csv(3)).await;

@@ -34,7 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use crate::storage::{Body, ListedObject, ObjectMeta, ObjectStore, StorageError};
+use super::{Body, ListedObject, ObjectMeta, ObjectStore, StorageError};
 
 /// S3's smallest part but the last of a multipart upload.
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;

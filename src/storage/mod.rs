@@ -1,0 +1,126 @@
+//! Objects in S3 behind a narrow trait, so the pipeline can run on an in-memory store in unit
+//! tests and on the real SDK (against S3 or moto) everywhere else.
+
+mod memory;
+mod s3;
+mod upload;
+
+use std::error::Error as StdError;
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+pub use memory::{MemoryStore, Op};
+pub use s3::S3Store;
+pub use upload::OutputUpload;
+
+/// Multipart parts must be at least 5 MiB except the last; 8 MiB keeps memory and request
+/// count both small.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub etag: String,
+    pub size: u64,
+    pub version_id: Option<String>,
+    pub last_modified_epoch_seconds: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("s3://{bucket}/{key} does not exist")]
+    NotFound { bucket: String, key: String },
+    #[error("s3://{bucket}/{key} was replaced while it was being read; the retry enriches its new version")]
+    Changed { bucket: String, key: String },
+    #[error(
+        "access to s3://{bucket}/{key} was denied for {operation}: grant the function's role that permission (S3 also \
+         answers 403 for a key that does not exist when the role may not list the bucket: s3:ListBucket)"
+    )]
+    AccessDenied { operation: &'static str, bucket: String, key: String },
+    #[error("S3 {operation} on s3://{bucket}/{key} failed")]
+    Service {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+}
+
+impl StorageError {
+    /// Whether trying again later may succeed (a network or service fault), as opposed to a
+    /// fact about the object or permissions.
+    pub fn is_transient(&self) -> bool {
+        // A file replaced mid-run: the retry reads its new version whole.
+        matches!(self, StorageError::Service { .. } | StorageError::Changed { .. })
+    }
+}
+
+pub type Body = Box<dyn AsyncRead + Send + Unpin>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, StorageError>;
+    /// Streams the object; with `etag`, fails with `Changed` if it is no longer that version.
+    async fn get(&self, bucket: &str, key: &str, etag: Option<&str>) -> Result<Body, StorageError>;
+    /// Reads a small object whole (summaries); `None` when it does not exist.
+    async fn get_small(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StorageError>;
+    /// Writes only if no object has the key (`If-None-Match: *`): the new ETag, or `None` when
+    /// an object has the key.
+    async fn put_if_absent(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<Option<String>, StorageError>;
+    /// Replaces the object only if it is still the version `etag` (`If-Match`): the new ETag,
+    /// or `None` if it is not.
+    async fn put_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        etag: &str,
+    ) -> Result<Option<String>, StorageError>;
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError>;
+    /// Every object under `prefix`, in key order.
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, StorageError>;
+    async fn create_multipart(&self, bucket: &str, key: &str, content_type: &str) -> Result<String, StorageError>;
+    /// Uploads part `number` (from 1) and returns its ETag.
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Vec<u8>,
+    ) -> Result<String, StorageError>;
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+    ) -> Result<(), StorageError>;
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(), StorageError>;
+}
+
+/// Deletes are independent: this many at once keep a large journal's cleanup short without
+/// crowding S3's per-prefix rate.
+const DELETE_CONCURRENCY: usize = 16;
+
+/// Deletes every object under `prefix`; the number deleted. Stops at the first failure.
+pub async fn delete_prefix(store: &dyn ObjectStore, bucket: &str, prefix: &str) -> Result<usize, StorageError> {
+    use futures::StreamExt;
+    let listed = store.list(bucket, prefix).await?;
+    let mut deletes = futures::stream::iter(&listed)
+        .map(|object| store.delete(bucket, &object.key))
+        .buffer_unordered(DELETE_CONCURRENCY);
+    while let Some(deleted) = deletes.next().await {
+        deleted?;
+    }
+    Ok(listed.len())
+}
