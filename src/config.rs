@@ -11,10 +11,11 @@ use crate::mapping::FieldMapping;
 pub const DEFAULT_BASE_URL: &str = "https://apigw.leadspace.com";
 /// The fewest bulk jobs or single requests outstanding at once by default; the default is
 /// LEADSPACE_TPS within [16, 100].
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+pub const MIN_DEFAULT_IN_FLIGHT: usize = 16;
 /// The most in flight by default, whatever LEADSPACE_TPS says.
 const MAX_DEFAULT_IN_FLIGHT: u64 = 100;
-pub const MAX_BATCH_SIZE: usize = 500;
+/// Leadspace takes at most this many records in one bulk job (BATCH_SIZE).
+pub const MAX_BULK_SIZE: usize = 500;
 /// Objects above this size get a failed summary instead of a run that cannot finish.
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Rows above this count get a failed summary: the company table grows with unique companies.
@@ -37,8 +38,8 @@ pub struct Config {
     pub output_prefix: String,
     pub field_mapping: Option<FieldMapping>,
     pub mode: Mode,
-    pub batch_size: usize,
-    pub tps: u32,
+    pub bulk_size: usize,
+    pub leadspace_tps: u32,
     pub max_in_flight: usize,
     pub min_confidence: Confidence,
     pub enrichment_name: String,
@@ -87,13 +88,13 @@ impl Config {
     /// How many batches of a large file run at once (the Distributed Map's MaxConcurrency):
     /// never more than the function's reserved concurrency, or Lambda would throttle them.
     pub fn workflow_concurrency(&self) -> u32 {
-        let by_tps = (self.tps / TPS_PER_WORKFLOW_BATCH).clamp(1, MAX_WORKFLOW_CONCURRENCY);
+        let by_tps = (self.leadspace_tps / TPS_PER_WORKFLOW_BATCH).clamp(1, MAX_WORKFLOW_CONCURRENCY);
         self.max_concurrent_invocations.map_or(by_tps, |limit| by_tps.min(limit))
     }
 
     /// Each batch's share of LEADSPACE_TPS, so that all batches together stay within it.
     pub fn workflow_batch_tps(&self) -> u32 {
-        (self.tps / self.workflow_concurrency()).max(1)
+        (self.leadspace_tps / self.workflow_concurrency()).max(1)
     }
 }
 
@@ -174,12 +175,12 @@ impl Config {
             Some(m) if m == "bulk" => Mode::Bulk,
             Some(m) => return Err(invalid("LEADSPACE_MODE", format!("{m:?} is not one of single, bulk, auto"))),
         };
-        let batch_size = parse_number("BATCH_SIZE", get("BATCH_SIZE"), 500, 1, MAX_BATCH_SIZE as u64)? as usize;
-        let tps = parse_number("LEADSPACE_TPS", get("LEADSPACE_TPS"), 25, 1, 10_000)? as u32;
+        let bulk_size = parse_number("BATCH_SIZE", get("BATCH_SIZE"), 500, 1, MAX_BULK_SIZE as u64)? as usize;
+        let leadspace_tps = parse_number("LEADSPACE_TPS", get("LEADSPACE_TPS"), 25, 1, 10_000)? as u32;
         // A bulk takes about two requests and a second or so: keeping LEADSPACE_TPS of them in
         // flight keeps the contract busy. Capped so that the backlog (100 x 500 = 50,000 leads)
         // stays below Leadspace's 100,000-lead ceiling.
-        let default_in_flight = (u64::from(tps)).clamp(DEFAULT_MAX_IN_FLIGHT as u64, MAX_DEFAULT_IN_FLIGHT);
+        let default_in_flight = (u64::from(leadspace_tps)).clamp(MIN_DEFAULT_IN_FLIGHT as u64, MAX_DEFAULT_IN_FLIGHT);
         let max_in_flight = parse_number("MAX_IN_FLIGHT", get("MAX_IN_FLIGHT"), default_in_flight, 1, 1_000)? as usize;
         let min_confidence = match get("MIN_CONFIDENCE") {
             None => Confidence::Low,
@@ -273,8 +274,8 @@ impl Config {
             output_prefix,
             field_mapping,
             mode,
-            batch_size,
-            tps,
+            bulk_size,
+            leadspace_tps,
             max_in_flight,
             min_confidence,
             enrichment_name,
@@ -387,8 +388,8 @@ mod tests {
         assert_eq!(c.input_prefix, "incoming/");
         assert_eq!(c.output_prefix, "enriched/");
         assert_eq!(c.mode, Mode::Auto);
-        assert_eq!(c.batch_size, 500);
-        assert_eq!(c.tps, 25);
+        assert_eq!(c.bulk_size, 500);
+        assert_eq!(c.leadspace_tps, 25);
         assert_eq!(c.min_confidence, Confidence::Low);
         assert_eq!(c.enrichment_name, "leadspace");
         assert!(!c.s3_force_path_style);

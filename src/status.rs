@@ -6,9 +6,8 @@ use serde::Serialize;
 
 use crate::error::JobError;
 use crate::pipeline::App;
+use crate::pipeline::paths::SUMMARY_SUFFIX;
 use crate::pipeline::summary::{RowCounts, RunStatus, Summary};
-
-const SUMMARY_SUFFIX: &str = ".summary.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Location {

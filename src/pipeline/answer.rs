@@ -161,7 +161,7 @@ pub async fn answer_companies(
 
 fn plan_of(app: &App) -> EnrichPlan {
     let config = &app.config;
-    EnrichPlan { mode: config.mode, batch_size: config.batch_size, max_in_flight: config.max_in_flight }
+    EnrichPlan { mode: config.mode, bulk_size: config.bulk_size, max_in_flight: config.max_in_flight }
 }
 
 /// Collects the bulks an earlier run left in flight (see `enrich::collect_pending`).

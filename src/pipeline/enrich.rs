@@ -39,7 +39,7 @@ const SINGLE_ANSWERS_PER_ENTRY: usize = 10;
 #[derive(Debug, Clone, Copy)]
 pub struct EnrichPlan {
     pub mode: Mode,
-    pub batch_size: usize,
+    pub bulk_size: usize,
     pub max_in_flight: usize,
 }
 
@@ -208,7 +208,7 @@ async fn enrich_round(
     call: &CallContext,
     outcome: &mut EnrichOutcome,
 ) -> Vec<usize> {
-    let batch_size = if bulk { plan.batch_size.max(1) } else { 1 };
+    let bulk_size = if bulk { plan.bulk_size.max(1) } else { 1 };
     let stop = Stop::default();
     // Single answers waiting to be written to the journal as a group.
     let singles: Mutex<Vec<(u128, Enrichment)>> = Mutex::new(Vec::new());
@@ -217,7 +217,7 @@ async fn enrich_round(
         (!group.is_empty() && (all || group.len() >= SINGLE_ANSWERS_PER_ENTRY)).then(|| std::mem::take(&mut *group))
     };
 
-    let mut results = futures::stream::iter(pending.chunks(batch_size))
+    let mut results = futures::stream::iter(pending.chunks(bulk_size))
         .map(|batch| {
             let (stop, singles, take_group) = (&stop, &singles, &take_group);
             async move {
@@ -545,8 +545,8 @@ mod tests {
         (0..n).map(|i| CompanyQuery { name: format!("co{i}"), ..Default::default() }).collect()
     }
 
-    fn plan(mode: Mode, batch_size: usize, max_in_flight: usize) -> EnrichPlan {
-        EnrichPlan { mode, batch_size, max_in_flight }
+    fn plan(mode: Mode, bulk_size: usize, max_in_flight: usize) -> EnrichPlan {
+        EnrichPlan { mode, bulk_size, max_in_flight }
     }
 
     #[tokio::test]

@@ -13,6 +13,9 @@
 use crate::config::Config;
 use crate::mapping::FieldMapping;
 
+/// What a summary's key adds to its output's key.
+pub const SUMMARY_SUFFIX: &str = ".summary.json";
+
 /// The folder under OUTPUT_PREFIX that holds working state, never results.
 pub const STATE_DIR: &str = "_state/";
 
@@ -45,7 +48,7 @@ impl OutputPaths {
         let output_key = format!("{prefix}{name}");
         OutputPaths {
             bucket: config.output_bucket_for(bucket).to_string(),
-            summary_key: format!("{output_key}.summary.json"),
+            summary_key: format!("{output_key}{SUMMARY_SUFFIX}"),
             output_key,
             state: state_prefix(config),
             name,

@@ -115,7 +115,7 @@ impl HandOff<'_, '_> {
             companies_key: format!("{work}companies.jsonl"),
             answers_prefix: format!("{work}batches/"),
             journal_prefix: self.journal.prefix().to_string(),
-            batch_size: (app.config.batch_size * BULKS_PER_BATCH) as u64,
+            batch_size: (app.config.bulk_size * BULKS_PER_BATCH) as u64,
             max_concurrency: u64::from(app.config.workflow_concurrency()),
             field_mapping: scan.mapping.description().to_json(),
             rows: scan.rows,

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use leadspace_emulator::Knobs;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::harness::{TestEnv, expected, firms_csv, invoke, moto_endpoint, parse_csv, try_invoke};
+use crate::harness::{TestEnv, column, expected, firms_csv, invoke, moto_endpoint, parse_csv, try_invoke};
 use crate::lambda_process::{Answer, LambdaProcess};
 use crate::s3_faults::{FaultRule, S3Faults};
 
@@ -29,10 +29,6 @@ pub fn assert_each_company_billed_once(env: &TestEnv, companies: usize) {
     let twice: Vec<_> = billed.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "companies billed more than once: {twice:?}");
     assert_eq!(billed.len(), companies, "every company was bought");
-}
-
-fn enrich(env: &TestEnv, key: &str) -> Value {
-    json!({"action": "enrich", "bucket": env.bucket, "key": key})
 }
 
 /// The objects of the answer journals under the state prefix.
@@ -86,7 +82,7 @@ async fn bulks_in_flight_at_the_lambda_deadline_are_collected_by_the_next_run_no
 
     // Leadspace finishes them; the next run (a refresh, an enrich) collects them.
     env.emulator.set_knobs(|k| k.bulk_ready_after_ms = 0);
-    let response = invoke(&env.app(&vars), enrich(&env, "incoming/a.csv")).await;
+    let response = invoke(&env.app(&vars), env.enrich_event("incoming/a.csv")).await;
 
     assert_eq!(response["results"][0]["status"], "complete", "{response}");
     assert_eq!(env.emulator.stats().bulk_submissions, 2, "nothing submitted again");
@@ -214,8 +210,7 @@ async fn answers_bought_under_one_mapping_never_reach_the_rows_of_another() {
         "the summary says why nothing was reused: {summary}"
     );
     let (header, rows) = parse_csv(&env.get("enriched/a.csv").await.unwrap());
-    let column = |wanted: &str| header.iter().position(|h| h == wanted).unwrap();
-    let (status, name) = (column("leadspace_status"), column("leadspace_name"));
+    let (status, name) = (column(&header, "leadspace_status"), column(&header, "leadspace_name"));
     for row in &rows {
         let (wanted_status, wanted_name) = expected(&row[2], None);
         assert_eq!(

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use crate::harness::{TestEnv, firms_csv, invoke, parse_csv};
 
 fn enrich(env: &TestEnv, key: &str, force: bool) -> Value {
-    json!({"action": "enrich", "bucket": env.bucket, "key": key, "force": force})
+    let mut event = env.enrich_event(key);
+    event["force"] = json!(force);
+    event
 }
 
 /// The output's rows as (company, every leadspace_* value) pairs.

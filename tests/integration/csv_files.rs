@@ -1,16 +1,12 @@
 use serde_json::{Value, json};
 
-use crate::harness::{TestEnv, expected, invoke, parse_csv};
+use crate::harness::{TestEnv, column, expected, invoke, parse_csv};
 
 const CUSTOMERS: &str = include_str!("../data/customers.csv");
 /// `incoming/Customers (EU) Q4 + Übersicht.csv`, as S3 encodes it in the sample event.
 const SOURCE_KEY: &str = "incoming/Customers (EU) Q4 + Übersicht.csv";
 const OUTPUT_KEY: &str = "enriched/Customers (EU) Q4 + Übersicht.csv";
 const RAW_EVENT_KEY: &str = "incoming/Customers+%28EU%29+Q4+%2B+%C3%9Cbersicht.csv";
-
-fn column(header: &[String], name: &str) -> usize {
-    header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {header:?}"))
-}
 
 #[tokio::test]
 async fn an_s3_put_with_an_encoded_key_enriches_every_row_in_order() {
@@ -120,7 +116,7 @@ async fn bulk_results_arriving_out_of_order_reach_their_own_rows() {
     env.put("incoming/many.csv", csv.clone()).await;
     let app = env.app(&[("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "10"), ("MAX_IN_FLIGHT", "3")]);
 
-    let response = invoke(&app, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/many.csv"})).await;
+    let response = invoke(&app, env.enrich_event("incoming/many.csv")).await;
     assert_eq!(response["results"][0]["outcome"], "enriched", "{response}");
 
     let stats = env.emulator.stats();
@@ -145,7 +141,7 @@ async fn a_handful_of_companies_goes_through_the_single_api() {
     env.put("incoming/few.csv", "Organization;Domain\nContoso Ltd;contoso.com\nFabrikam;fabrikam.example\n").await;
     let app = env.app(&[]);
 
-    let response = invoke(&app, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/few.csv"})).await;
+    let response = invoke(&app, env.enrich_event("incoming/few.csv")).await;
 
     assert_eq!(response["results"][0]["rows"]["total"], 2, "{response}");
     let stats = env.emulator.stats();
@@ -179,7 +175,7 @@ async fn values_from_leadspace_that_look_like_formulas_are_neutralised() {
     // The emulator gives this name a weak match; accept it so its attributes are written.
     let app = env.app(&[("MIN_CONFIDENCE", "VERY LOW")]);
 
-    invoke(&app, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/f.csv"})).await;
+    invoke(&app, env.enrich_event("incoming/f.csv")).await;
 
     let (header, rows) = parse_csv(&env.get("enriched/f.csv").await.unwrap());
     let name = column(&header, "leadspace_name");
@@ -199,7 +195,7 @@ async fn an_output_larger_than_a_part_is_uploaded_in_parts_with_every_row() {
     env.put("incoming/big.csv", csv).await;
     let app = env.app(&[]);
 
-    let response = invoke(&app, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/big.csv"})).await;
+    let response = invoke(&app, env.enrich_event("incoming/big.csv")).await;
 
     assert_eq!(response["results"][0]["rows"]["total"], 80_000, "{response}");
     assert_eq!(env.emulator.stats().records_received, 10, "ten companies, each sent once");

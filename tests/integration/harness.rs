@@ -232,6 +232,11 @@ impl TestEnv {
 
     /// The sample S3 notification from `events/`, pointed at this test's bucket and `raw_key`
     /// (URL-encoded, as S3 sends it).
+    /// A direct `{"action": "enrich"}` payload for `key` in the test bucket.
+    pub fn enrich_event(&self, key: &str) -> Value {
+        serde_json::json!({"action": "enrich", "bucket": self.bucket, "key": key})
+    }
+
     pub fn s3_event(&self, raw_key: &str) -> Value {
         let mut event: Value = serde_json::from_str(include_str!("../../events/s3-put.json")).expect("event JSON");
         event["Records"][0]["s3"]["bucket"]["name"] = Value::String(self.bucket.clone());
@@ -259,6 +264,11 @@ pub async fn try_invoke_until(
 ) -> Result<Value, leadspace_enrich::error::HandlerError> {
     let response = handle(app, event, deadline).await?;
     Ok(serde_json::to_value(response).expect("a response serialises"))
+}
+
+/// The position of the column `name` in a CSV header.
+pub fn column(header: &[String], name: &str) -> usize {
+    header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {header:?}"))
 }
 
 /// A CSV with a `Company` column holding `Firm 0` .. `Firm {n-1}`.

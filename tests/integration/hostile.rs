@@ -1,20 +1,12 @@
 //! Bad, odd and hostile inputs: every file gets an answer a user can act on, the input is never
 //! changed, nothing is sent for a file that cannot be read, and the function carries on.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::harness::{TestEnv, expected, gzip, invoke, parse_csv};
-
-fn enrich(env: &TestEnv, key: &str) -> Value {
-    json!({"action": "enrich", "bucket": env.bucket, "key": key})
-}
+use crate::harness::{TestEnv, column, expected, gzip, invoke, parse_csv};
 
 fn summary_key(key: &str) -> String {
     format!("{}.summary.json", key.replacen("incoming/", "enriched/", 1))
-}
-
-fn column(header: &[String], name: &str) -> usize {
-    header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {header:?}"))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -71,7 +63,7 @@ async fn every_unreadable_file_gets_a_failed_summary_that_says_what_to_fix_and_n
     let app = env.app(&[("MAX_INPUT_BYTES", &(40 * 1024 * 1024).to_string())]);
 
     for (key, _, says) in &cases {
-        let response = invoke(&app, enrich(&env, key)).await;
+        let response = invoke(&app, env.enrich_event(key)).await;
         assert_eq!(response["results"][0]["outcome"], "failed", "{key}: {response}");
         let summary = env.summary(&summary_key(key)).await;
         assert_eq!(summary["status"], "failed", "{key}");
@@ -84,7 +76,7 @@ async fn every_unreadable_file_gets_a_failed_summary_that_says_what_to_fix_and_n
     assert_eq!(inputs(&env).await, before, "the inputs are neither changed nor deleted");
     // And the function answers normally afterwards.
     env.put("incoming/fine.csv", "Company\nContoso\n").await;
-    let response = invoke(&app, enrich(&env, "incoming/fine.csv")).await;
+    let response = invoke(&app, env.enrich_event("incoming/fine.csv")).await;
     assert_eq!(response["results"][0]["status"], "complete", "{response}");
 }
 
@@ -94,7 +86,7 @@ async fn a_header_only_csv_is_complete_with_zero_rows_and_no_calls() {
     env.put("incoming/h.csv", "Company,City\r\n").await;
     let app = env.app(&[]);
 
-    invoke(&app, enrich(&env, "incoming/h.csv")).await;
+    invoke(&app, env.enrich_event("incoming/h.csv")).await;
 
     let summary = env.summary("enriched/h.csv.summary.json").await;
     assert_eq!(summary["status"], "complete", "{summary}");
@@ -111,7 +103,7 @@ async fn blank_and_duplicate_header_names_are_kept_and_do_not_stop_enrichment() 
     env.put("incoming/h.csv", "Company,,Notes,Notes\nContoso,a,b,c\n").await;
     let app = env.app(&[]);
 
-    invoke(&app, enrich(&env, "incoming/h.csv")).await;
+    invoke(&app, env.enrich_event("incoming/h.csv")).await;
 
     let (header, rows) = parse_csv(&env.get("enriched/h.csv").await.unwrap());
     assert_eq!(&header[..5], ["Company", "", "Notes", "Notes", "leadspace_status"]);
@@ -130,7 +122,7 @@ async fn ragged_rows_and_blank_names_each_get_a_status_and_keep_their_fields() {
     env.put("incoming/r.csv", csv).await;
     let app = env.app(&[]);
 
-    invoke(&app, enrich(&env, "incoming/r.csv")).await;
+    invoke(&app, env.enrich_event("incoming/r.csv")).await;
 
     let (header, rows) = parse_csv(&env.get("enriched/r.csv").await.unwrap());
     let (status, error) = (column(&header, "leadspace_status"), column(&header, "leadspace_error"));
@@ -156,7 +148,7 @@ async fn a_20_mb_cell_comes_back_whole_and_a_giant_company_name_is_not_sent() {
     env.put("incoming/big-cell.csv", format!("Company,Notes\nContoso,\"{cell}\"\n{giant_name},short\n")).await;
     let app = env.app(&[]);
 
-    invoke(&app, enrich(&env, "incoming/big-cell.csv")).await;
+    invoke(&app, env.enrich_event("incoming/big-cell.csv")).await;
 
     let (header, rows) = parse_csv(&env.get("enriched/big-cell.csv").await.unwrap());
     assert_eq!(rows[0][1], cell);
@@ -175,7 +167,7 @@ async fn each_delimiter_is_detected_from_the_header_and_kept_in_the_output() {
         let key = format!("incoming/{name}.csv");
         env.put(&key, format!("Id{d}Company{d}City\n1{d}Contoso{d}Paris\n2{d}\"Acme{d} Inc.\"{d}Rome\n")).await;
 
-        invoke(&app, enrich(&env, &key)).await;
+        invoke(&app, env.enrich_event(&key)).await;
 
         let output = text(&env.get(&key.replace("incoming/", "enriched/")).await.unwrap());
         let mut reader = csv::ReaderBuilder::new().delimiter(d as u8).from_reader(output.as_bytes());
@@ -212,7 +204,7 @@ async fn every_common_encoding_comes_out_as_correct_utf8() {
         let key = format!("incoming/{name}.csv");
         env.put(&key, bytes).await;
 
-        invoke(&app, enrich(&env, &key)).await;
+        invoke(&app, env.enrich_event(&key)).await;
 
         let output = env.get(&key.replace("incoming/", "enriched/")).await.unwrap();
         assert_eq!(output.starts_with(b"\xEF\xBB\xBF"), bom, "{name}: a BOM only for files that came from Excel");
@@ -249,7 +241,7 @@ async fn json_lines_that_are_broken_blank_or_not_objects_each_get_an_answer() {
     env.put("incoming/j.jsonl", jsonl).await;
     let app = env.app(&[("FIELD_MAPPING", r#"{"company_name": "account.name"}"#)]);
 
-    invoke(&app, enrich(&env, "incoming/j.jsonl")).await;
+    invoke(&app, env.enrich_event("incoming/j.jsonl")).await;
 
     let output = text(&env.get("enriched/j.jsonl").await.unwrap());
     let lines: Vec<Value> =
@@ -274,8 +266,8 @@ async fn a_field_mapping_naming_what_the_file_lacks_fails_listing_what_it_has() 
     env.put("incoming/c.csv", "Company,City\nContoso,Paris\n").await;
     let app = env.app(&[("FIELD_MAPPING", r#"{"company_name": "acount.name"}"#)]);
 
-    invoke(&app, enrich(&env, "incoming/j.jsonl")).await;
-    invoke(&app, enrich(&env, "incoming/c.csv")).await;
+    invoke(&app, env.enrich_event("incoming/j.jsonl")).await;
+    invoke(&app, env.enrich_event("incoming/c.csv")).await;
 
     let error = env.summary("enriched/j.jsonl.summary.json").await["error"].as_str().unwrap().to_string();
     assert!(error.contains("\"acount.name\"") && error.contains("\"account.name\", \"email\""), "{error}");
@@ -291,8 +283,8 @@ async fn configured_limits_refuse_files_that_are_too_big_or_too_long() {
     env.put("incoming/long.csv", crate::harness::firms_csv(3_000)).await;
     let app = env.app(&[("MAX_INPUT_BYTES", "100000"), ("MAX_INPUT_ROWS", "2500")]);
 
-    invoke(&app, enrich(&env, "incoming/big.csv")).await;
-    invoke(&app, enrich(&env, "incoming/long.csv")).await;
+    invoke(&app, env.enrich_event("incoming/big.csv")).await;
+    invoke(&app, env.enrich_event("incoming/long.csv")).await;
 
     let error = env.summary("enriched/big.csv.summary.json").await["error"].as_str().unwrap().to_string();
     assert!(error.contains("MAX_INPUT_BYTES (100000)"), "{error}");

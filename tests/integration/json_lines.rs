@@ -18,8 +18,7 @@ async fn gzipped_json_lines_come_back_gzipped_with_every_line_enriched() {
     env.put("incoming/crm/export.jsonl.gz", gzip(CUSTOMERS.as_bytes())).await;
     let app = env.app(&[("FIELD_MAPPING", r#"{"company_name": "account.name", "website": "account.domain"}"#)]);
 
-    let response =
-        invoke(&app, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/crm/export.jsonl.gz"})).await;
+    let response = invoke(&app, env.enrich_event("incoming/crm/export.jsonl.gz")).await;
     assert_eq!(response["results"][0]["outcome"], "enriched", "{response}");
 
     let output = lines(&gunzip(&env.get("enriched/crm/export.jsonl.gz").await.expect("output written")));
@@ -54,7 +53,7 @@ async fn json_lines_auto_detect_top_level_keys() {
     env.put("incoming/a.ndjson", "{\"Company Name\": \"Contoso Ltd\", \"email\": \"x@y.z\"}\n").await;
     let app = env.app(&[]);
 
-    invoke(&app, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/a.ndjson"})).await;
+    invoke(&app, env.enrich_event("incoming/a.ndjson")).await;
 
     let output = lines(&env.get("enriched/a.ndjson").await.unwrap());
     assert_eq!(output[0]["leadspace_status"], expected("Contoso Ltd", None).0);

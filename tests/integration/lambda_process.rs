@@ -4,7 +4,7 @@
 //!
 //! ```ignore
 //! let env = TestEnv::new().await;
-//! let event = json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/a.csv"});
+//! let event = env.enrich_event("incoming/a.csv");
 //! let mut function = LambdaProcess::start(env.function_env(&[]), event, Duration::from_secs(60)).await;
 //! function.wait_until(Duration::from_secs(30), "a Leadspace request", || env.emulator.stats().requests > 0).await;
 //! function.kill();
@@ -288,7 +288,7 @@ mod tests {
     async fn the_binary_answers_an_enrich_invocation_with_its_results() {
         let env = TestEnv::new().await;
         env.put("incoming/a.csv", firms_csv(5)).await;
-        let event = json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/a.csv"});
+        let event = env.enrich_event("incoming/a.csv");
         let mut function = LambdaProcess::start(env.function_env(&[]), event, SECONDS_60).await;
 
         let answer = function.answer(SECONDS_60).await;
@@ -311,7 +311,7 @@ mod tests {
     async fn a_process_killed_mid_run_never_answers_and_leaves_no_summary() {
         let env = TestEnv::with_knobs(Knobs { latency_ms: 2_000, ..Knobs::default() }).await;
         env.put("incoming/a.csv", firms_csv(5)).await;
-        let event = json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/a.csv"});
+        let event = env.enrich_event("incoming/a.csv");
         let mut function = LambdaProcess::start(env.function_env(&[]), event, SECONDS_60).await;
 
         function.wait_delivered(SECONDS_60).await;

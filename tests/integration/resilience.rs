@@ -12,10 +12,6 @@ use crate::harness::{TestEnv, firms_csv, invoke, parse_csv, try_invoke, try_invo
 const FINAL_OR_UNFINISHED: [&str; 6] =
     ["enriched", "not_matched", "low_confidence", "invalid_input", "failed", "not_attempted"];
 
-fn enrich_event(env: &TestEnv, key: &str) -> Value {
-    json!({"action": "enrich", "bucket": env.bucket, "key": key})
-}
-
 /// Every input row is in the output exactly once, in order, with a status; the summary's
 /// counts are the output's counts. Returns the output's status per row id.
 async fn assert_nothing_lost(env: &TestEnv, input: &str, output_key: &str) -> HashMap<String, String> {
@@ -43,7 +39,7 @@ async fn pacing_at_the_service_limit_provokes_no_429() {
     env.put("incoming/a.csv", firms_csv(25)).await;
     let app = env.app(&[("LEADSPACE_TPS", "10"), ("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "8")]);
 
-    invoke(&app, enrich_event(&env, "incoming/a.csv")).await;
+    invoke(&app, env.enrich_event("incoming/a.csv")).await;
 
     assert_eq!(env.emulator.stats().throttled, 0);
     assert_eq!(env.emulator.stats().single_requests, 25);
@@ -58,7 +54,7 @@ async fn throttling_and_server_errors_are_retried_with_backoff() {
     env.put("incoming/a.csv", firms_csv(12)).await;
     let app = env.app(&[("LEADSPACE_TPS", "25"), ("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "4")]);
 
-    invoke(&app, enrich_event(&env, "incoming/a.csv")).await;
+    invoke(&app, env.enrich_event("incoming/a.csv")).await;
 
     let stats = env.emulator.stats();
     assert!(stats.throttled > 0 && stats.server_errors > 0, "the faults happened: {stats:?}");
@@ -77,7 +73,7 @@ async fn record_level_internal_errors_are_resubmitted() {
     env.put("incoming/a.csv", firms_csv(30)).await;
     let app = env.app(&[("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "10")]);
 
-    invoke(&app, enrich_event(&env, "incoming/a.csv")).await;
+    invoke(&app, env.enrich_event("incoming/a.csv")).await;
 
     let stats = env.emulator.stats();
     assert!(stats.records_received > 30, "1100 records were sent again: {stats:?}");
@@ -94,7 +90,7 @@ async fn a_rotated_token_is_reread_once_and_the_run_carries_on() {
     env.put("incoming/a.csv", firms_csv(3)).await;
     env.put("incoming/b.csv", firms_csv(4)).await;
     let app = env.app(&[]);
-    invoke(&app, enrich_event(&env, "incoming/a.csv")).await; // caches the first token
+    invoke(&app, env.enrich_event("incoming/a.csv")).await; // caches the first token
 
     env.emulator.set_knobs(|k| k.token = "rotated-token".into());
     aws_sdk_secretsmanager::Client::new(&env.sdk)
@@ -104,7 +100,7 @@ async fn a_rotated_token_is_reread_once_and_the_run_carries_on() {
         .send()
         .await
         .unwrap();
-    let response = invoke(&app, enrich_event(&env, "incoming/b.csv")).await;
+    let response = invoke(&app, env.enrich_event("incoming/b.csv")).await;
 
     assert_eq!(response["results"][0]["status"], "complete", "{response}");
     assert_eq!(env.emulator.stats().unauthorized, 1, "one 401, then the re-read token works");
@@ -117,7 +113,7 @@ async fn a_token_rejected_twice_stops_the_run_and_says_so() {
     env.put("incoming/a.csv", firms_csv(5)).await;
     let app = env.app(&[("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "1")]);
 
-    let response = invoke(&app, enrich_event(&env, "incoming/a.csv")).await;
+    let response = invoke(&app, env.enrich_event("incoming/a.csv")).await;
 
     assert_eq!(response["results"][0]["status"], "partial", "{response}");
     assert_eq!(env.emulator.stats().unauthorized, 2, "one retry after re-reading the secret, then stop");
@@ -133,7 +129,7 @@ async fn a_bulk_lost_by_leadspace_is_resubmitted_once() {
     env.put("incoming/a.csv", firms_csv(30)).await;
     let app = env.app(&[("LEADSPACE_MODE", "bulk")]);
 
-    let response = invoke(&app, enrich_event(&env, "incoming/a.csv")).await;
+    let response = invoke(&app, env.enrich_event("incoming/a.csv")).await;
 
     assert_eq!(response["results"][0]["status"], "complete", "{response}");
     assert_eq!(env.emulator.stats().bulk_submissions, 2);
@@ -145,7 +141,7 @@ async fn a_bulk_that_never_finishes_is_resubmitted_once_then_its_rows_fail_and_l
     env.put("incoming/a.csv", firms_csv(30)).await;
     let app = env.app(&[("LEADSPACE_MODE", "bulk"), ("LEADSPACE_POLL_TIMEOUT_SECONDS", "1")]);
 
-    let error = try_invoke(&app, enrich_event(&env, "incoming/a.csv")).await.unwrap_err();
+    let error = try_invoke(&app, env.enrich_event("incoming/a.csv")).await.unwrap_err();
 
     assert!(error.is_retryable(), "Leadspace down for the whole run is transient: {error}");
     assert_eq!(env.emulator.stats().bulk_submissions, 2);

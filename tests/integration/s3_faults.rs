@@ -307,7 +307,6 @@ fn escape_xml(text: &str) -> String {
 mod tests {
     use aws_sdk_s3::error::ProvideErrorMetadata;
     use aws_smithy_types::error::display::DisplayErrorContext;
-    use serde_json::json;
 
     use super::{FaultRule, S3Faults};
     use crate::harness::{TestEnv, firms_csv, invoke, moto_endpoint};
@@ -353,7 +352,7 @@ mod tests {
         let proxy = S3Faults::start(moto_endpoint()).await;
         let app = env.app_at(&proxy.endpoint(), &[]);
 
-        let response = invoke(&app, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/a.csv"})).await;
+        let response = invoke(&app, env.enrich_event("incoming/a.csv")).await;
 
         assert_eq!(response["results"][0]["outcome"], "enriched", "{response}");
         assert!(env.get("enriched/a.csv").await.is_some(), "the output is in moto");

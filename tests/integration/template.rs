@@ -165,3 +165,45 @@ fn the_function_may_tell_a_missing_object_from_a_forbidden_one() {
         other => panic!("unexpected condition {other:?}"),
     }
 }
+
+/// Every value under `name`, wherever it is nested.
+fn values_named(value: &Value, name: &str, out: &mut Vec<Value>) {
+    match value {
+        Value::Mapping(map) => {
+            for (key, inner) in map {
+                if key.as_str() == Some(name) {
+                    out.push(inner.clone());
+                }
+                values_named(inner, name, out);
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|v| values_named(v, name, out)),
+        Value::Tagged(tagged) => values_named(&tagged.value, name, out),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_state_machine_matches_the_error_types_and_batch_size_the_code_uses() {
+    use leadspace_enrich::error::error_type;
+    use leadspace_enrich::workflow::input::MAX_BATCH_INPUT_BYTES;
+    let workflow = &template()["Resources"]["LargeFileWorkflow"];
+    let mut matched = Vec::new();
+    values_named(workflow, "ErrorEquals", &mut matched);
+    let matched: Vec<String> = matched.iter().flat_map(list).map(|v| text(&v)).collect();
+    assert!(matched.iter().any(|e| e == error_type::TRANSIENT), "the batches retry transient failures: {matched:?}");
+    let ours = [
+        error_type::TRANSIENT,
+        error_type::INVALID_EVENT,
+        error_type::LEADSPACE_STOPPED,
+        error_type::CONFIGURATION_OR_PERMISSIONS,
+    ];
+    for name in &matched {
+        let known = name.starts_with("States.") || name.starts_with("Lambda.") || ours.contains(&name.as_str());
+        assert!(known, "the state machine matches {name:?}, which the function never returns");
+    }
+    let mut limits = Vec::new();
+    values_named(workflow, "MaxInputBytesPerBatch", &mut limits);
+    assert_eq!(limits.len(), 1, "one ItemBatcher");
+    assert_eq!(text(&limits[0]), MAX_BATCH_INPUT_BYTES.to_string());
+}

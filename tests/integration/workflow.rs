@@ -259,7 +259,7 @@ async fn a_large_file_goes_through_the_workflow_and_comes_out_as_an_inline_run_w
     // The same bytes enriched inline give the same rows.
     let inline = App { step_functions: None, ..app_with(&env, &workflow_vars(&state_machine)) };
     env.put("incoming/copy/big.csv.gz", big_file()).await;
-    invoke(&inline, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/copy/big.csv.gz"})).await;
+    invoke(&inline, env.enrich_event("incoming/copy/big.csv.gz")).await;
     let by_workflow = gunzip(&env.get("enriched/big.csv.gz").await.unwrap());
     let by_inline = gunzip(&env.get("enriched/copy/big.csv.gz").await.unwrap());
     assert_eq!(by_workflow, by_inline, "input order, original columns, the same answers");
@@ -421,7 +421,7 @@ async fn a_workflow_whose_last_step_failed_is_finished_by_the_next_attempt_witho
     s3.clear();
 
     // Attempt 2 (a refresh, an enrich, a redrive): the journal holds every batch's answers.
-    let response = invoke(&app, json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/big.csv.gz"})).await;
+    let response = invoke(&app, env.enrich_event("incoming/big.csv.gz")).await;
 
     assert_eq!(response["results"][0]["status"], "complete", "{response}");
     assert_each_company_billed_once(&env, 210);
