@@ -32,6 +32,8 @@ use axum::routing::{get, post};
 use leadspace_emulator::{Emulator, Knobs};
 use serde_json::{Value, json};
 
+#[path = "../tests/support/forward.rs"]
+mod forward;
 #[path = "bench/s3_tally.rs"]
 mod s3_tally;
 

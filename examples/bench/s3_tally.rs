@@ -10,16 +10,17 @@
 //! proxy has it all. Path-style addressing: the path is `/bucket/key`, percent-encoded. Secrets
 //! Manager calls (`POST /`) come through the same endpoint and are counted as "other".
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::Method;
 use axum::response::Response;
-use axum::serve::ListenerExt;
 use percent_encoding::percent_decode_str;
+
+use crate::forward::{self, lock};
 
 /// What a request touches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,10 +250,6 @@ struct Inner {
     tally: Mutex<Tally>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The proxy; it stops when dropped.
 pub struct S3Tally {
     endpoint: String,
@@ -263,24 +260,16 @@ pub struct S3Tally {
 impl S3Tally {
     /// A proxy on a loopback port, forwarding to `upstream` (moto).
     pub async fn start(upstream: &str) -> Result<S3Tally, Box<dyn std::error::Error + Send + Sync>> {
-        let client = reqwest::Client::builder().no_proxy().no_gzip().no_brotli().no_deflate().no_zstd().build()?;
+        let client = forward::client()?;
         let inner = Arc::new(Inner {
             upstream: upstream.trim_end_matches('/').to_string(),
             client,
             started: Instant::now(),
             tally: Mutex::new(Tally::default()),
         });
-        let app = Router::new().fallback(forward).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        // Small requests and answers go out at once rather than wait for Nagle's algorithm.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(S3Tally { endpoint: format!("http://{addr}"), inner, server })
+        let app = Router::new().fallback(tally_and_forward).with_state(inner.clone());
+        let (endpoint, server) = forward::serve(app).await?;
+        Ok(S3Tally { endpoint, inner, server })
     }
 
     /// When it started: the spans' times count from here.
@@ -356,22 +345,6 @@ fn classify(method: &Method, path: &str, query: &str) -> (Kind, Area, String) {
     (kind, area_of(&key), key.into_owned())
 }
 
-/// Headers that describe one connection, not the message: never copied across the proxy.
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
 /// Records a request's time when dropped: when moto's answer has been passed on in full, or
 /// the function dropped the connection.
 struct Finish {
@@ -392,14 +365,14 @@ impl Drop for Finish {
     }
 }
 
-async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response {
+async fn tally_and_forward(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     let arrived = Instant::now();
     let (parts, body) = request.into_parts();
     let (kind, area, key) = classify(&parts.method, parts.uri.path(), parts.uri.query().unwrap_or_default());
     let mut span = Span { start: Duration::ZERO, end: Duration::ZERO, kind, area, status: 0, bytes_sent: 0, key };
-    let body = match axum::body::to_bytes(body, usize::MAX).await {
+    let body = match forward::read_body(body).await {
         Ok(body) => body,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("the proxy could not read the request body: {e}")),
+        Err(response) => return response,
     };
     span.bytes_sent = body.len() as u64;
     {
@@ -408,20 +381,9 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
         counts.count(kind);
         counts.bytes_sent += body.len() as u64;
     }
-    let mut headers = HeaderMap::new();
-    for (name, value) in &parts.headers {
-        // reqwest sends a Host naming moto and the buffered body's length; `expect:
-        // 100-continue` was answered here, where the whole body was read.
-        let lower = name.as_str();
-        if !is_hop_by_hop(lower) && !matches!(lower, "host" | "content-length" | "expect") {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let url = format!("{}{}", inner.upstream, path_and_query);
-    let upstream = match inner.client.request(parts.method.clone(), &url).headers(headers).body(body).send().await {
-        Ok(response) => response,
-        Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("the proxy could not reach {url}: {e}")),
+    let upstream = match forward::send(&inner.client, &inner.upstream, &parts, body).await {
+        Ok(upstream) => upstream,
+        Err(response) => return response,
     };
     let status = upstream.status();
     if !status.is_success() {
@@ -429,13 +391,7 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
     }
     span.status = status.as_u16();
     let finish = Finish { inner: inner.clone(), arrived, span: Some(span) };
-    let mut response_headers = HeaderMap::new();
-    for (name, value) in upstream.headers() {
-        // Content-Length is kept: on HEAD it is the object's size, not that of the empty body.
-        if !is_hop_by_hop(name.as_str()) {
-            response_headers.append(name.clone(), value.clone());
-        }
-    }
+    let head = forward::answer(&upstream, Body::empty());
     // The answer streams through; `finish` goes with the stream and records the time once the
     // last chunk is passed on (or the function stops reading).
     let chunks = futures::stream::unfold((Some(upstream), finish), |(upstream, finish)| async move {
@@ -446,15 +402,8 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
             Err(e) => Some((Err(e), (None, finish))),
         }
     });
-    let mut response = Response::new(Body::from_stream(chunks));
-    *response.status_mut() = status;
-    *response.headers_mut() = response_headers;
-    response
-}
-
-fn plain(status: StatusCode, message: String) -> Response {
-    let mut response = Response::new(Body::from(message));
-    *response.status_mut() = status;
+    let mut response = head;
+    *response.body_mut() = Body::from_stream(chunks);
     response
 }
 

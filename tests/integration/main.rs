@@ -1,6 +1,8 @@
 //! Integration tests: the handler end to end against a real moto server (S3 and Secrets
 //! Manager, over HTTP with the real SDK clients) and the Leadspace emulator on loopback.
 
+#[path = "../support/forward.rs"]
+mod forward;
 mod harness;
 
 mod billing;

@@ -11,14 +11,16 @@
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use percent_encoding::percent_decode_str;
+
+use crate::forward::{self, lock};
 
 /// Which requests fail, and how. A request matches when its method is `method` (any case; `"*"`
 /// is any method), its decoded key (the path after the bucket segment) contains
@@ -103,10 +105,6 @@ struct Inner {
     injected: AtomicU64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The proxy; it stops when dropped.
 pub struct S3Faults {
     endpoint: String,
@@ -117,14 +115,7 @@ pub struct S3Faults {
 impl S3Faults {
     /// A proxy on a loopback port, forwarding to `upstream` (`harness::moto_endpoint()`).
     pub async fn start(upstream: &str) -> S3Faults {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .no_gzip()
-            .no_brotli()
-            .no_deflate()
-            .no_zstd()
-            .build()
-            .expect("an HTTP client for the proxy");
+        let client = forward::client().expect("an HTTP client for the proxy");
         let inner = Arc::new(Inner {
             upstream: upstream.trim_end_matches('/').to_string(),
             client,
@@ -133,12 +124,8 @@ impl S3Faults {
             injected: AtomicU64::new(0),
         });
         let app = Router::new().fallback(proxy).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port for the proxy");
-        let addr = listener.local_addr().expect("the proxy's address");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        S3Faults { endpoint: format!("http://{addr}"), inner, server }
+        let (endpoint, server) = forward::serve(app).await.expect("a loopback port for the proxy");
+        S3Faults { endpoint, inner, server }
     }
 
     /// "http://127.0.0.1:PORT".
@@ -188,23 +175,6 @@ impl Drop for S3Faults {
     }
 }
 
-/// Headers that describe one connection, not the message: never copied across the proxy.
-/// `host` and `content-length` are set again by the client for the upstream request.
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
 async fn proxy(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
@@ -234,41 +204,21 @@ async fn proxy(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     }
     lock(&inner.seen).push(seen);
 
-    let body = match axum::body::to_bytes(body, usize::MAX).await {
+    let body = match forward::read_body(body).await {
         Ok(body) => body,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("the proxy could not read the request body: {e}")),
+        Err(response) => return response,
     };
-    let mut headers = HeaderMap::new();
-    for (name, value) in &parts.headers {
-        let lower = name.as_str();
-        // The client sends a Host naming moto, and the length of the buffered body. `expect:
-        // 100-continue` was already answered by this server, which read the whole body.
-        if !is_hop_by_hop(lower) && !matches!(lower, "host" | "content-length" | "expect") {
-            headers.append(name.clone(), value.clone());
+    let upstream = match forward::send(&inner.client, &inner.upstream, &parts, body).await {
+        Ok(upstream) => upstream,
+        Err(response) => return response,
+    };
+    let mut response = forward::answer(&upstream, Body::empty());
+    match upstream.bytes().await {
+        Ok(bytes) => *response.body_mut() = Body::from(bytes),
+        Err(e) => {
+            return forward::plain(StatusCode::BAD_GATEWAY, format!("the proxy could not read moto's answer: {e}"));
         }
     }
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let url = format!("{}{}", inner.upstream, path_and_query);
-    let upstream = inner.client.request(parts.method.clone(), &url).headers(headers).body(body).send().await;
-    let upstream = match upstream {
-        Ok(response) => response,
-        Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("the proxy could not reach {url}: {e}")),
-    };
-    let status = upstream.status();
-    let mut response_headers = HeaderMap::new();
-    for (name, value) in upstream.headers() {
-        // Content-Length is kept: on HEAD it is the object's size, not that of the empty body.
-        if !is_hop_by_hop(name.as_str()) {
-            response_headers.append(name.clone(), value.clone());
-        }
-    }
-    let bytes = match upstream.bytes().await {
-        Ok(bytes) => bytes,
-        Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("the proxy could not read moto's answer: {e}")),
-    };
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    *response.headers_mut() = response_headers;
     response
 }
 
@@ -290,12 +240,6 @@ fn error_response(method: &Method, status: u16, code: &str, seen: &SeenRequest, 
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("x-amz-request-id", value);
     }
-    response
-}
-
-fn plain(status: StatusCode, message: String) -> Response {
-    let mut response = Response::new(Body::from(message));
-    *response.status_mut() = status;
     response
 }
 
