@@ -11,12 +11,14 @@ use crate::leadspace::{CallContext, CallStats};
 use crate::pipeline::answer::{
     Answers, answer_the_rest, collect_earlier_bulks, journal_of, keep_answers, known_answers,
 };
+use crate::pipeline::close;
+use crate::pipeline::close::read_summary;
 use crate::pipeline::lease::{Acquired, Lease};
 use crate::pipeline::output::{Enriched, finish};
 use crate::pipeline::paths::{OutputPaths, STATE_DIR};
 use crate::pipeline::run::Run;
 use crate::pipeline::scan::scan;
-use crate::pipeline::summary::{LeadspaceCounts, read_summary};
+use crate::pipeline::summary::LeadspaceCounts;
 use crate::pipeline::{App, Job, JobReport, Outcome};
 use crate::workflow::{self, hand_off::HandOff};
 
@@ -118,7 +120,7 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>) -> Result<JobReport, J
     let (app, job, config) = (run.app, run.job, &run.app.config);
     let format = match run.format() {
         Ok(format) => format,
-        Err(error) => return run.stopped(error, None).await,
+        Err(error) => return close::stopped(run, error, None).await,
     };
     if run.meta.size > config.max_input_bytes {
         let why = format!(
@@ -126,12 +128,12 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>) -> Result<JobReport, J
              MAX_INPUT_BYTES",
             run.meta.size, config.max_input_bytes
         );
-        return run.fail(&why, None).await;
+        return close::fail(run, &why, None).await;
     }
     let mapping = job.field_mapping.as_ref().or(config.field_mapping.as_ref());
     let scan = match scan(run, format, mapping).await {
         Ok(scan) => scan,
-        Err(error) => return run.stopped(error, None).await,
+        Err(error) => return close::stopped(run, error, None).await,
     };
     tracing::info!(
         rows = scan.rows,
@@ -141,12 +143,12 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>) -> Result<JobReport, J
         "scanned"
     );
     if job.dry_run {
-        return Ok(run.estimate(&scan));
+        return Ok(close::estimate(run, &scan));
     }
     if !config.data_sharing_consent {
         let why = "DATA_SHARING_CONSENT is not set to true: no customer data was sent to Leadspace. \
                    Set DATA_SHARING_CONSENT=true to record consent to send the mapped fields outside this AWS account";
-        return run.fail(why, Some(&scan)).await;
+        return close::fail(run, why, Some(&scan)).await;
     }
 
     let journal = journal_of(run, &scan, &format!("run-{:016x}", rand::random::<u64>()));
@@ -184,4 +186,152 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>) -> Result<JobReport, J
         return Err(JobError::LeadspaceUnavailable(report.message.unwrap_or_default()));
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::leadspace::model::{EnrichRequest, EnrichmentResult};
+    use crate::leadspace::{Enricher, LeadspaceError};
+    use crate::storage::{MemoryStore, ObjectStore, Op};
+
+    const BUCKET: &str = "b";
+
+    /// These decisions are made before Leadspace is needed: being asked is the failure.
+    struct NoLeadspace;
+
+    #[async_trait]
+    impl Enricher for NoLeadspace {
+        async fn single(&self, _: &EnrichRequest, _: &CallContext) -> Result<EnrichmentResult, LeadspaceError> {
+            panic!("Leadspace was called")
+        }
+        async fn submit_bulk(&self, _: &[EnrichRequest], _: &CallContext) -> Result<String, LeadspaceError> {
+            panic!("Leadspace was called")
+        }
+        async fn collect_bulk(&self, _: &str, _: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+            panic!("Leadspace was called")
+        }
+    }
+
+    fn app(store: Arc<MemoryStore>) -> App {
+        let config = Config::from_lookup(|name| match name {
+            "LEADSPACE_SECRET_ID" => Some("s".into()),
+            "DATA_SHARING_CONSENT" => Some("true".into()),
+            _ => None,
+        })
+        .expect("a configuration");
+        App {
+            config,
+            store,
+            enricher: Arc::new(NoLeadspace),
+            batch_enricher: Arc::new(NoLeadspace),
+            cache: None,
+            step_functions: None,
+        }
+    }
+
+    fn job(key: &str) -> Job {
+        Job { bucket: BUCKET.into(), key: key.into(), ..Job::default() }
+    }
+
+    async fn put(store: &MemoryStore, key: &str, body: &str) {
+        store.put(BUCKET, key, body.as_bytes().to_vec(), "text/csv").await.expect("a put");
+    }
+
+    #[tokio::test]
+    async fn objects_outside_the_input_prefix_or_in_the_output_are_ignored_without_a_request() {
+        let store = Arc::new(MemoryStore::new());
+        let app = app(store.clone());
+        for key in ["enriched/a.csv", "elsewhere/a.csv", "incoming/_state/a.csv", "incoming/folder/"] {
+            let report = run_job(&app, &job(key), None).await.expect("a report");
+            assert_eq!(report.outcome, Outcome::Ignored, "{key}");
+        }
+        assert_eq!(store.total_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_version_whose_summary_is_complete_is_skipped_after_one_read() {
+        let store = Arc::new(MemoryStore::new());
+        put(&store, "incoming/a.csv", "Company\nContoso\n").await;
+        let etag = store.head(BUCKET, "incoming/a.csv").await.unwrap().unwrap().etag;
+        let summary = serde_json::json!({
+            "enrichment_name": "leadspace", "status": "complete", "error": null,
+            "source": {"bucket": BUCKET, "key": "incoming/a.csv", "etag": etag, "size": 16},
+            "output": {"bucket": BUCKET, "key": "enriched/a.csv", "format": "csv"},
+            "field_mapping": {"company_name": "Company"}, "started_at": "", "finished_at": "",
+            "rows": {"total": 1, "enriched": 1, "not_matched": 0, "low_confidence": 0, "invalid_input": 0,
+                     "failed": 0, "not_attempted": 0},
+            "unique_companies": 1, "billing_guarantee": "",
+            "leadspace": {"requests": 1, "records_sent": 1, "retries": 0, "throttled": 0},
+        });
+        put(&store, "enriched/a.csv.summary.json", &summary.to_string()).await;
+        let before = store.calls(Op::GetSmall);
+
+        let report = run_job(&app(store.clone()), &job("incoming/a.csv"), None).await.expect("a report");
+
+        assert_eq!(report.outcome, Outcome::Skipped, "{report:?}");
+        assert_eq!(store.calls(Op::GetSmall) - before, 1, "one read of the summary");
+        assert_eq!(store.calls(Op::PutIfAbsent), 0, "no lease taken");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_estimates_from_pass_one_and_writes_nothing() {
+        let store = Arc::new(MemoryStore::new());
+        put(&store, "incoming/a.csv", "Company,Email\nContoso,a@x\nCONTOSO ,b@x\n,c@x\nFabrikam,d@x\n").await;
+        let keys_before = store.keys(BUCKET);
+
+        let dry = Job { dry_run: true, ..job("incoming/a.csv") };
+        let report = run_job(&app(store.clone()), &dry, None).await.expect("a report");
+
+        let estimate = report.estimate.expect("an estimate");
+        assert_eq!((estimate.rows, estimate.unique_companies, estimate.rows_without_company_name), (4, 2, 1));
+        assert_eq!(estimate.credits_at_most, 2);
+        assert_eq!(store.keys(BUCKET), keys_before, "nothing written, not even a lease");
+    }
+
+    #[tokio::test]
+    async fn a_file_that_cannot_be_read_gets_a_failed_summary_and_no_retry() {
+        let store = Arc::new(MemoryStore::new());
+        put(&store, "incoming/a.xlsx", "PK\u{3}\u{4} not a CSV").await;
+
+        let report = run_job(&app(store.clone()), &job("incoming/a.xlsx"), None).await.expect("not an error");
+
+        assert_eq!(report.outcome, Outcome::Failed);
+        let summary = store.peek(BUCKET, "enriched/a.xlsx.summary.json").expect("a summary");
+        let summary: serde_json::Value = serde_json::from_slice(&summary).unwrap();
+        assert_eq!(summary["status"], "failed");
+        assert!(store.keys(BUCKET).iter().all(|k| !k.contains("leases/")), "the lease is released");
+    }
+
+    #[tokio::test]
+    async fn a_lease_held_for_another_version_is_a_retryable_error_never_a_skip() {
+        let store = Arc::new(MemoryStore::new());
+        put(&store, "incoming/a.csv", "Company\nContoso\n").await;
+        let marker = serde_json::json!({"renewed_at_epoch_seconds": crate::pipeline::journal::now_seconds(),
+                                        "etag": "\"another version\""});
+        store
+            .put_if_absent(BUCKET, "enriched/_state/leases/a.csv.lease", marker.to_string().into_bytes())
+            .await
+            .unwrap();
+
+        let error = run_job(&app(store.clone()), &job("incoming/a.csv"), None).await.expect_err("busy");
+
+        assert!(matches!(error, JobError::Busy { .. }) && error.is_transient(), "{error}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_the_deadline_leaves_unstarted_is_a_retryable_error() {
+        let store = Arc::new(MemoryStore::new());
+        put(&store, "incoming/a.csv", "Company\nContoso\n").await;
+        let past = Instant::now() - std::time::Duration::from_secs(1);
+
+        let error = run_in_time(&app(store.clone()), &job("incoming/a.csv"), Some(past)).await.expect_err("late");
+
+        assert!(matches!(error, JobError::OutOfTime { .. }) && error.is_transient(), "{error}");
+        assert_eq!(store.calls(Op::Head), 0, "not started at all");
+    }
 }

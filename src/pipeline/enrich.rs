@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::Instrument;
 
-use super::answer::{AnswerBook, Origin};
+use super::book::{AnswerBook, Origin};
 use super::journal::{AnswerJournal, PendingBulk, now_seconds};
 use crate::company::{Companies, digest_of};
 use crate::enrichment::{Enrichment, RowStatus};

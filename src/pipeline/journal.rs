@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::answer::{AnswerBook, Origin};
+use super::book::{AnswerBook, Origin};
 use crate::company::{Companies, digest_of, external_id};
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::storage::{ObjectStore, StorageError};

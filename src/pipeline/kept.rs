@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::answer::{AnswerBook, Origin};
+use super::book::{AnswerBook, Origin};
 use super::journal::{AnswerLine, FORMAT, is_final, now_seconds};
 use super::paths::OutputPaths;
 use crate::company::Companies;

@@ -12,6 +12,8 @@
 
 pub mod answer;
 mod app;
+pub mod book;
+pub mod close;
 pub mod enrich;
 pub mod job;
 pub mod journal;

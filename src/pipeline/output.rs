@@ -1,6 +1,7 @@
 //! Pass 2 and the end of a run: every row once, in order, with its company's answer, streamed
 //! to S3; then the summary, last, and the journal deleted once the version is complete.
 
+use super::close;
 use super::job::{JobReport, Outcome};
 use super::journal::Journal;
 use super::run::Run;
@@ -36,7 +37,7 @@ pub async fn finish(
     let Enriched { answers, stopped, leadspace, cache, reused } = enriched;
     let rows = match write_rows(run, format, scan, answers).await {
         Ok(rows) => rows,
-        Err(error) => return run.stopped(error, Some(scan)).await,
+        Err(error) => return close::stopped(run, error, Some(scan)).await,
     };
     let (status, error) = match (stopped, rows.unfinished()) {
         (Some(stop), _) => (RunStatus::Partial, Some(stop)),
@@ -46,10 +47,10 @@ pub async fn finish(
             Some(format!("{n} rows have no final answer (failed); running the file again retries only them")),
         ),
     };
-    let mut summary = run.summary(status, error.clone(), rows.clone(), leadspace, Some(scan));
+    let mut summary = close::summary(run, status, error.clone(), rows.clone(), leadspace, Some(scan));
     summary.cache = cache;
     summary.reused = reused;
-    run.write_summary(&summary).await?;
+    close::write_summary(run, &summary).await?;
     if status == RunStatus::Complete {
         match journal.clear().await {
             Ok(entries) => tracing::debug!(entries, "answer journal deleted"),

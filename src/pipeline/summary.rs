@@ -2,14 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::paths::OutputPaths;
 use crate::cache::CacheCounts;
 use crate::enrichment::RowStatus;
 use crate::error::JobError;
 use crate::leadspace::CallStats;
 use crate::metrics::{Metric, Unit};
 use crate::records::TextEncoding;
-use crate::storage::ObjectStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -189,15 +187,6 @@ impl Summary {
             ("JobDuration", Unit::Milliseconds, duration_ms as f64),
         ]
     }
-}
-
-/// The summary beside the object's output, if there is one this version can read.
-pub async fn read_summary(store: &dyn ObjectStore, paths: &OutputPaths) -> Result<Option<Summary>, JobError> {
-    let Some(bytes) = store.get_small(&paths.bucket, &paths.summary_key).await? else {
-        return Ok(None);
-    };
-    // A summary this version cannot read is treated as absent: the object is enriched again.
-    Ok(serde_json::from_slice(&bytes).ok())
 }
 
 /// The billing promise, with this deployment's figures.

@@ -6,7 +6,10 @@ use crate::cache::CacheCounts;
 use crate::error::JobError;
 use crate::mapping::FieldMapping;
 use crate::pipeline::App;
-use crate::pipeline::answer::{AnswerBook, keep_answers};
+use crate::pipeline::answer::keep_answers;
+use crate::pipeline::book::AnswerBook;
+use crate::pipeline::close;
+use crate::pipeline::close::read_summary;
 use crate::pipeline::job::{Job, JobReport};
 use crate::pipeline::journal::Journal;
 use crate::pipeline::lease::{Acquired, Lease};
@@ -14,7 +17,7 @@ use crate::pipeline::output::{Enriched, finish};
 use crate::pipeline::paths::{OutputPaths, work_prefix};
 use crate::pipeline::run::Run;
 use crate::pipeline::scan::scan;
-use crate::pipeline::summary::{LeadspaceCounts, read_summary};
+use crate::pipeline::summary::LeadspaceCounts;
 use crate::storage::{ObjectStore, delete_prefix};
 
 /// The workflow's last step: the output and summary, in input order, from the batches' answers.
@@ -82,12 +85,12 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
 async fn assemble_run(run: &Run<'_>, input: &ExecutionInput) -> Result<JobReport, JobError> {
     let format = match run.format() {
         Ok(format) => format,
-        Err(error) => return run.stopped(error, None).await,
+        Err(error) => return close::stopped(run, error, None).await,
     };
     let mapping = run.job.field_mapping.as_ref().or(run.app.config.field_mapping.as_ref());
     let scan = match scan(run, format, mapping).await {
         Ok(scan) => scan,
-        Err(error) => return run.stopped(error, None).await,
+        Err(error) => return close::stopped(run, error, None).await,
     };
     if (scan.rows, scan.companies.len() as u64) != (input.rows, input.companies) {
         let why = format!(
@@ -98,7 +101,7 @@ async fn assemble_run(run: &Run<'_>, input: &ExecutionInput) -> Result<JobReport
             input.rows,
             input.companies
         );
-        return run.fail(&why, Some(&scan)).await;
+        return close::fail(run, &why, Some(&scan)).await;
     }
     // The journal holds every answer of this version: the batches', an earlier attempt's,
     // and those the hand-off carried over from the previous version.

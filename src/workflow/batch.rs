@@ -9,7 +9,8 @@ use crate::company::CompanyTable;
 use crate::error::{JobError, retry_worthy};
 use crate::leadspace::{CallContext, CallStats, LeadspaceError};
 use crate::pipeline::App;
-use crate::pipeline::answer::{AnswerBook, Answers, answer_companies};
+use crate::pipeline::answer::{Answers, answer_companies};
+use crate::pipeline::book::AnswerBook;
 use crate::pipeline::journal::Journal;
 use crate::pipeline::summary::LeadspaceCounts;
 

@@ -4,13 +4,12 @@
 
 use std::collections::HashSet;
 
-use super::input::{BULKS_PER_BATCH, ExecutionInput, PartStats, StagedCompany, write_stats};
-use super::{internal_error, workflow_error};
+use super::input::{BULKS_PER_BATCH, ExecutionInput, PartStats, StagedCompany, internal_error, write_stats};
 use crate::company::Companies;
 use crate::enrichment::Enrichment;
 use crate::error::JobError;
 use crate::pipeline::StepFunctions;
-use crate::pipeline::answer::AnswerBook;
+use crate::pipeline::book::AnswerBook;
 use crate::pipeline::job::{JobReport, Outcome};
 use crate::pipeline::journal::Journal;
 use crate::pipeline::paths::work_prefix;
@@ -41,6 +40,25 @@ const MAX_ATTEMPTS: u32 = 50;
 
 fn execution_arn(state_machine_arn: &str, name: &str) -> String {
     format!("{}:{name}", state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
+}
+
+/// A Step Functions call that failed: worth Lambda's retry when throttled, unavailable or cut
+/// off; not when denied or misconfigured (the on-failure queue and the alarm take over).
+fn workflow_error<E>(
+    action: &'static str,
+    error: aws_sdk_sfn::error::SdkError<E, aws_sdk_sfn::config::http::HttpResponse>,
+) -> JobError
+where
+    E: std::error::Error + aws_sdk_sfn::error::ProvideErrorMetadata + Send + Sync + 'static,
+{
+    let transient = match &error {
+        aws_sdk_sfn::error::SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            code.contains("Throttl") || code.contains("Limit") || service.raw().status().is_server_error()
+        }
+        _ => true,
+    };
+    JobError::Workflow { action, transient, source: Box::new(error) }
 }
 
 enum Slot {

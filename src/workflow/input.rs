@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::internal_error;
 use crate::cache::CacheCounts;
 use crate::company::CompanyQuery;
 use crate::error::JobError;
@@ -148,6 +147,11 @@ pub struct PartStats {
     /// reports only States.ExceedToleratedFailureThreshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+}
+
+/// A failure of ours to build or read what the workflow passes around: never transient.
+pub fn internal_error(action: &'static str, error: impl std::error::Error + Send + Sync + 'static) -> JobError {
+    JobError::Workflow { action, transient: false, source: Box::new(error) }
 }
 
 /// Writes a batch's (or the hand-off's) figures where the last step sums them.

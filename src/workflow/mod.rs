@@ -25,33 +25,8 @@ pub mod hand_off;
 pub mod input;
 
 use crate::config::Config;
-use crate::error::JobError;
 
 /// Whether a file goes to the workflow rather than being enriched inline.
 pub fn is_large(config: &Config, size: u64, rows: u64) -> bool {
     config.workflow.as_ref().is_some_and(|w| size > w.min_bytes || rows > w.min_rows)
-}
-
-/// A Step Functions call that failed: worth Lambda's retry when throttled, unavailable or cut
-/// off; not when denied or misconfigured (the on-failure queue and the alarm take over).
-fn workflow_error<E>(
-    action: &'static str,
-    error: aws_sdk_sfn::error::SdkError<E, aws_sdk_sfn::config::http::HttpResponse>,
-) -> JobError
-where
-    E: std::error::Error + aws_sdk_sfn::error::ProvideErrorMetadata + Send + Sync + 'static,
-{
-    let transient = match &error {
-        aws_sdk_sfn::error::SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or_default();
-            code.contains("Throttl") || code.contains("Limit") || service.raw().status().is_server_error()
-        }
-        _ => true,
-    };
-    JobError::Workflow { action, transient, source: Box::new(error) }
-}
-
-/// A failure of ours to build or read what the workflow passes around: never transient.
-fn internal_error(action: &'static str, error: impl std::error::Error + Send + Sync + 'static) -> JobError {
-    JobError::Workflow { action, transient: false, source: Box::new(error) }
 }

@@ -1,0 +1,116 @@
+//! How a run ends: the summary, written last; a `failed` summary when the file itself cannot
+//! be used; the estimate a dry run answers instead. And the summary an earlier run ended with.
+
+use super::job::{Estimate, JobReport, Outcome};
+use super::paths::OutputPaths;
+use super::run::Run;
+use super::scan::Scan;
+use super::summary::{
+    LeadspaceCounts, OutputInfo, Reused, RowCounts, RunStatus, SourceInfo, Summary, billing_guarantee, now_utc,
+};
+use crate::error::{JobError, RunError};
+use crate::storage::ObjectStore;
+
+pub fn summary(
+    run: &Run<'_>,
+    status: RunStatus,
+    error: Option<String>,
+    rows: RowCounts,
+    leadspace: LeadspaceCounts,
+    scan: Option<&Scan>,
+) -> Summary {
+    Summary {
+        enrichment_name: run.app.config.enrichment_name.clone(),
+        status,
+        error,
+        source: SourceInfo {
+            bucket: run.job.bucket.clone(),
+            key: run.job.key.clone(),
+            etag: run.meta.etag.clone(),
+            version_id: run.meta.version_id.clone(),
+            size: run.meta.size,
+            encoding: scan.map(|s| s.encoding),
+        },
+        output: OutputInfo {
+            bucket: run.paths.bucket.clone(),
+            key: run.paths.output_key.clone(),
+            format: run.format_label.clone(),
+        },
+        field_mapping: scan.map_or(serde_json::Value::Null, |s| s.mapping.description().to_json()),
+        started_at: run.started_at.clone(),
+        finished_at: now_utc(),
+        rows,
+        unique_companies: scan.map_or(0, |s| s.companies.len() as u64),
+        billing_guarantee: billing_guarantee(run.app.config.answer_max_age_days, leadspace.ambiguous_retries),
+        leadspace,
+        reused: Reused::default(),
+        cache: None,
+        execution: run.execution.clone(),
+    }
+}
+
+pub async fn write_summary(run: &Run<'_>, summary: &Summary) -> Result<(), JobError> {
+    let body = summary.to_json()?;
+    run.app.store.put(&run.paths.bucket, &run.paths.summary_key, body, "application/json").await?;
+    crate::metrics::emit(&summary.metrics(run.elapsed_ms()));
+    Ok(())
+}
+
+/// What a run that stopped on `error` answers: a `failed` summary when the file cannot be
+/// used, the error itself when a retry may succeed.
+pub async fn stopped(run: &Run<'_>, error: RunError, scan: Option<&Scan>) -> Result<JobReport, JobError> {
+    match error {
+        RunError::Unusable(why) => fail(run, &why, scan).await,
+        RunError::Job(error) => Err(error),
+    }
+}
+
+/// A `failed` summary: the file could not be processed; nothing was sent for it.
+pub async fn fail(run: &Run<'_>, why: &str, scan: Option<&Scan>) -> Result<JobReport, JobError> {
+    // `why` may quote the file's first line (a CSV without a header): summary and answer
+    // only, never the logs.
+    tracing::warn!("the file could not be enriched; the summary says why");
+    let mut rows = RowCounts::default();
+    if let Some(scan) = scan {
+        rows.total = scan.rows;
+        rows.invalid_input = scan.rows_without_company;
+        rows.not_attempted = scan.rows - scan.rows_without_company;
+    }
+    let summary =
+        summary(run, RunStatus::Failed, Some(why.to_string()), rows.clone(), LeadspaceCounts::default(), scan);
+    // A dry run writes nothing, not even a failed summary over a complete one.
+    if !run.job.dry_run {
+        write_summary(run, &summary).await?;
+    }
+    Ok(JobReport {
+        status: Some(RunStatus::Failed),
+        summary_key: Some(run.paths.summary_key.clone()),
+        rows: Some(rows),
+        message: Some(why.to_string()),
+        ..JobReport::new(run.job, Outcome::Failed)
+    })
+}
+
+/// What a dry run answers: what enriching would cost, from pass 1 alone.
+pub fn estimate(run: &Run<'_>, scan: &Scan) -> JobReport {
+    let estimate = Estimate {
+        rows: scan.rows,
+        unique_companies: scan.companies.len() as u64,
+        rows_without_company_name: scan.rows_without_company,
+        credits_at_most: scan.companies.len() as u64,
+    };
+    JobReport {
+        estimate: Some(estimate),
+        message: Some("dry run: nothing was sent or written".into()),
+        ..JobReport::new(run.job, Outcome::Skipped)
+    }
+}
+
+/// The summary beside the object's output, if there is one this version can read.
+pub async fn read_summary(store: &dyn ObjectStore, paths: &OutputPaths) -> Result<Option<Summary>, JobError> {
+    let Some(bytes) = store.get_small(&paths.bucket, &paths.summary_key).await? else {
+        return Ok(None);
+    };
+    // A summary this version cannot read is treated as absent: the object is enriched again.
+    Ok(serde_json::from_slice(&bytes).ok())
+}
