@@ -231,6 +231,7 @@ async fn a_large_file_goes_through_the_workflow_and_comes_out_as_an_inline_run_w
     let response = invoke(&app, env.s3_event("incoming/big.csv.gz")).await;
     let handed = &response["results"][0];
     assert_eq!(handed["outcome"], "enriched", "{response}");
+    assert_eq!(handed["status"], "running", "nothing is enriched yet: {response}");
     let execution = handed["execution_arn"].as_str().expect("the execution is named").to_string();
     assert!(env.get("enriched/big.csv.gz.summary.json").await.is_none(), "the summary comes at the end");
     assert_eq!(env.emulator.stats().records_received, 1, "only the small file was sent so far");
