@@ -89,7 +89,9 @@ async fn a_rotated_token_is_reread_once_and_the_run_carries_on() {
     let env = TestEnv::new().await;
     env.put("incoming/a.csv", firms_csv(3)).await;
     env.put("incoming/b.csv", firms_csv(4)).await;
-    let app = env.app(&[]);
+    // One request at a time: with several in flight, each sent before the first 401 comes back
+    // meets the old token too, and how many do depends on the machine's speed.
+    let app = env.app(&[("MAX_IN_FLIGHT", "1")]);
     invoke(&app, env.enrich_event("incoming/a.csv")).await; // caches the first token
 
     env.emulator.set_knobs(|k| k.token = "rotated-token".into());
