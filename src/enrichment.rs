@@ -178,6 +178,7 @@ fn measure_text(measure: Option<&Measure>, field: fn(&Measure) -> Option<&Scalar
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::leadspace::model::MatchingConfidence;
 
     #[test]
     fn every_status_is_written_in_the_output_as_the_summary_names_it() {
@@ -186,7 +187,6 @@ mod tests {
             assert_eq!(serde_json::to_value(status).unwrap(), status.as_str(), "{status:?}");
         }
     }
-    use crate::leadspace::model::MatchingConfidence;
 
     fn company(level: &str) -> EnrichedCompany {
         EnrichedCompany {

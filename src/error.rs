@@ -46,7 +46,12 @@ pub enum JobError {
     OutOfTime { bucket: String, key: String },
     #[error("s3://{bucket}/{key} is held by another invocation ({why}); this delivery is retried, so it is never lost")]
     Busy { bucket: String, key: String, why: &'static str },
-    #[error("the refresh enriched every other object, but these failed for a reason that may pass and are retried: {}", keys.join(", "))]
+    #[error(
+        "the refresh could not finish {} objects for a reason that may pass (an outage, the Lambda deadline); a retry \
+         skips what is complete and tries them again: {}",
+        keys.len(),
+        listed(keys)
+    )]
     RefreshIncomplete { keys: Vec<String> },
     #[error("could not encode {what} as JSON")]
     Encode {
@@ -80,6 +85,16 @@ impl JobError {
             | JobError::RefreshIncomplete { .. } => true,
         }
     }
+}
+
+/// The first keys of a long list, and how many more: an error message stays readable.
+fn listed(keys: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = keys.iter().take(SHOWN).map(String::as_str).collect::<Vec<_>>().join(", ");
+    if keys.len() > SHOWN {
+        text.push_str(&format!(" and {} more", keys.len() - SHOWN));
+    }
+    text
 }
 
 /// Why a run stopped short of its report: the file itself cannot be used (a `failed` summary
@@ -129,12 +144,9 @@ pub enum HandlerError {
     /// A large file's batch met credits running out or a refused token: the workflow stops.
     #[error("{0}")]
     LeadspaceStopped(String),
+    /// `message` is the whole cause chain, so `error` is not a `source`: it would be told twice.
     #[error("{message}")]
-    Job {
-        #[source]
-        error: JobError,
-        message: String,
-    },
+    Job { error: JobError, message: String },
 }
 
 impl HandlerError {

@@ -10,6 +10,10 @@ use crate::error::JobError;
 use crate::pipeline::{App, Job, JobReport, Outcome};
 use crate::runner::run_in_time;
 
+const FORCED_NOT_STARTED: &str = "not started before the Lambda deadline; a forced refresh is not retried (it would \
+                                  force again what it finished): enrich this object with {\"action\": \"enrich\", \
+                                  \"force\": true}, or refresh a narrower prefix";
+
 pub async fn refresh(
     app: &App,
     bucket: &str,
@@ -25,9 +29,14 @@ pub async fn refresh(
         let job = Job { bucket: bucket.to_string(), key: object.key, force, ..Job::default() };
         match run_in_time(app, &job, stop_at).await {
             Ok(report) => reports.push(report),
+            // A retry of a forced refresh would force again what this one finished, paying for
+            // it twice: what it could not start is said, not retried.
+            Err(JobError::OutOfTime { .. }) if force => reports.push(JobReport::not_started(&job, FORCED_NOT_STARTED)),
             // One object never blocks the others: each is reported, and the refresh goes on.
             Err(error) => {
-                tracing::error!(error = %crate::error::error_chain(&error), transient = error.is_transient(), "an object of the refresh failed");
+                if !matches!(error, JobError::OutOfTime { .. }) {
+                    tracing::error!(error = %crate::error::error_chain(&error), transient = error.is_transient(), "an object of the refresh failed");
+                }
                 if error.is_transient() {
                     retry.push(job.key.clone());
                 }

@@ -294,7 +294,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_file_that_cannot_be_read_gets_a_failed_summary_and_no_retry() {
+    async fn a_file_of_an_unsupported_format_gets_a_failed_summary_and_no_retry() {
         let store = Arc::new(MemoryStore::new());
         put(&store, "incoming/a.xlsx", "PK\u{3}\u{4} not a CSV").await;
 
@@ -333,5 +333,22 @@ mod tests {
 
         assert!(matches!(error, JobError::OutOfTime { .. }) && error.is_transient(), "{error}");
         assert_eq!(store.calls(Op::Head), 0, "not started at all");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_out_of_time_is_retried_unless_forced_when_a_retry_would_pay_twice() {
+        let store = Arc::new(MemoryStore::new());
+        put(&store, "incoming/a.csv", "Company\nContoso\n").await;
+        put(&store, "incoming/b.csv", "Company\nFabrikam\n").await;
+        let app = app(store.clone());
+        let past = Some(Instant::now() - std::time::Duration::from_secs(1));
+
+        let error = crate::refresh::refresh(&app, BUCKET, "incoming/", false, past).await.expect_err("retried");
+        assert!(matches!(&error, JobError::RefreshIncomplete { keys } if keys.len() == 2) && error.is_transient());
+
+        let reports = crate::refresh::refresh(&app, BUCKET, "incoming/", true, past).await.expect("not retried");
+        assert!(reports.iter().all(|r| r.outcome == Outcome::Skipped), "{reports:?}");
+        assert!(reports.iter().all(|r| r.message.as_deref().is_some_and(|m| m.contains("\"force\": true"))));
+        assert_eq!(store.calls(Op::Head), 0, "nothing was started");
     }
 }

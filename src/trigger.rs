@@ -30,13 +30,17 @@ pub enum Invocation {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{problem}; {ACCEPTED_SHAPES}")]
-pub struct TriggerError {
-    pub problem: String,
+pub enum TriggerError {
+    /// Not an event this function understands: the message lists the shapes it does.
+    #[error("{0}; {ACCEPTED_SHAPES}")]
+    Unrecognised(String),
+    /// A batch or assemble payload this version cannot read: its own shape is the question.
+    #[error("{0}")]
+    FromStateMachine(String),
 }
 
 fn problem(text: impl Into<String>) -> TriggerError {
-    TriggerError { problem: text.into() }
+    TriggerError::Unrecognised(text.into())
 }
 
 /// What an event asks for. S3 records that are not object creations are skipped (and logged).
@@ -64,7 +68,7 @@ pub fn parse_event(event: &Value) -> Result<Invocation, TriggerError> {
 /// name: only its category is kept.
 fn from_state_machine<T: serde::de::DeserializeOwned>(event: &Value, what: &str) -> Result<T, TriggerError> {
     T::deserialize(event).map_err(|error| {
-        problem(format!(
+        TriggerError::FromStateMachine(format!(
             "{what} that this version cannot read ({:?} error); was it sent by this stack's state machine?",
             error.classify()
         ))
@@ -247,5 +251,13 @@ mod tests {
         );
         assert!(jobs_from_event(&json!({"hello": 1})).is_err());
         assert!(jobs_from_event(&json!({"action": "enrich", "bucket": "b"})).is_err());
+    }
+
+    #[test]
+    fn a_state_machine_payload_of_the_wrong_shape_is_named_without_its_values() {
+        let batch = json!({"BatchInput": {"work_bucket": "b"}, "Items": [{"company": "Secret Customer Ltd"}]});
+        let error = parse_event(&batch).unwrap_err().to_string();
+        assert!(error.contains("a Distributed Map batch") && error.contains("state machine"), "{error}");
+        assert!(!error.contains("Secret Customer") && !error.contains("S3 event notification"), "{error}");
     }
 }

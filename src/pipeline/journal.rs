@@ -243,7 +243,7 @@ impl Journal {
 
     /// Deletes the whole journal: the run it served is complete, or `force` starts a new one.
     pub async fn clear(&self) -> Result<usize, StorageError> {
-        crate::storage::delete_prefix(self.store.as_ref(), &self.bucket, &self.prefix).await
+        crate::storage::delete_prefix(self.store.as_ref(), &self.bucket, &self.prefix).await.map_err(|e| e.first)
     }
 
     /// Writes `answers` kept from the previous version, so that every answer this version uses

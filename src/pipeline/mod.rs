@@ -2,13 +2,14 @@
 //!
 //! `paths` (where results and state go) → `lease` (one invocation per object) → `scan` (pass 1:
 //! mapping, unique companies) → `answer` (the journal, kept answers, the cache, then Leadspace
-//! through `enrich`, every purchase in the `journal` as it arrives, `kept` for the next
-//! version) → `output` (pass 2, rows with their answers, then the `summary`, last).
+//! through `enrich`, every purchase in the `journal` as it arrives, what is known in the `book`,
+//! `kept` for the next version) → `output` (pass 2, rows with their answers) → `close` (the
+//! `summary`, last; a failed summary; a dry run's estimate).
 //!
 //! Two passes keep memory proportional to the number of unique companies, not rows, and let the
-//! mode and bulk plan be chosen knowing how many companies there are. `run` holds what the
-//! steps share; `job` what a run is asked and what it reports. The order itself is `runner`'s
-//! (inline) and `workflow`'s (large files).
+//! mode and bulk plan be chosen knowing how many companies there are. `app` is what a run is
+//! given, `run` what its steps share, `job` what a run is asked and what it reports. The order
+//! itself is `runner`'s (inline) and `workflow`'s (large files).
 
 pub mod answer;
 mod app;

@@ -161,7 +161,18 @@ async fn write_rows(
         Ok(())
     }
     .await;
-    let rest = match written.and_then(|()| writer.finish().map_err(write_error)) {
+    let all_rows = written.and_then(|()| {
+        // The ETag pin makes this impossible unless S3 served different bytes; never write an
+        // output, or report counts, that do not add up.
+        if rows.total != scan.rows {
+            return Err(RunError::Unusable(format!(
+                "the object read {} rows the first time and {} the second",
+                scan.rows, rows.total
+            )));
+        }
+        writer.finish().map_err(write_error)
+    });
+    let rest = match all_rows {
         Ok(rest) => rest,
         Err(error) => {
             upload.abort().await;
@@ -169,13 +180,5 @@ async fn write_rows(
         }
     };
     upload.finish(rest).await?;
-    if rows.total != scan.rows {
-        // The ETag pin makes this impossible unless S3 served different bytes; never report
-        // counts that do not add up.
-        return Err(RunError::Unusable(format!(
-            "the object read {} rows the first time and {} the second",
-            scan.rows, rows.total
-        )));
-    }
     Ok(rows)
 }

@@ -289,8 +289,13 @@ impl Parser<'_> {
                         layout_sent = true;
                     }
                 }
-                let full = chunk.push(row, cost);
-                if let Some(full) = full.filter(|_| layout_sent) {
+                if let Some(full) = chunk.push(row, cost) {
+                    // Rows never wait for the layout: a full chunk of lines that are not objects
+                    // says there is none to find.
+                    if !layout_sent {
+                        self.layout(Layout::JsonLines { first_object: None })?;
+                        layout_sent = true;
+                    }
                     self.send(Message::Rows(full))?;
                 }
             }
@@ -514,7 +519,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn batches_are_bounded_by_bytes_not_only_rows() {
+    async fn chunks_are_bounded_by_bytes_not_only_rows() {
         let cell = "x".repeat(3 * 1024 * 1024);
         let text: String =
             std::iter::once("Company,Notes\n".to_string()).chain((0..6).map(|i| format!("C{i},{cell}\n"))).collect();
@@ -766,7 +771,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn json_batches_are_bounded_by_what_the_rows_hold_once_parsed() {
+    async fn json_chunks_are_bounded_by_what_the_rows_hold_once_parsed() {
         // 60 KB lines of 30,000 numbers each hold about 10 MB parsed: one per chunk, where
         // their bytes alone would have let a hundred of them into one.
         let line = zeros_line(60_000);
@@ -780,7 +785,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn many_rows_arrive_in_order_across_batches() {
+    async fn lines_that_fill_a_chunk_before_any_object_are_rows_not_lost() {
+        // 9 MiB of a JSON array: not an object, and a whole chunk by itself.
+        let array = format!("[0{}]", ",0".repeat(9 * 512 * 1024));
+        let text = format!("{array}\n{{\"name\":\"a\"}}\n");
+        let (stream, rows) = read_stream(text.into_bytes(), JSONL).await.unwrap();
+        assert_eq!(rows.len(), 2, "every line is a row");
+        assert!(matches!(&rows[0], Row::Invalid(_)));
+        assert!(matches!(&rows[1], Row::Json(j) if j.object["name"] == "a"));
+        assert!(matches!(&stream.layout, Layout::JsonLines { first_object: None }));
+    }
+
+    #[tokio::test]
+    async fn many_rows_arrive_in_order_across_chunks() {
         let text: String = std::iter::once("n\n".to_string()).chain((0..5000).map(|i| format!("{i}\n"))).collect();
         let text: &'static [u8] = Box::leak(text.into_bytes().into_boxed_slice());
         let (_, rows) = read_all(text, CSV).await.unwrap();

@@ -112,15 +112,52 @@ pub trait ObjectStore: Send + Sync {
 /// crowding S3's per-prefix rate.
 const DELETE_CONCURRENCY: usize = 16;
 
-/// Deletes every object under `prefix`; the number deleted. Stops at the first failure.
-pub async fn delete_prefix(store: &dyn ObjectStore, bucket: &str, prefix: &str) -> Result<usize, StorageError> {
+/// Deletes every object under `prefix`, each tried even when another fails; the number
+/// deleted, or the first failure and how many failed.
+pub async fn delete_prefix(store: &dyn ObjectStore, bucket: &str, prefix: &str) -> Result<usize, DeleteFailed> {
     use futures::StreamExt;
-    let listed = store.list(bucket, prefix).await?;
+    let listed = store.list(bucket, prefix).await.map_err(|first| DeleteFailed { failed: 0, first })?;
     let mut deletes = futures::stream::iter(&listed)
         .map(|object| store.delete(bucket, &object.key))
         .buffer_unordered(DELETE_CONCURRENCY);
+    let (mut failed, mut first) = (0, None);
     while let Some(deleted) = deletes.next().await {
-        deleted?;
+        if let Err(error) = deleted {
+            failed += 1;
+            first.get_or_insert(error);
+        }
     }
-    Ok(listed.len())
+    match first {
+        Some(first) => Err(DeleteFailed { failed, first }),
+        None => Ok(listed.len()),
+    }
+}
+
+/// Objects under a prefix that could not be deleted (0 when it could not even be listed).
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} objects could not be deleted")]
+pub struct DeleteFailed {
+    pub failed: usize,
+    #[source]
+    pub first: StorageError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_prefix_is_deleted_past_a_failed_delete_and_the_failure_counted() {
+        let store = MemoryStore::new();
+        for key in ["p/a", "p/b", "p/c", "q/d"] {
+            store.put("b", key, b"x".to_vec(), "text/plain").await.unwrap();
+        }
+        store.fail_next(Op::Delete, 1);
+
+        let error = delete_prefix(&store, "b", "p/").await.expect_err("one delete failed");
+
+        assert_eq!(error.failed, 1);
+        assert_eq!(store.keys("b").len(), 2, "the two others are gone, q/d stays: {:?}", store.keys("b"));
+        assert_eq!(delete_prefix(&store, "b", "p/").await.unwrap(), 1, "a second pass deletes the rest");
+    }
 }

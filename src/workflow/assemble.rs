@@ -156,6 +156,7 @@ async fn read_batch_figures(
 /// Best effort: what is left is expired by the bucket's lifecycle rule.
 async fn delete_work_files(store: &dyn ObjectStore, bucket: &str, prefix: &str) {
     if let Err(error) = delete_prefix(store, bucket, prefix).await {
-        tracing::warn!(error = %error, "could not delete the workflow's files; the lifecycle rule expires them");
+        let first = &error.first;
+        tracing::warn!(failed = error.failed, error = %first, "some of the workflow's files could not be deleted; the lifecycle rule expires them");
     }
 }

@@ -230,13 +230,13 @@ impl TestEnv {
         keys
     }
 
-    /// The sample S3 notification from `events/`, pointed at this test's bucket and `raw_key`
-    /// (URL-encoded, as S3 sends it).
     /// A direct `{"action": "enrich"}` payload for `key` in the test bucket.
     pub fn enrich_event(&self, key: &str) -> Value {
         serde_json::json!({"action": "enrich", "bucket": self.bucket, "key": key})
     }
 
+    /// The sample S3 notification from `events/`, pointed at this test's bucket and `raw_key`
+    /// (URL-encoded, as S3 sends it).
     pub fn s3_event(&self, raw_key: &str) -> Value {
         let mut event: Value = serde_json::from_str(include_str!("../../events/s3-put.json")).expect("event JSON");
         event["Records"][0]["s3"]["bucket"]["name"] = Value::String(self.bucket.clone());
