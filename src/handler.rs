@@ -41,7 +41,9 @@ pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Resul
     let stop_at = deadline.map(|deadline| stop_time(deadline, app.config.deadline_margin));
     let invocation = parse_event(&event).map_err(|e| HandlerError::InvalidEvent(e.to_string()));
     let response = match invocation {
-        Ok(invocation) => answer(app, invocation, stop_at).await,
+        // Boxed: the whole run nested in the runtime's future overflows rustc's layout query
+        // depth, and one allocation per invocation costs nothing.
+        Ok(invocation) => Box::pin(answer(app, invocation, stop_at)).await,
         Err(error) => Err(error),
     };
     if let Err(error) = &response {
