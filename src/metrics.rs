@@ -1,6 +1,11 @@
 //! CloudWatch metrics in Embedded Metric Format: one JSON line on stdout per event, which
 //! CloudWatch Logs turns into metrics. No API call, so no latency, no permission and no failure
 //! mode; the lines carry counts only, never a value from a file or the token.
+//!
+//! Lambda's log-level filtering treats a line without a `level`, or without an RFC 3339
+//! `timestamp`, as INFO, and drops it when the function keeps only WARN or ERROR: every metric,
+//! and the alarms on them, would vanish. So each line carries both, at the level the function
+//! keeps (AWS_LAMBDA_LOG_LEVEL).
 
 use std::io::Write;
 
@@ -27,9 +32,21 @@ impl Unit {
 
 pub type Metric = (&'static str, Unit, f64);
 
+/// The level a metric line carries: the lowest one the function keeps, so filtering never
+/// drops it. `configured` is AWS_LAMBDA_LOG_LEVEL, which Lambda sets when it filters.
+pub fn kept_level(configured: Option<&str>) -> &'static str {
+    match configured.map(str::to_ascii_uppercase).as_deref() {
+        Some("WARN") => "WARN",
+        Some("ERROR") => "ERROR",
+        Some("FATAL") => "FATAL",
+        // TRACE, DEBUG and INFO all keep INFO; so does a function that does not filter.
+        _ => "INFO",
+    }
+}
+
 /// The EMF document for `metrics`, with one dimension, the function's name, so that alarms and
 /// dashboards can tell deployments apart.
-pub fn document(metrics: &[Metric], function_name: &str, timestamp_ms: i64) -> Value {
+pub fn document(metrics: &[Metric], function_name: &str, timestamp_ms: i64, level: &str) -> Value {
     let definitions: Vec<Value> =
         metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()})).collect();
     let mut root = Map::new();
@@ -40,6 +57,8 @@ pub fn document(metrics: &[Metric], function_name: &str, timestamp_ms: i64) -> V
             "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["FunctionName"]], "Metrics": definitions}],
         }),
     );
+    root.insert("level".into(), Value::String(level.to_string()));
+    root.insert("timestamp".into(), Value::String(rfc3339(timestamp_ms)));
     root.insert("FunctionName".into(), Value::String(function_name.to_string()));
     for (name, _, value) in metrics {
         root.insert((*name).to_string(), json!(value));
@@ -51,9 +70,21 @@ pub fn document(metrics: &[Metric], function_name: &str, timestamp_ms: i64) -> V
 pub fn emit(metrics: &[Metric]) {
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
     let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let line = document(metrics, &function_name, now_ms).to_string();
+    let level = kept_level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref());
+    let line = document(metrics, &function_name, now_ms, level).to_string();
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
+}
+
+/// Milliseconds since the epoch as `2026-11-30T12:00:09.123Z`.
+fn rfc3339(timestamp_ms: i64) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(timestamp_ms) * 1_000_000)
+        .ok()
+        .and_then(|at| at.format(&format).ok())
+        // Out of range only for a clock centuries off; Lambda then stamps the line itself.
+        .unwrap_or_default()
 }
 
 /// Leadspace answered 427: the alarm on this tells someone to buy credits.
@@ -80,9 +111,14 @@ mod tests {
 
     #[test]
     fn documents_follow_the_embedded_metric_format() {
-        let doc = document(&[("RowsEnriched", Unit::Count, 5.0), ("JobDuration", Unit::Milliseconds, 12.0)], "fn", 42);
+        let doc = document(
+            &[("RowsEnriched", Unit::Count, 5.0), ("JobDuration", Unit::Milliseconds, 12.0)],
+            "fn",
+            1_796_040_009_123,
+            "INFO",
+        );
         let directive = &doc["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(doc["_aws"]["Timestamp"], 42);
+        assert_eq!(doc["_aws"]["Timestamp"], 1_796_040_009_123_i64);
         assert_eq!(directive["Namespace"], NAMESPACE);
         assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
         assert_eq!(directive["Metrics"][1], json!({"Name": "JobDuration", "Unit": "Milliseconds"}));
@@ -90,5 +126,16 @@ mod tests {
         // drops the document.
         assert_eq!((doc["FunctionName"].as_str(), doc["RowsEnriched"].as_f64()), (Some("fn"), Some(5.0)));
         assert_eq!(doc["JobDuration"].as_f64(), Some(12.0));
+    }
+
+    #[test]
+    fn metric_lines_carry_the_level_the_function_keeps_and_a_timestamp_lambda_reads() {
+        assert_eq!(kept_level(None), "INFO");
+        assert_eq!(kept_level(Some("debug")), "INFO");
+        assert_eq!(kept_level(Some("WARN")), "WARN");
+        assert_eq!(kept_level(Some("error")), "ERROR");
+        let doc = document(&[("RowsTotal", Unit::Count, 1.0)], "fn", 1_796_040_009_123, "WARN");
+        assert_eq!(doc["level"], "WARN");
+        assert_eq!(doc["timestamp"], "2026-11-30T12:00:09.123Z");
     }
 }

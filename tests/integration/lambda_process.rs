@@ -308,6 +308,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn metric_lines_survive_lambda_keeping_only_warnings_and_errors() {
+        let env = TestEnv::new().await;
+        env.put("incoming/a.csv", firms_csv(5)).await;
+        let event = env.enrich_event("incoming/a.csv");
+        // What Lambda sets for a function whose application log level is WARN.
+        let vars = [("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("AWS_LAMBDA_LOG_FORMAT", "JSON")];
+        let mut function = LambdaProcess::start(env.function_env(&vars), event, SECONDS_60).await;
+
+        let answer = function.answer(SECONDS_60).await;
+
+        assert!(matches!(answer, Answer::Response(_)), "{answer:?}; the log:\n{}", function.log());
+        let log = function.log();
+        let metric_lines: Vec<serde_json::Value> = log
+            .lines()
+            .filter(|line| line.contains("\"_aws\""))
+            .map(|line| serde_json::from_str(line).expect("a metric line is one JSON object"))
+            .collect();
+        assert!(metric_lines.iter().any(|m| m.get("RowsTotal").is_some()), "the job's metrics: {log}");
+        for line in &metric_lines {
+            // Lambda keeps a line at WARN or above, and only with an RFC 3339 timestamp.
+            assert!(["WARN", "ERROR", "FATAL"].contains(&line["level"].as_str().unwrap_or("")), "{line}");
+            let timestamp = line["timestamp"].as_str().unwrap_or("");
+            assert!(timestamp.len() == 24 && timestamp.ends_with('Z') && &timestamp[10..11] == "T", "{line}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_process_killed_mid_run_never_answers_and_leaves_no_summary() {
         let env = TestEnv::with_knobs(Knobs { latency_ms: 2_000, ..Knobs::default() }).await;
         env.put("incoming/a.csv", firms_csv(5)).await;

@@ -131,6 +131,7 @@ fn alarms_watch_the_metrics_the_function_emits() {
         &[("CreditsExhausted", leadspace_enrich::metrics::Unit::Count, 1.0)],
         "fn",
         0,
+        "INFO",
     );
     let dimensions = &document["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0];
     assert_eq!(dimensions[0], "FunctionName", "the alarm's dimension is the one the metric carries");
