@@ -76,25 +76,23 @@ fn every_permission_names_its_actions_and_resources() {
 }
 
 #[test]
-fn the_trigger_matches_exactly_the_files_the_function_reads_and_only_under_the_input_prefix() {
+fn every_upload_under_the_input_prefix_triggers_the_function_whatever_its_extension_or_case() {
     let template = template();
     let pattern = &template["Resources"]["CustomerFileUploaded"]["Properties"]["EventPattern"];
     assert_eq!(text(&pattern["detail-type"][0]), "Object Created");
-    let suffixes: Vec<String> = list(&pattern["detail"]["object"]["key"])
-        .iter()
-        .map(|matcher| {
-            let (tag, wildcard) = tagged(&matcher["wildcard"]);
-            assert_eq!(tag, "Sub");
-            wildcard.strip_prefix("${InputPrefix}*").expect("every pattern starts at InputPrefix").to_string()
-        })
-        .collect();
-    for suffix in &suffixes {
-        assert!(Format::detect(&format!("incoming/a{suffix}")).is_ok(), "{suffix} is triggered but not read");
+    let matchers = list(&pattern["detail"]["object"]["key"]);
+    assert_eq!(matchers.len(), 1, "one matcher on the key: {matchers:?}");
+    assert_eq!(tagged(&matchers[0]["prefix"]), ("Ref".into(), "InputPrefix".into()), "a prefix, no suffix filter");
+    // What EventBridge does with that pattern, and what the function does with each upload: it
+    // reads the supported ones in any case and answers the rest with a failed summary.
+    let input_prefix = text(&template["Parameters"]["InputPrefix"]["Default"]);
+    let matches = |key: &str| key.starts_with(&input_prefix);
+    for key in ["incoming/a.csv", "incoming/Accounts.CSV", "incoming/a.tsv.gz", "incoming/a.NDJSON.gz"] {
+        assert!(matches(key) && Format::detect(key).is_ok(), "{key} is triggered and read");
     }
-    for extension in [".csv", ".tsv", ".csv.gz", ".jsonl", ".ndjson", ".jsonl.gz"] {
-        assert!(Format::detect(&format!("incoming/a{extension}")).is_ok());
-        assert!(suffixes.iter().any(|s| s == extension), "{extension} is read but never triggered");
-    }
+    assert!(matches("incoming/book.xlsx") && Format::detect("incoming/book.xlsx").is_err());
+    let output_prefix = &template["Parameters"]["OutputPrefix"]["Default"];
+    assert!(!matches(&format!("{}a.csv", text(output_prefix))), "results never trigger the function");
 }
 
 #[test]
