@@ -1,5 +1,10 @@
-# Shortcuts for the scripts; each script installs what it needs.
-.PHONY: demo test bench build
+# Shortcuts for the scripts; each script installs what it needs. deploy, logs and invoke need
+# the AWS SAM CLI and credentials; they read samconfig.toml (stack name, saved parameters).
+STACK ?= leadspace-enrich
+BUCKET ?= $(shell aws cloudformation describe-stacks --stack-name $(STACK) --query "Stacks[0].Outputs[?OutputKey=='Bucket'].OutputValue" --output text 2>/dev/null)
+FUNCTION = $(shell aws cloudformation describe-stacks --stack-name $(STACK) --query "Stacks[0].Outputs[?OutputKey=='FunctionName'].OutputValue" --output text)
+
+.PHONY: demo test bench build deploy logs invoke
 demo:
 	scripts/demo.sh
 test:
@@ -8,3 +13,13 @@ bench:
 	scripts/bench.sh
 build:
 	scripts/build-arm64.sh
+# The first time, run `sam deploy --guided` instead: it asks for the parameters and saves them.
+deploy: build
+	sam build
+	sam deploy
+logs:
+	sam logs --stack-name $(STACK)
+# The enrichments of the stack's bucket (make invoke BUCKET=other-bucket for another).
+invoke:
+	aws lambda invoke --function-name $(FUNCTION) --cli-binary-format raw-in-base64-out \
+		--payload '{"action": "status", "bucket": "$(BUCKET)"}' /dev/stdout

@@ -206,3 +206,33 @@ fn the_state_machine_matches_the_error_types_and_batch_size_the_code_uses() {
     assert_eq!(limits.len(), 1, "one ItemBatcher");
     assert_eq!(text(&limits[0]), MAX_BATCH_INPUT_BYTES.to_string());
 }
+
+/// `key = "value"` lines of samconfig.toml (comments and tables aside), in order.
+fn samconfig() -> Vec<(String, String)> {
+    include_str!("../../samconfig.toml")
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once(" = "))
+        .map(|(key, value)| (key.trim().to_string(), value.trim().trim_matches('"').to_string()))
+        .collect()
+}
+
+#[test]
+fn the_deploy_shortcuts_name_what_the_template_deploys() {
+    let template = template();
+    let settings = samconfig();
+    let setting = |key: &str| settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default();
+    // `sam logs` follows a resource of the template, and the Makefile reads its outputs.
+    assert!(template["Resources"][setting("name").as_str()].is_mapping(), "logs name {:?}", setting("name"));
+    let makefile = include_str!("../../Makefile");
+    assert!(makefile.contains(&format!("STACK ?= {}", setting("stack_name"))), "one stack name");
+    for output in ["Bucket", "FunctionName"] {
+        assert!(makefile.contains(&format!("OutputKey=='{output}'")));
+        assert!(template["Outputs"][output].is_mapping(), "the stack outputs {output}");
+    }
+    // No named IAM resources, so CAPABILITY_IAM is enough.
+    let mut named_roles = Vec::new();
+    values_named(&template["Resources"], "RoleName", &mut named_roles);
+    assert!(named_roles.is_empty() && setting("capabilities") == "CAPABILITY_IAM");
+    assert!(include_str!("../../.gitignore").lines().any(|l| l == "/.aws-sam"), "sam build's output is ignored");
+}
