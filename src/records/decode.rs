@@ -7,31 +7,61 @@
 //!   single "row" of garbage could be sent to Leadspace.
 //! - UTF-16 (Excel's "Unicode text", PowerShell's `Out-File`) is transcoded to UTF-8, with a BOM
 //!   or recognised from the zero bytes of an ASCII header.
-//! - A UTF-8 BOM is removed. Text that is not valid UTF-8 is decoded per row as Windows-1252
-//!   (see [`decode_text`]), the encoding of European Excel exports; Latin-1 is its subset in
-//!   every printable character.
+//! - A UTF-8 BOM is removed. Text that is not valid UTF-8 is a legacy export (Excel's "CSV" in
+//!   the machine's code page): its encoding is detected with chardetng from the first bytes of
+//!   the text and the first row that is not UTF-8, once per file, so that Windows-1250
+//!   (Polish, Czech), Windows-1251 (Cyrillic), Shift-JIS or GB18030 names reach Leadspace as
+//!   written rather than garbled as Windows-1252 (see [`LegacyText`]). Both passes read the same
+//!   bytes in the same order, so they choose the same encoding.
 
 use std::borrow::Cow;
 use std::io::{self, BufReader, Read};
 
-use encoding_rs::{UTF_16BE, UTF_16LE, WINDOWS_1252};
-use serde::{Deserialize, Serialize};
+use encoding_rs::{Encoding, GB18030, GBK, UTF_16BE, UTF_16LE, WINDOWS_1252};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ReadError;
 
-/// The text encoding a file was read in, as the summary reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The text encoding a file was read in, as the summary reports it (by its WHATWG name, lower
+/// case: `utf-8`, `utf-16le`, `windows-1250`, `shift_jis`, `gb18030`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TextEncoding {
     #[default]
-    #[serde(rename = "utf-8")]
     Utf8,
-    #[serde(rename = "utf-16le")]
     Utf16Le,
-    #[serde(rename = "utf-16be")]
     Utf16Be,
-    /// At least one row was not valid UTF-8 and was decoded as Windows-1252.
-    #[serde(rename = "windows-1252")]
-    Windows1252,
+    /// At least one row was not valid UTF-8 and was decoded in this legacy encoding.
+    Legacy(&'static Encoding),
+}
+
+impl TextEncoding {
+    pub fn name(self) -> String {
+        match self {
+            TextEncoding::Utf8 => "utf-8".into(),
+            TextEncoding::Utf16Le => "utf-16le".into(),
+            TextEncoding::Utf16Be => "utf-16be".into(),
+            TextEncoding::Legacy(encoding) => encoding.name().to_ascii_lowercase(),
+        }
+    }
+}
+
+impl Serialize for TextEncoding {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for TextEncoding {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(match Encoding::for_label(name.as_bytes()) {
+            Some(encoding) if encoding == encoding_rs::UTF_8 => TextEncoding::Utf8,
+            Some(encoding) if encoding == UTF_16LE => TextEncoding::Utf16Le,
+            Some(encoding) if encoding == UTF_16BE => TextEncoding::Utf16Be,
+            Some(encoding) => TextEncoding::Legacy(encoding),
+            None => return Err(serde::de::Error::custom(format!("unknown encoding {name:?}"))),
+        })
+    }
 }
 
 /// What the first bytes of the text said about it.
@@ -46,7 +76,13 @@ pub struct TextOrigin {
 pub struct Text {
     pub reader: Box<dyn Read>,
     pub origin: TextOrigin,
+    /// How rows that are not UTF-8 are decoded.
+    pub legacy: LegacyText,
 }
+
+/// The first bytes of UTF-8-or-legacy text given to the encoding detector: enough for a few
+/// thousand rows of names, read once (pass 1 and pass 2 alike) and handed on to the parser.
+const DETECTION_WINDOW: usize = 256 * 1024;
 
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -132,8 +168,18 @@ pub fn open_text(raw: Box<dyn Read>, named_gzip: bool, max_text_bytes: u64) -> R
         }
         _ => rest,
     };
-    let reader = Box::new(TextLimit { inner: reader, left: max_text_bytes, limit: max_text_bytes });
-    Ok(Text { reader, origin: TextOrigin { encoding, had_bom } })
+    let mut reader: Box<dyn Read> = Box::new(TextLimit { inner: reader, left: max_text_bytes, limit: max_text_bytes });
+    let legacy = match encoding {
+        TextEncoding::Utf8 => {
+            let window = read_prefix(&mut reader, DETECTION_WINDOW).map_err(classify)?;
+            let legacy = LegacyText::new(&window);
+            reader = Box::new(io::Cursor::new(window).chain(reader));
+            legacy
+        }
+        // UTF-16 text has no legacy rows.
+        _ => LegacyText::new(&[]),
+    };
+    Ok(Text { reader, origin: TextOrigin { encoding, had_bom }, legacy })
 }
 
 /// The encoding the first bytes announce. Without a BOM, a header of ASCII characters in UTF-16
@@ -150,12 +196,73 @@ fn sniff_encoding(head: &[u8]) -> (TextEncoding, bool) {
     }
 }
 
-/// Decodes one row's bytes: UTF-8 when they are valid UTF-8, Windows-1252 otherwise (never
-/// replacement characters). The flag says whether the fallback was needed.
-pub fn decode_text(bytes: &[u8]) -> (Cow<'_, str>, bool) {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => (Cow::Borrowed(text), false),
-        Err(_) => (WINDOWS_1252.decode_without_bom_handling(bytes).0, true),
+/// Decodes the rows of a file that is UTF-8 or a legacy encoding: a row of valid UTF-8 as it
+/// is, any other in the file's legacy encoding, chosen once, at the first such row, by chardetng
+/// from the start of the text and that row. Never replacement characters: a multi-byte
+/// encoding that cannot read a row leaves it to Windows-1252, which reads any byte.
+pub struct LegacyText {
+    detector: chardetng::EncodingDetector,
+    /// Non-ASCII bytes the detector has seen.
+    evidence: usize,
+    chosen: Option<&'static Encoding>,
+}
+
+/// Below this many non-ASCII bytes, a guess is a coin toss (one `ö` before an `A` is as good a
+/// GBK character as it is Latin): Windows-1252, the encoding of Western European Excel exports,
+/// is read instead, as before detection. A file of Cyrillic, Japanese or Chinese names gives
+/// the detector far more than this in its first rows.
+const MIN_EVIDENCE_BYTES: usize = 8;
+
+fn non_ascii(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| !b.is_ascii()).count()
+}
+
+impl LegacyText {
+    /// `window`: the first bytes of the text, evidence for the detector when they are not UTF-8.
+    pub fn new(window: &[u8]) -> Self {
+        // ISO-2022-JP is 7-bit, so valid UTF-8: never the encoding of a row that is not.
+        let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
+        let valid_utf8 = match std::str::from_utf8(window) {
+            Ok(_) => true,
+            // A character cut at the end of the window is still UTF-8.
+            Err(error) => error.error_len().is_none(),
+        };
+        let mut evidence = 0;
+        if !valid_utf8 {
+            detector.feed(window, false);
+            evidence = non_ascii(window);
+        }
+        LegacyText { detector, evidence, chosen: None }
+    }
+
+    /// The legacy encoding of the file, chosen at the first call; `evidence` is the first row
+    /// that is not UTF-8.
+    fn encoding(&mut self, evidence: &[u8]) -> &'static Encoding {
+        self.chosen.get_or_insert_with(|| {
+            self.detector.feed(evidence, true);
+            if self.evidence + non_ascii(evidence) < MIN_EVIDENCE_BYTES {
+                return WINDOWS_1252;
+            }
+            match self.detector.guess(None, chardetng::Utf8Detection::Deny) {
+                // encoding_rs decodes GBK as GB18030, its superset: name what was used.
+                guess if guess == GBK => GB18030,
+                guess => guess,
+            }
+        })
+    }
+
+    /// The encoding chosen, once a row needed one.
+    pub fn chosen(&self) -> Option<&'static Encoding> {
+        self.chosen
+    }
+
+    /// One field's or line's text; `row` is the whole row, the detector's evidence.
+    pub fn decode<'b>(&mut self, bytes: &'b [u8], row: &[u8]) -> Cow<'b, str> {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return Cow::Borrowed(text);
+        }
+        let (text, had_errors) = self.encoding(row).decode_without_bom_handling(bytes);
+        if had_errors { WINDOWS_1252.decode_without_bom_handling(bytes).0 } else { text }
     }
 }
 
@@ -347,8 +454,12 @@ mod tests {
     #[test]
     fn decompressed_text_past_the_limit_is_refused() {
         let bytes = gzip(&b"Company\nAcme\n".repeat(1000));
-        let mut text = open_text(Box::new(io::Cursor::new(bytes)), true, 100).unwrap();
-        let err = classify(text.reader.read_to_end(&mut Vec::new()).unwrap_err());
+        // Refused while the start of the text is read for the encoding detector, or later.
+        let err = match open_text(Box::new(io::Cursor::new(bytes)), true, 100) {
+            Ok(mut text) => classify(text.reader.read_to_end(&mut Vec::new()).unwrap_err()),
+            Err(err) => err,
+        };
+        assert!(matches!(err, ReadError::Malformed(_)), "{err}");
         assert!(err.to_string().contains("MAX_INPUT_BYTES (100 bytes) once decompressed"), "{err}");
     }
 
@@ -400,9 +511,32 @@ mod tests {
     }
 
     #[test]
-    fn rows_that_are_not_utf8_are_read_as_windows_1252() {
-        assert_eq!(decode_text("Société".as_bytes()), (Cow::Borrowed("Société"), false));
-        let (text, fell_back) = decode_text(b"Soci\xe9t\xe9 G\xe9n\xe9rale \x80");
-        assert_eq!((text.as_ref(), fell_back), ("Société Générale €", true));
+    fn utf8_rows_stay_as_they_are_and_others_are_read_in_the_legacy_encoding_detected() {
+        let mut legacy = LegacyText::new(b"Company\n");
+        assert_eq!(legacy.decode("Société".as_bytes(), b""), Cow::Borrowed("Société"));
+        assert_eq!(legacy.chosen(), None, "no legacy row yet");
+        let row = b"Soci\xe9t\xe9 G\xe9n\xe9rale \x80";
+        assert_eq!(legacy.decode(row, row), "Société Générale €");
+        assert_eq!(legacy.chosen(), Some(WINDOWS_1252));
+    }
+
+    #[test]
+    fn the_encoding_is_chosen_once_for_the_whole_file() {
+        // Cyrillic in Windows-1251 at the start of the text decides for the rows after it.
+        let (window, _, _) = encoding_rs::WINDOWS_1251.encode("Компания\nОАО Газпром\nСбербанк России\nЛукойл\n");
+        let mut legacy = LegacyText::new(&window);
+        let (row, _, _) = encoding_rs::WINDOWS_1251.encode("Роснефть");
+        assert_eq!(legacy.decode(&row, &row), "Роснефть");
+        assert_eq!(legacy.chosen(), Some(encoding_rs::WINDOWS_1251));
+        assert_eq!(TextEncoding::Legacy(encoding_rs::WINDOWS_1251).name(), "windows-1251");
+    }
+
+    #[test]
+    fn encodings_are_named_in_the_summary_and_read_back() {
+        for encoding in [TextEncoding::Utf8, TextEncoding::Utf16Le, TextEncoding::Legacy(encoding_rs::SHIFT_JIS)] {
+            let json = serde_json::to_string(&encoding).unwrap();
+            assert_eq!(serde_json::from_str::<TextEncoding>(&json).unwrap(), encoding, "{json}");
+        }
+        assert_eq!(serde_json::to_string(&TextEncoding::Legacy(WINDOWS_1252)).unwrap(), "\"windows-1252\"");
     }
 }

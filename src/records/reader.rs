@@ -1,16 +1,17 @@
 //! The streaming row reader: a blocking thread parses, the async side receives bounded chunks.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
-use super::decode::{self, TextEncoding, TextOrigin, classify, decode_text, malformed};
+use super::decode::{self, LegacyText, TextEncoding, TextOrigin, classify, malformed};
 use super::json_size::{self, MAX_JSON_ITEMS};
 use super::quotes::{QuoteTracker, State};
 use super::{Format, InvalidRow, JsonRow, Kind, Row};
@@ -76,7 +77,8 @@ pub struct RowStream {
     pub layout: Layout,
     origin: TextOrigin,
     /// Rows that were not valid UTF-8 and were decoded as Windows-1252; final once drained.
-    legacy_rows: Arc<AtomicU64>,
+    /// The legacy encoding the parser chose, once a row was not UTF-8.
+    legacy: Arc<OnceLock<&'static encoding_rs::Encoding>>,
     rx: mpsc::Receiver<Message>,
     ended: bool,
 }
@@ -91,15 +93,16 @@ impl RowStream {
         max_text_bytes: u64,
     ) -> Result<RowStream, ReadError> {
         let (tx, mut rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let legacy_rows = Arc::new(AtomicU64::new(0));
-        let counter = legacy_rows.clone();
+        let legacy = Arc::new(OnceLock::new());
+        let chosen = legacy.clone();
         let bridge = SyncIoBridge::new(body);
         tokio::task::spawn_blocking(move || {
             // A bug in a parser must give this file a failed summary, not end the file early
             // (rows lost) or reach the runtime.
             let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let text = decode::open_text(Box::new(bridge), format.gzip, max_text_bytes)?;
-                let parser = Parser { tx: &tx, origin: text.origin, legacy_rows: &counter };
+                let parser =
+                    Parser { tx: &tx, origin: text.origin, legacy: RefCell::new(text.legacy), chosen: &chosen };
                 let result = match format.kind {
                     Kind::Csv { tab_hint } => parser.csv(text.reader, tab_hint),
                     Kind::JsonLines => parser.json_lines(text.reader),
@@ -119,7 +122,7 @@ impl RowStream {
             let _ = tx.blocking_send(last);
         });
         match rx.recv().await {
-            Some(Message::Layout(layout, origin)) => Ok(RowStream { layout, origin, legacy_rows, rx, ended: false }),
+            Some(Message::Layout(layout, origin)) => Ok(RowStream { layout, origin, legacy, rx, ended: false }),
             Some(Message::Failed(error)) => Err(error),
             Some(Message::Rows(_) | Message::End) | None => {
                 Err(ReadError::Io(io::Error::other("the row parser stopped before reading the header")))
@@ -135,7 +138,7 @@ impl RowStream {
     /// The encoding the rows were read in; complete once every chunk has been received.
     pub fn encoding(&self) -> TextEncoding {
         match self.origin.encoding {
-            TextEncoding::Utf8 if self.legacy_rows.load(Ordering::Relaxed) > 0 => TextEncoding::Windows1252,
+            TextEncoding::Utf8 => self.legacy.get().map_or(TextEncoding::Utf8, |e| TextEncoding::Legacy(e)),
             encoding => encoding,
         }
     }
@@ -171,7 +174,8 @@ fn send(tx: &mpsc::Sender<Message>, message: Message) -> io::Result<()> {
 struct Parser<'a> {
     tx: &'a mpsc::Sender<Message>,
     origin: TextOrigin,
-    legacy_rows: &'a AtomicU64,
+    legacy: RefCell<LegacyText>,
+    chosen: &'a OnceLock<&'static encoding_rs::Encoding>,
 }
 
 impl Parser<'_> {
@@ -183,13 +187,20 @@ impl Parser<'_> {
         self.send(Message::Layout(layout, self.origin))
     }
 
-    /// Decodes one row's bytes, counting the ones that needed Windows-1252.
+    /// Decodes one row's bytes (a JSON line, a CSV header): UTF-8, or the file's legacy encoding.
     fn text<'b>(&self, bytes: &'b [u8]) -> std::borrow::Cow<'b, str> {
-        let (text, legacy) = decode_text(bytes);
-        if legacy {
-            self.legacy_rows.fetch_add(1, Ordering::Relaxed);
+        self.decode_fields(bytes, std::iter::once(bytes)).pop().unwrap_or_default()
+    }
+
+    /// Decodes a row's fields; `row` is all of its bytes, the encoding detector's evidence.
+    fn decode_fields<'b>(&self, row: &[u8], fields: impl Iterator<Item = &'b [u8]>) -> Vec<std::borrow::Cow<'b, str>> {
+        let mut legacy = self.legacy.borrow_mut();
+        let decoded = fields.map(|field| legacy.decode(field, row)).collect();
+        if let Some(encoding) = legacy.chosen() {
+            // Set once; later rows find it there.
+            let _ = self.chosen.set(encoding);
         }
-        text
+        decoded
     }
 
     fn csv(&self, source: Box<dyn Read>, tab_hint: bool) -> io::Result<()> {
@@ -229,9 +240,8 @@ impl Parser<'_> {
             let row = match csv::StringRecord::from_byte_record(record.clone()) {
                 Ok(row) => row,
                 Err(not_utf8) => {
-                    self.legacy_rows.fetch_add(1, Ordering::Relaxed);
                     let record = not_utf8.into_byte_record();
-                    csv::StringRecord::from(record.iter().map(|f| decode_text(f).0).collect::<Vec<_>>())
+                    csv::StringRecord::from(self.decode_fields(record.as_slice(), record.iter()))
                 }
             };
             if let Some(full) = chunk.push(Row::Csv(row), size) {
@@ -573,7 +583,7 @@ mod tests {
                 .await
                 .unwrap();
         assert!(matches!(&rows[0], Row::Json(j) if j.object["name"] == "Société Générale"), "{:?}", rows[0]);
-        assert_eq!(stream.encoding(), TextEncoding::Windows1252);
+        assert_eq!(stream.encoding(), TextEncoding::Legacy(encoding_rs::WINDOWS_1252));
     }
 
     #[tokio::test]
@@ -583,7 +593,77 @@ mod tests {
         assert_eq!(stream.layout, Layout::Csv { columns: vec!["Société".into(), "Ville".into()], delimiter: b';' });
         assert_eq!(fields(&rows[0]), ["Société Générale", "Paris"]);
         assert_eq!(fields(&rows[1]), ["Müller GmbH", "Köln"]);
-        assert_eq!(stream.encoding(), TextEncoding::Windows1252);
+        assert_eq!(stream.encoding(), TextEncoding::Legacy(encoding_rs::WINDOWS_1252));
+    }
+
+    /// A CSV of real company names as a legacy Excel export writes them, read back.
+    async fn legacy_export(encoding: &'static encoding_rs::Encoding, names: &[&str]) {
+        let text: String = std::iter::once("Company;City\n".to_string())
+            .chain(names.iter().map(|name| format!("{name};-\n")))
+            .collect();
+        let (bytes, _, unmappable) = encoding.encode(&text);
+        assert!(!unmappable, "every name is in {}", encoding.name());
+        let (stream, rows) = read_stream(bytes.into_owned(), CSV).await.unwrap();
+        let read: Vec<String> = rows.iter().map(|row| fields(row)[0].clone()).collect();
+        assert_eq!(read, names, "read as {:?}", stream.encoding());
+        assert_eq!(stream.encoding(), TextEncoding::Legacy(encoding));
+    }
+
+    #[tokio::test]
+    async fn western_european_names_in_windows_1252_are_still_read_as_written() {
+        let names = [
+            "Müller & Söhne GmbH",
+            "Société Générale",
+            "Telefónica S.A.",
+            "Nestlé S.A.",
+            "Åhléns AB",
+            "Straßenbau Köln GmbH",
+            "Crédit Agricole",
+        ];
+        legacy_export(encoding_rs::WINDOWS_1252, &names).await;
+    }
+
+    #[tokio::test]
+    async fn polish_and_czech_names_in_windows_1250_are_read_as_written() {
+        let names = [
+            "Zakłady Mięsne Łuków S.A.",
+            "Przedsiębiorstwo Żegluga Gdańska Sp. z o.o.",
+            "Škoda Auto a.s.",
+            "Česká spořitelna, a.s.",
+            "Żabka Polska Sp. z o.o.",
+            "Třinecké železárny, a.s.",
+        ];
+        legacy_export(encoding_rs::WINDOWS_1250, &names).await;
+    }
+
+    #[tokio::test]
+    async fn cyrillic_names_in_windows_1251_are_read_as_written() {
+        let names = ["ОАО Газпром", "ПАО Сбербанк России", "Лукойл", "Норильский никель", "АО Почта России"];
+        legacy_export(encoding_rs::WINDOWS_1251, &names).await;
+    }
+
+    #[tokio::test]
+    async fn japanese_names_in_shift_jis_are_read_as_written() {
+        let names = [
+            "トヨタ自動車株式会社",
+            "株式会社日立製作所",
+            "ソニーグループ株式会社",
+            "任天堂株式会社",
+            "株式会社三菱UFJ銀行",
+        ];
+        legacy_export(encoding_rs::SHIFT_JIS, &names).await;
+    }
+
+    #[tokio::test]
+    async fn chinese_names_in_gb18030_are_read_as_written() {
+        let names = [
+            "华为技术有限公司",
+            "阿里巴巴集团控股有限公司",
+            "中国石油天然气集团有限公司",
+            "腾讯控股有限公司",
+            "比亚迪股份有限公司",
+        ];
+        legacy_export(encoding_rs::GB18030, &names).await;
     }
 
     #[tokio::test]

@@ -180,6 +180,62 @@ async fn each_delimiter_is_detected_from_the_header_and_kept_in_the_output() {
 }
 
 #[tokio::test]
+async fn legacy_code_pages_are_detected_and_their_names_reach_leadspace_as_written() {
+    let env = TestEnv::new().await;
+    let app = env.app(&[]);
+    let cases: [(&str, &'static encoding_rs::Encoding, &[&str]); 4] = [
+        (
+            "windows-1250",
+            encoding_rs::WINDOWS_1250,
+            &["Zakłady Mięsne Łuków S.A.", "Škoda Auto a.s.", "Česká spořitelna, a.s.", "Żabka Polska Sp. z o.o."],
+        ),
+        (
+            "windows-1251",
+            encoding_rs::WINDOWS_1251,
+            &["ОАО Газпром", "ПАО Сбербанк России", "Лукойл", "Норильский никель"],
+        ),
+        (
+            "shift_jis",
+            encoding_rs::SHIFT_JIS,
+            &["トヨタ自動車株式会社", "株式会社日立製作所", "任天堂株式会社", "ソニーグループ株式会社"],
+        ),
+        (
+            "gb18030",
+            encoding_rs::GB18030,
+            &["华为技术有限公司", "腾讯控股有限公司", "比亚迪股份有限公司", "阿里巴巴集团控股有限公司"],
+        ),
+    ];
+    let mut sent = 0;
+    for (label, encoding, names) in cases {
+        let table: String = std::iter::once("Company;City\r\n".to_string())
+            .chain(names.iter().map(|name| format!("{name};-\r\n")))
+            .collect();
+        let key = format!("incoming/{label}.csv");
+        env.put(&key, encoding.encode(&table).0.into_owned()).await;
+
+        invoke(&app, env.enrich_event(&key)).await;
+
+        let summary = env.summary(&summary_key(&key)).await;
+        assert_eq!(summary["source"]["encoding"], label, "{summary}");
+        let output = env.get(&key.replace("incoming/", "enriched/")).await.unwrap();
+        let output = text(output.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&output));
+        let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_reader(output.as_bytes());
+        let written: Vec<String> = reader.records().map(|r| r.unwrap()[0].to_string()).collect();
+        assert_eq!(written, names, "{label}: the output holds the names as written, in UTF-8");
+        let received: Vec<String> = env.emulator.received_records()[sent..]
+            .iter()
+            .map(|r| r["company"]["name"].as_str().unwrap().to_string())
+            .collect();
+        let mut wanted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut received_sorted = received.clone();
+        wanted.sort();
+        received_sorted.sort();
+        assert_eq!(received_sorted, wanted, "{label}: Leadspace was asked about the real names");
+        sent += received.len();
+    }
+}
+
+#[tokio::test]
 async fn every_common_encoding_comes_out_as_correct_utf8() {
     let env = TestEnv::new().await;
     let table = "Société;Ville\r\nSociété Générale;Paris\r\nMüller GmbH;Köln\r\n";
