@@ -68,10 +68,22 @@ pub fn document(metrics: &[Metric], function_name: &str, timestamp_ms: i64, leve
 
 /// Writes one EMF line to stdout. A failed write loses a data point, never the invocation.
 pub fn emit(metrics: &[Metric]) {
+    emit_about(metrics, &[]);
+}
+
+/// `emit`, with `properties` beside the metrics: not metrics themselves, but what Logs Insights
+/// queries select by (which file, how it ended), on lines that survive log-level filtering.
+pub fn emit_about(metrics: &[Metric], properties: &[(&str, &str)]) {
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
     let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let level = kept_level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref());
-    let line = document(metrics, &function_name, now_ms, level).to_string();
+    let mut document = document(metrics, &function_name, now_ms, level);
+    if let Value::Object(root) = &mut document {
+        for (name, value) in properties {
+            root.insert((*name).to_string(), Value::String((*value).to_string()));
+        }
+    }
+    let line = document.to_string();
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
 }

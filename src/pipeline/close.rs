@@ -52,7 +52,10 @@ pub fn summary(
 pub async fn write_summary(run: &Run<'_>, summary: &Summary) -> Result<(), JobError> {
     let body = summary.to_json()?;
     run.app.store.put(&run.paths.bucket, &run.paths.summary_key, body, "application/json").await?;
-    crate::metrics::emit(&summary.metrics(run.elapsed_ms()));
+    let status = serde_json::to_value(summary.status).ok();
+    let status = status.as_ref().and_then(serde_json::Value::as_str).unwrap_or_default();
+    let about = [("Bucket", summary.source.bucket.as_str()), ("Key", summary.source.key.as_str()), ("Status", status)];
+    crate::metrics::emit_about(&summary.metrics(run.elapsed_ms()), &about);
     Ok(())
 }
 

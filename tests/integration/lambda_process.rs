@@ -325,7 +325,10 @@ mod tests {
             .filter(|line| line.contains("\"_aws\""))
             .map(|line| serde_json::from_str(line).expect("a metric line is one JSON object"))
             .collect();
-        assert!(metric_lines.iter().any(|m| m.get("RowsTotal").is_some()), "the job's metrics: {log}");
+        let job = metric_lines.iter().find(|m| m.get("RowsTotal").is_some()).expect("the job's metrics");
+        // What the template's saved Logs Insights queries select by.
+        assert_eq!((job["Key"].as_str(), job["Status"].as_str()), (Some("incoming/a.csv"), Some("complete")), "{job}");
+        assert_eq!(job["Bucket"].as_str(), Some(env.bucket.as_str()));
         for line in &metric_lines {
             // Lambda keeps a line at WARN or above, and only with an RFC 3339 timestamp.
             assert!(["WARN", "ERROR", "FATAL"].contains(&line["level"].as_str().unwrap_or("")), "{line}");

@@ -236,3 +236,82 @@ fn the_deploy_shortcuts_name_what_the_template_deploys() {
     assert!(named_roles.is_empty() && setting("capabilities") == "CAPABILITY_IAM");
     assert!(include_str!("../../.gitignore").lines().any(|l| l == "/.aws-sam"), "sam build's output is ignored");
 }
+
+/// The metric names a job's summary emits, and the others the function emits.
+fn emitted_metrics() -> Vec<String> {
+    let summary: leadspace_enrich::pipeline::summary::Summary = serde_json::from_value(serde_json::json!({
+        "enrichment_name": "x", "status": "complete", "error": null,
+        "source": {"bucket": "b", "key": "k", "etag": "e", "size": 0},
+        "output": {"bucket": "b", "key": "k", "format": "csv"},
+        "field_mapping": null, "started_at": "", "finished_at": "",
+        "rows": {"total": 0, "enriched": 0, "not_matched": 0, "low_confidence": 0, "invalid_input": 0,
+                 "failed": 0, "not_attempted": 0},
+        "unique_companies": 0, "billing_guarantee": "",
+        "leadspace": {"requests": 0, "records_sent": 0, "retries": 0, "throttled": 0},
+    }))
+    .expect("a summary");
+    let mut names: Vec<String> = summary.metrics(0).iter().map(|(name, _, _)| name.to_string()).collect();
+    names.extend(
+        ["CreditsExhausted", "ColdStart", "InitDuration", "TokenAgeDays", "TokenRotationDue"].map(String::from),
+    );
+    names
+}
+
+#[test]
+fn the_dashboard_shows_only_metrics_that_exist_and_the_queries_select_what_the_lines_carry() {
+    let template = template();
+    let resources = &template["Resources"];
+    let (tag, body) = tagged(&resources["EnrichmentDashboard"]["Properties"]["DashboardBody"]);
+    assert_eq!(tag, "Sub");
+    // CloudFormation substitutes ${...}; any string keeps it JSON.
+    let mut json = String::new();
+    let mut rest = body.as_str();
+    while let Some(start) = rest.find("${") {
+        json.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("a closed substitution") + start;
+        json.push_str("SUBSTITUTED");
+        rest = &rest[end + 1..];
+    }
+    json.push_str(rest);
+    let dashboard: serde_json::Value = serde_json::from_str(&json).expect("the dashboard body is JSON");
+    let emitted = emitted_metrics();
+    let titles: Vec<&str> =
+        dashboard["widgets"].as_array().unwrap().iter().map(|w| w["properties"]["title"].as_str().unwrap()).collect();
+    for wanted in [
+        "Rows by status",
+        "Credits used and saved",
+        "Leadspace requests and throttles",
+        "Failures",
+        "Duration per file (ms)",
+    ] {
+        assert!(titles.contains(&wanted), "{wanted} in {titles:?}");
+    }
+    let mut shown = 0;
+    for widget in dashboard["widgets"].as_array().unwrap() {
+        for metric in widget["properties"]["metrics"].as_array().unwrap() {
+            let (namespace, name) = (metric[0].as_str().unwrap(), metric[1].as_str().unwrap());
+            if namespace == NAMESPACE {
+                assert!(emitted.iter().any(|e| e == name), "the dashboard shows {name}, which is never emitted");
+                shown += 1;
+            } else {
+                assert_eq!(namespace, "AWS/Lambda");
+            }
+            assert_eq!(metric[2], "FunctionName", "the dimension the metrics carry");
+        }
+    }
+    assert!(shown >= 15, "{shown}");
+
+    for (query, fields) in [
+        ("FailedFilesQuery", &["Status", "Key", "Bucket", "RowsTotal", "RowsFailed"][..]),
+        ("SlowestFilesQuery", &["JobDuration", "Key", "Status", "LeadspaceRequests"][..]),
+    ] {
+        let properties = &resources[query]["Properties"];
+        assert_eq!(tagged(&properties["LogGroupNames"][0]), ("Ref".into(), "EnrichFunctionLogs".into()));
+        let text = text(&properties["QueryString"]);
+        for field in fields {
+            assert!(text.contains(field), "{query} uses {field}");
+            let known = ["Status", "Key", "Bucket"].contains(field) || emitted.iter().any(|e| e == field);
+            assert!(known, "{query} selects by {field}, which no metric line carries");
+        }
+    }
+}
