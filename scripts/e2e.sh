@@ -35,6 +35,7 @@ invoke() { # event file -> response file path on stdout
 
 outcomes='[(x["key"], x["outcome"]) for x in r["results"]]'
 CSV_KEY="incoming/Customers (EU) Q4 + Übersicht.csv"
+CSV_NAME="${CSV_KEY#incoming/}"
 python3 - "$WORK/accounts.jsonl.gz" <<'PY'
 import gzip, sys
 with open("tests/data/customers.jsonl", "rb") as src, gzip.open(sys.argv[1], "wb") as dst:
@@ -116,6 +117,10 @@ check "a workbook named .csv gets a failed summary that says how to fix it" "$r"
 r=$(invoke events/cli-status.json)
 check "cli-status: every enrichment, with its status and row counts" "$r" \
   "sorted((e['source']['key'], e['status'], e['rows']['total']) for e in r['enrichments']) == [('$CSV_KEY', 'complete', 10), ('incoming/crm/accounts.jsonl.gz', 'complete', 6), ('incoming/excel-eu.csv', 'complete', 2), ('incoming/workbook.csv', 'failed', 0)]"
+
+r=$(invoke events/cli-delete.json)
+check "cli-delete (a dry run): the output, summary and working state it would remove, and nothing removed" "$r" \
+  "r['dry_run'] and 'enriched/$CSV_NAME' in r['removed'] and 'enriched/$CSV_NAME.summary.json' in r['removed']"
 
 # A function error: real Lambda answers 200 with X-Amz-Function-Error, which the AWS CLI shows;
 # cargo lambda watch answers 500, which the CLI retries and then hides, so this one check reads

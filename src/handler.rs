@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::delete::{DeleteReport, delete_enrichment};
 use crate::error::HandlerError;
 use crate::pipeline::{App, JobReport};
 use crate::refresh::refresh;
@@ -32,6 +33,8 @@ pub enum Response {
         bucket: String,
         enrichments: Vec<EnrichmentStatus>,
     },
+    /// What a delete removed, or would remove.
+    Deleted(DeleteReport),
 }
 
 /// Answers one invocation. Jobs run one after another (each is internally concurrent). A
@@ -89,6 +92,12 @@ async fn answer(app: &App, invocation: Invocation, stop_at: Option<Instant>) -> 
             let span = tracing::info_span!("assemble", bucket = %input.bucket, key = %input.key);
             let report = assemble(app, *input).instrument(span).await.map_err(HandlerError::job)?;
             Ok(Response::Reports { results: vec![report] })
+        }
+        Invocation::Delete { bucket, key, dry_run } => {
+            let span = tracing::info_span!("delete", bucket = %bucket, key = %key, dry_run);
+            let report =
+                delete_enrichment(app, &bucket, &key, dry_run).instrument(span).await.map_err(HandlerError::job)?;
+            Ok(Response::Deleted(report))
         }
         Invocation::Status { bucket } => {
             let found = enrichments(app, &bucket).await.map_err(HandlerError::job)?;

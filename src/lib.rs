@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod cache;
 pub mod company;
 pub mod config;
+pub mod delete;
 pub mod enrichment;
 pub mod error;
 pub mod handler;

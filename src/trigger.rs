@@ -11,7 +11,8 @@ const ACCEPTED_SHAPES: &str = "expected an S3 event notification ({\"Records\": 
 an EventBridge S3 \"Object Created\" event, an EventBridge \"Scheduled Event\", or a direct payload: \
 {\"action\": \"enrich\", \"bucket\": \"...\", \"key\": \"...\"} (optional \"force\", \"dry_run\", \"field_mapping\"), \
 {\"action\": \"refresh\", \"bucket\": \"...\", \"prefix\": \"...\"} (optional \"force\"), \
-or {\"action\": \"status\", \"bucket\": \"...\"}";
+{\"action\": \"status\", \"bucket\": \"...\"}, \
+or {\"action\": \"delete\", \"bucket\": \"...\", \"key\": \"...\"} (optional \"dry_run\")";
 
 /// What an invocation asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +24,8 @@ pub enum Invocation {
     Refresh { bucket: Option<String>, prefix: Option<String>, force: bool },
     /// List the enrichments under the output prefix.
     Status { bucket: String },
+    /// Remove what the function wrote for one input (`dry_run`: only say what).
+    Delete { bucket: String, key: String, dry_run: bool },
     /// One batch of a large file's Distributed Map (`{"BatchInput": ..., "Items": [...]}`).
     Batch(BatchEvent),
     /// The large-file workflow's last step (its execution input, `"action": "assemble"`).
@@ -151,6 +154,12 @@ fn direct(action: &Value, event: &Value) -> Result<Invocation, TriggerError> {
             let bucket = text(event, "bucket").ok_or_else(|| problem("\"status\" needs a \"bucket\" string"))?;
             Ok(Invocation::Status { bucket: bucket.to_string() })
         }
+        Some("delete") => {
+            let (Some(bucket), Some(key)) = (text(event, "bucket"), text(event, "key")) else {
+                return Err(problem("\"delete\" needs \"bucket\" and \"key\" strings"));
+            };
+            Ok(Invocation::Delete { bucket: bucket.to_string(), key: key.to_string(), dry_run: flag("dry_run")? })
+        }
         Some("enrich") => {
             let (Some(bucket), Some(key)) = (text(event, "bucket"), text(event, "key")) else {
                 return Err(problem("\"enrich\" needs \"bucket\" and \"key\" strings"));
@@ -215,6 +224,18 @@ mod tests {
         let event = json!({"source": "aws.s3", "detail-type": "Object Created",
             "detail": {"bucket": {"name": "b"}, "object": {"key": "incoming/a+b%20c.csv"}}});
         assert_eq!(jobs_from_event(&event).unwrap()[0].key, "incoming/a+b%20c.csv");
+    }
+
+    #[test]
+    fn a_delete_names_its_object_and_is_real_only_when_asked() {
+        let event = json!({"action": "delete", "bucket": "b", "key": "incoming/x.csv", "dry_run": true});
+        let expected = Invocation::Delete { bucket: "b".into(), key: "incoming/x.csv".into(), dry_run: true };
+        assert_eq!(parse_event(&event).unwrap(), expected);
+        assert!(matches!(
+            parse_event(&json!({"action": "delete", "bucket": "b", "key": "k"})).unwrap(),
+            Invocation::Delete { dry_run: false, .. }
+        ));
+        assert!(parse_event(&json!({"action": "delete", "bucket": "b"})).is_err(), "no key, nothing deleted");
     }
 
     #[test]

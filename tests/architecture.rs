@@ -21,7 +21,7 @@ const CRATE_LAYERS: &[&[&str]] = &[
     &["config", "error"],
     &["pipeline"],
     &["workflow"],
-    &["runner", "status", "trigger"],
+    &["runner", "status", "trigger", "delete"],
     &["refresh"],
     &["handler", "bootstrap"],
 ];

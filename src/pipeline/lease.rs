@@ -169,6 +169,20 @@ enum Attempt {
     Released,
 }
 
+/// Whether a live run holds the object: its marker was renewed within the heartbeats a lease may
+/// miss. A marker that cannot be read counts as held: what asks (a delete) waits rather than
+/// pull the ground from under a run.
+pub async fn is_held(store: &dyn ObjectStore, bucket: &str, key: &str, heartbeat: Duration) -> Result<bool, JobError> {
+    let Some(bytes) = store.get_small(bucket, key).await? else {
+        return Ok(false);
+    };
+    let Ok(marker) = serde_json::from_slice::<Marker>(&bytes) else {
+        return Ok(true);
+    };
+    let silent = now_seconds().saturating_sub(marker.renewed_at_epoch_seconds);
+    Ok(silent < heartbeat.as_secs() * u64::from(MISSED_HEARTBEATS))
+}
+
 async fn read_marker(store: &dyn ObjectStore, bucket: &str, key: &str) -> Result<Option<Marker>, JobError> {
     Ok(store.get_small(bucket, key).await?.and_then(|b| serde_json::from_slice::<Marker>(&b).ok()))
 }

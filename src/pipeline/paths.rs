@@ -15,6 +15,8 @@ use crate::mapping::FieldMapping;
 
 /// What a summary's key adds to its output's key.
 pub const SUMMARY_SUFFIX: &str = ".summary.json";
+/// What the HTML report's key adds to its output's key.
+pub const REPORT_SUFFIX: &str = ".report.html";
 
 /// The folder under OUTPUT_PREFIX that holds working state, never results.
 pub const STATE_DIR: &str = "_state/";

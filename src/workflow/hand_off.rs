@@ -20,7 +20,7 @@ use crate::storage::{OutputUpload, PART_SIZE};
 
 /// `<file name, as far as the execution name allows>-<digest of bucket, key and ETag>-<attempt>`:
 /// readable in the console, the same for a redelivered event, new for a new attempt.
-fn execution_base_name(bucket: &str, key: &str, etag: &str) -> String {
+pub fn execution_base_name(bucket: &str, key: &str, etag: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest =
         Sha256::new().chain_update(bucket).chain_update([0]).chain_update(key).chain_update([0]).chain_update(etag);
@@ -61,7 +61,7 @@ where
     JobError::Workflow { action, transient, source: Box::new(error) }
 }
 
-enum Slot {
+pub enum Slot {
     /// No execution has this name yet.
     Free(String),
     /// An execution for this file version is running (a redelivered event).
@@ -69,7 +69,7 @@ enum Slot {
 }
 
 /// The name for a new execution of this file version, or the one already running.
-async fn find_slot(workflow: &StepFunctions, base: &str) -> Result<Slot, JobError> {
+pub async fn find_slot(workflow: &StepFunctions, base: &str) -> Result<Slot, JobError> {
     use aws_sdk_sfn::types::ExecutionStatus;
     for attempt in 1..=MAX_ATTEMPTS {
         let name = format!("{base}-{attempt}");

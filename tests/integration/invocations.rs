@@ -72,6 +72,13 @@ async fn every_sample_event_runs_through_the_handler() {
     assert_eq!(csv["rows"]["total"], 10);
     assert_eq!(csv["output"]["key"], "enriched/Customers (EU) Q4 + Übersicht.csv");
     assert!(csv["finished_at"].as_str().unwrap().ends_with('Z'));
+
+    let keys = env.keys().await;
+    let delete = invoke(&app, sample(&env, include_str!("../../events/cli-delete.json"))).await;
+    let removed = delete["removed"].as_array().unwrap();
+    assert!(removed.contains(&"enriched/Customers (EU) Q4 + Übersicht.csv".into()), "{delete}");
+    assert!(removed.contains(&"enriched/Customers (EU) Q4 + Übersicht.csv.summary.json".into()), "{delete}");
+    assert_eq!(env.keys().await, keys, "the sample is a dry run: nothing removed");
 }
 
 #[tokio::test]
@@ -156,4 +163,46 @@ async fn malformed_payloads_get_an_error_naming_the_accepted_shapes() {
         assert_eq!(diagnostic.error_type, "NonRetryable.InvalidEvent", "{payload}");
         assert!(diagnostic.error_message.contains("\"refresh\""), "{payload}: {}", diagnostic.error_message);
     }
+}
+
+#[tokio::test]
+async fn delete_removes_what_the_function_wrote_for_one_input_and_nothing_else() {
+    let env = TestEnv::new().await;
+    env.put("incoming/a.csv", firms_csv(3)).await;
+    env.put("incoming/b.csv", firms_csv(2)).await;
+    let app = env.app(&[]);
+    invoke(&app, env.enrich_event("incoming/a.csv")).await;
+    invoke(&app, env.enrich_event("incoming/b.csv")).await;
+    let before = env.keys().await;
+    let delete = |dry_run: bool| serde_json::json!({"action": "delete", "bucket": env.bucket, "key": "incoming/a.csv", "dry_run": dry_run});
+    let written_for_a = ["enriched/_state/answers/a.csv.jsonl.gz", "enriched/a.csv", "enriched/a.csv.summary.json"];
+
+    let dry = invoke(&app, delete(true)).await;
+    let mut would: Vec<String> = serde_json::from_value(dry["removed"].clone()).unwrap();
+    would.sort();
+    assert_eq!(would, written_for_a, "{dry}");
+    assert_eq!(env.keys().await, before, "a dry run removes nothing");
+
+    // A live run holds the object: the delete waits for it.
+    let marker = serde_json::json!({"renewed_at_epoch_seconds": std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), "etag": "\"any\""});
+    env.put("enriched/_state/leases/a.csv.lease", marker.to_string()).await;
+    let refused = invoke(&app, delete(false)).await;
+    assert!(refused["refused"].as_str().is_some_and(|why| why.contains("in progress")), "{refused}");
+    assert!(refused["removed"].as_array().unwrap().is_empty());
+    env.s3.delete_object().bucket(&env.bucket).key("enriched/_state/leases/a.csv.lease").send().await.unwrap();
+
+    let deleted = invoke(&app, delete(false)).await;
+
+    let mut removed: Vec<String> = serde_json::from_value(deleted["removed"].clone()).unwrap();
+    removed.sort();
+    assert_eq!(removed, written_for_a, "{deleted}");
+    let after = env.keys().await;
+    assert!(after.contains(&"incoming/a.csv".to_string()), "the input stays: {after:?}");
+    assert!(after.iter().all(|k| !k.contains("a.csv") || k == "incoming/a.csv"), "{after:?}");
+    assert!(after.contains(&"enriched/b.csv".to_string()), "another file's results stay: {after:?}");
+    let status = invoke(&app, serde_json::json!({"action": "status", "bucket": env.bucket})).await;
+    let listed: Vec<&str> =
+        status["enrichments"].as_array().unwrap().iter().map(|e| e["source"]["key"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["incoming/b.csv"], "{status}");
 }
