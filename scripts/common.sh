@@ -12,6 +12,18 @@ pip_install() {
   hash -r
 }
 
+# Debian's headless Chromium, which renders the HTML report in the tests.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then
+    return
+  fi
+  log "installing chromium (apt)"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+}
+
 # moto's standalone server (S3, Secrets Manager...), with its [server] extra. 5.2.1 answers
 # CompleteMultipartUpload with the wrong XML root, which strict clients such as the Rust SDK
 # reject (getmoto/moto#10055, fixed in later releases): older versions are upgraded.

@@ -2,7 +2,8 @@
 # Runs every check the project has: formatting, clippy, cfn-lint, unit tests, the integration
 # tests against a real moto server and the Leadspace emulator, the end-to-end run through
 # `cargo lambda watch` and the AWS CLI (scripts/e2e.sh), and the arm64 release build. Installs moto, cfn-lint, the AWS CLI
-# and cargo-lambda when they are missing.
+# and cargo-lambda when they are missing, and Debian's chromium (the report is checked in a real
+# headless browser).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
@@ -24,6 +25,7 @@ log "starting moto_server on 127.0.0.1:$port"
 start_moto "$port" "${TMPDIR:-/tmp}/leadspace-enrich-moto-$port.log"
 export MOTO_ENDPOINT="http://127.0.0.1:$port"
 
+ensure_chromium
 log "cargo test"
 results=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$results"

@@ -2,7 +2,8 @@
 //! be used; the estimate a dry run answers instead. And the summary an earlier run ended with.
 
 use super::job::{Estimate, JobReport, Outcome};
-use super::paths::OutputPaths;
+use super::paths::{OutputPaths, REPORT_SUFFIX};
+use super::report::{Profile, render};
 use super::run::Run;
 use super::scan::Scan;
 use super::summary::{
@@ -49,7 +50,11 @@ pub fn summary(
     }
 }
 
-pub async fn write_summary(run: &Run<'_>, summary: &Summary) -> Result<(), JobError> {
+/// The report, then the summary, last: a summary never points at a page that is not there.
+pub async fn write_summary(run: &Run<'_>, summary: &Summary, profile: &Profile) -> Result<(), JobError> {
+    let report = render(summary, profile).into_bytes();
+    let report_key = format!("{}{REPORT_SUFFIX}", run.paths.output_key);
+    run.app.store.put(&run.paths.bucket, &report_key, report, "text/html; charset=utf-8").await?;
     let body = summary.to_json()?;
     run.app.store.put(&run.paths.bucket, &run.paths.summary_key, body, "application/json").await?;
     let status = serde_json::to_value(summary.status).ok();
@@ -83,7 +88,7 @@ pub async fn fail(run: &Run<'_>, why: &str, scan: Option<&Scan>) -> Result<JobRe
         summary(run, RunStatus::Failed, Some(why.to_string()), rows.clone(), LeadspaceCounts::default(), scan);
     // A dry run writes nothing, not even a failed summary over a complete one.
     if !run.job.dry_run {
-        write_summary(run, &summary).await?;
+        write_summary(run, &summary, &Profile::default()).await?;
     }
     Ok(JobReport {
         status: Some(RunStatus::Failed),

@@ -4,6 +4,7 @@
 use super::close;
 use super::job::{JobReport, Outcome};
 use super::journal::Journal;
+use super::report::Profile;
 use super::run::Run;
 use super::scan::{NO_COMPANY, Scan, open, read_error};
 use super::summary::{LeadspaceCounts, Reused, RowCounts, RunStatus};
@@ -35,8 +36,8 @@ pub async fn finish(
     journal: &Journal,
 ) -> Result<JobReport, JobError> {
     let Enriched { answers, stopped, leadspace, cache, reused } = enriched;
-    let rows = match write_rows(run, format, scan, answers).await {
-        Ok(rows) => rows,
+    let (rows, profile) = match write_rows(run, format, scan, answers).await {
+        Ok(written) => written,
         Err(error) => return close::stopped(run, error, Some(scan)).await,
     };
     let (status, error) = match (stopped, rows.unfinished()) {
@@ -50,7 +51,7 @@ pub async fn finish(
     let mut summary = close::summary(run, status, error.clone(), rows.clone(), leadspace, Some(scan));
     summary.cache = cache;
     summary.reused = reused;
-    close::write_summary(run, &summary).await?;
+    close::write_summary(run, &summary, &profile).await?;
     if status == RunStatus::Complete {
         match journal.clear().await {
             Ok(entries) => tracing::debug!(entries, "answer journal deleted"),
@@ -91,14 +92,23 @@ impl CompanyAnswers {
         CompanyAnswers { decoded, encoded }
     }
 
-    fn encoded(&mut self, company: usize, writer: &RowWriter) -> std::io::Result<&EncodedAnswer> {
+    /// The company's answer, encoded; its first time, it is counted in `profile`.
+    fn encoded(
+        &mut self,
+        company: usize,
+        writer: &RowWriter,
+        profile: &mut Profile,
+        name: impl FnOnce() -> String,
+    ) -> std::io::Result<&EncodedAnswer> {
         let slot = &mut self.encoded[company];
         let encoded = match slot.take() {
             Some(encoded) => encoded,
             None => {
                 // Only the encoded form is needed from here on; the placeholder holds no memory.
                 let placeholder = Enrichment::without_attributes(RowStatus::NotAttempted, None);
-                writer.encode(&std::mem::replace(&mut self.decoded[company], placeholder))?
+                let answer = std::mem::replace(&mut self.decoded[company], placeholder);
+                profile.add(&answer, name);
+                writer.encode(&answer)?
             }
         };
         Ok(slot.insert(encoded))
@@ -123,7 +133,7 @@ async fn write_rows(
     format: Format,
     scan: &Scan,
     answers: Vec<Enrichment>,
-) -> Result<RowCounts, RunError> {
+) -> Result<(RowCounts, Profile), RunError> {
     let mut stream = open(run, format).await?;
     let write_error = |source: std::io::Error| {
         RunError::Job(JobError::Write { bucket: run.paths.bucket.clone(), key: run.paths.output_key.clone(), source })
@@ -133,6 +143,7 @@ async fn write_rows(
     let mut upload =
         OutputUpload::new(run.app.store.clone(), &run.paths.bucket, &run.paths.output_key, format.content_type());
     let mut rows = RowCounts::default();
+    let mut profile = Profile::default();
     let written: Result<(), RunError> = async {
         while let Some(chunk) = stream.next_chunk().await {
             let chunk = chunk.map_err(|error| read_error(run, error))?;
@@ -140,7 +151,8 @@ async fn write_rows(
                 let own;
                 let answer = match scan.row_companies.get(rows.total as usize).copied() {
                     Some(company) if company != NO_COMPANY => {
-                        answers.encoded(company as usize, &writer).map_err(write_error)?
+                        let name = || scan.companies.query(company as usize).name;
+                        answers.encoded(company as usize, &writer, &mut profile, name).map_err(write_error)?
                     }
                     other => {
                         let answer = match other.map(|_| scan.mapping.query(row)) {
@@ -180,5 +192,5 @@ async fn write_rows(
         }
     };
     upload.finish(rest).await?;
-    Ok(rows)
+    Ok((rows, profile))
 }

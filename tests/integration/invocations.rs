@@ -175,7 +175,12 @@ async fn delete_removes_what_the_function_wrote_for_one_input_and_nothing_else()
     invoke(&app, env.enrich_event("incoming/b.csv")).await;
     let before = env.keys().await;
     let delete = |dry_run: bool| serde_json::json!({"action": "delete", "bucket": env.bucket, "key": "incoming/a.csv", "dry_run": dry_run});
-    let written_for_a = ["enriched/_state/answers/a.csv.jsonl.gz", "enriched/a.csv", "enriched/a.csv.summary.json"];
+    let written_for_a = [
+        "enriched/_state/answers/a.csv.jsonl.gz",
+        "enriched/a.csv",
+        "enriched/a.csv.report.html",
+        "enriched/a.csv.summary.json",
+    ];
 
     let dry = invoke(&app, delete(true)).await;
     let mut would: Vec<String> = serde_json::from_value(dry["removed"].clone()).unwrap();

@@ -13,6 +13,7 @@ mod hostile;
 mod invocations;
 mod json_lines;
 mod lambda_process;
+mod report;
 mod resilience;
 mod s3_faults;
 mod template;
