@@ -99,8 +99,8 @@ async fn answer(app: &App, invocation: Invocation, stop_at: Option<Instant>) -> 
                 delete_enrichment(app, &bucket, &key, dry_run).instrument(span).await.map_err(HandlerError::job)?;
             Ok(Response::Deleted(report))
         }
-        Invocation::Status { bucket } => {
-            let found = enrichments(app, &bucket).await.map_err(HandlerError::job)?;
+        Invocation::Status { bucket, key } => {
+            let found = enrichments(app, &bucket, key.as_deref()).await.map_err(HandlerError::job)?;
             Ok(Response::Status { bucket, enrichments: found })
         }
     }

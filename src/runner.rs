@@ -2,12 +2,14 @@
 //! already done, the lease, then the run: pass 1, the answers earlier runs left, and either the
 //! Step Functions hand-off (a large file) or Leadspace and pass 2 here.
 
+use std::sync::Arc;
+
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::{JobError, retry_worthy};
-use crate::leadspace::{CallContext, CallStats};
+use crate::leadspace::CallContext;
 use crate::pipeline::answer::{
     Answers, answer_the_rest, collect_earlier_bulks, journal_of, keep_answers, known_answers,
 };
@@ -16,6 +18,7 @@ use crate::pipeline::close::read_summary;
 use crate::pipeline::lease::{Acquired, Lease};
 use crate::pipeline::output::{Enriched, finish};
 use crate::pipeline::paths::{OutputPaths, STATE_DIR};
+use crate::pipeline::progress::ProgressCell;
 use crate::pipeline::run::Run;
 use crate::pipeline::scan::scan;
 use crate::pipeline::summary::LeadspaceCounts;
@@ -78,17 +81,14 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<Instant>) -> Result<J
     }
 
     let run = Run::new(app, job, meta, paths, None);
+    let progress = Arc::new(ProgressCell::new(&job.bucket, &job.key));
     if job.dry_run {
-        return process(&run, stop_at).await;
+        return process(&run, stop_at, &progress).await;
     }
-    let lease = Lease::acquire(
-        app.store.clone(),
-        &run.paths.bucket,
-        &run.paths.lease_key(),
-        &run.meta.etag,
-        config.lease_heartbeat,
-    )
-    .await?;
+    let (bucket, lease_key) = (&run.paths.bucket, run.paths.lease_key());
+    let heartbeat = config.lease_heartbeat;
+    let lease =
+        Lease::acquire(app.store.clone(), bucket, &lease_key, &run.meta.etag, heartbeat, progress.clone()).await?;
     let lease = match lease {
         Acquired::Held(lease) => lease,
         Acquired::SameVersionBusy => {
@@ -107,7 +107,7 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<Instant>) -> Result<J
         Ok(Some(done)) if !job.force && done.is_complete_for(&run.meta.etag) => {
             Ok(JobReport::already_done(job, &run.paths, done, ALREADY_ENRICHED))
         }
-        Ok(_) => process(&run, stop_at).await,
+        Ok(_) => process(&run, stop_at, &progress).await,
         Err(error) => Err(error),
     };
     lease.release().await;
@@ -116,7 +116,7 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<Instant>) -> Result<J
 
 /// Reads, enriches and writes the object. Answers an earlier run bought are collected before
 /// anything is bought (unless `force`).
-async fn process(run: &Run<'_>, stop_at: Option<Instant>) -> Result<JobReport, JobError> {
+async fn process(run: &Run<'_>, stop_at: Option<Instant>, progress: &ProgressCell) -> Result<JobReport, JobError> {
     let (app, job, config) = (run.app, run.job, &run.app.config);
     let format = match run.format() {
         Ok(format) => format,
@@ -142,6 +142,7 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>) -> Result<JobReport, J
         elapsed_ms = run.elapsed_ms(),
         "scanned"
     );
+    progress.scanned(scan.rows, scan.companies.len() as u64);
     if job.dry_run {
         return Ok(close::estimate(run, &scan));
     }
@@ -153,7 +154,8 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>) -> Result<JobReport, J
 
     let journal = journal_of(run, &scan, &format!("run-{:016x}", rand::random::<u64>()));
     let (mut book, pending) = known_answers(run, &scan, &journal).await?;
-    let call = CallContext { stats: CallStats::default(), stop_at };
+    let call = CallContext { stats: Arc::default(), stop_at };
+    progress.follow(book.known() as u64, journal.written(), call.stats.clone());
     // Before anything is bought, inline or by the workflow's batches.
     let collected = collect_earlier_bulks(app, &journal, &scan.companies, pending, &call, &mut book).await;
 
@@ -163,10 +165,11 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>) -> Result<JobReport, J
         && book.known() < book.len()
     {
         let hand_off = HandOff { run, step_functions, scan: &scan, journal: &journal };
-        return hand_off.start(book, &collected.held, LeadspaceCounts::from(&call.stats)).await;
+        return hand_off.start(book, &collected.held, LeadspaceCounts::from(call.stats.as_ref())).await;
     }
 
     let answered = answer_the_rest(app, app.enricher.as_ref(), &journal, &scan.companies, book, collected, &call).await;
+    progress.stop_following();
     tracing::info!(elapsed_ms = run.elapsed_ms(), "answers ready");
     let Answers { answers, bought_at, stopped_by, leadspace_down, cache, reused } = answered;
     keep_answers(run, &scan, &answers, &bought_at).await?;
@@ -174,7 +177,7 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>) -> Result<JobReport, J
     let enriched = Enriched {
         answers: answers.into_iter().map(|a| a.judged(config.min_confidence)).collect(),
         stopped: stopped_by.as_ref().map(ToString::to_string),
-        leadspace: LeadspaceCounts::from(&call.stats),
+        leadspace: LeadspaceCounts::from(call.stats.as_ref()),
         cache,
         reused,
     };

@@ -1,12 +1,16 @@
 //! `{"action": "status"}`: the "My enrichments" view, read from the summaries under the output
-//! prefix (the summaries are the record; nothing else is kept anywhere).
+//! prefix (the summaries are the record; nothing else is kept anywhere), and from the leases of
+//! the runs in progress, whose heartbeats carry their progress (`"status": "running"`).
+//! `{"action": "status", "bucket", "key"}` answers for one object.
 
 use futures::StreamExt;
 use serde::Serialize;
 
 use crate::error::JobError;
 use crate::pipeline::App;
-use crate::pipeline::paths::SUMMARY_SUFFIX;
+use crate::pipeline::lease::running;
+use crate::pipeline::paths::{OutputPaths, SUMMARY_SUFFIX, state_prefix};
+use crate::pipeline::progress::{Progress, Source};
 use crate::pipeline::summary::{RowCounts, RunStatus, Summary};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -21,17 +25,21 @@ pub struct EnrichmentStatus {
     pub source: Location,
     pub status: RunStatus,
     pub started_at: String,
-    /// When the last run (the last refresh) of this object ended.
-    pub finished_at: String,
+    /// When the last run (the last refresh) of this object ended; none while one runs.
+    pub finished_at: Option<String>,
     pub rows: RowCounts,
     pub unique_companies: u64,
     pub output: Location,
     pub summary: Location,
     pub error: Option<String>,
+    /// How far the run in progress has got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
-/// Every enrichment whose summary is under OUTPUT_PREFIX for sources in `source_bucket`.
-pub async fn enrichments(app: &App, source_bucket: &str) -> Result<Vec<EnrichmentStatus>, JobError> {
+/// Every enrichment whose summary is under OUTPUT_PREFIX for sources in `source_bucket`, or
+/// only that of `key`; a run in progress shows as `running`, with its progress.
+pub async fn enrichments(app: &App, source_bucket: &str, key: Option<&str>) -> Result<Vec<EnrichmentStatus>, JobError> {
     let bucket = app.config.output_bucket_for(source_bucket).to_string();
     let listed = app.store.list(&bucket, &app.config.output_prefix).await?;
     let keys: Vec<String> = listed.into_iter().map(|o| o.key).filter(|k| k.ends_with(SUMMARY_SUFFIX)).collect();
@@ -51,8 +59,47 @@ pub async fn enrichments(app: &App, source_bucket: &str) -> Result<Vec<Enrichmen
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
     found.retain(|e| e.source.bucket == source_bucket);
+    for run in runs(app, source_bucket).await? {
+        found.retain(|e| e.source.key != run.source.key);
+        found.push(run);
+    }
+    if let Some(key) = key {
+        found.retain(|e| e.source.key == key);
+    }
     found.sort_by(|a, b| a.source.key.cmp(&b.source.key));
     Ok(found)
+}
+
+/// The runs in progress for sources in `source_bucket`, from the live leases.
+async fn runs(app: &App, source_bucket: &str) -> Result<Vec<EnrichmentStatus>, JobError> {
+    let bucket = app.config.output_bucket_for(source_bucket);
+    let leases = format!("{}leases/", state_prefix(&app.config));
+    let mut runs = Vec::new();
+    for lease in app.store.list(bucket, &leases).await? {
+        let held = running(app.store.as_ref(), bucket, &lease.key, app.config.lease_heartbeat).await?;
+        let Some((source, progress)) = held.filter(|(source, _)| source.bucket == source_bucket) else {
+            continue;
+        };
+        runs.push(running_status(app, source, progress));
+    }
+    Ok(runs)
+}
+
+fn running_status(app: &App, source: Source, progress: Progress) -> EnrichmentStatus {
+    let paths = OutputPaths::for_object(&app.config, &source.bucket, &source.key);
+    EnrichmentStatus {
+        enrichment_name: app.config.enrichment_name.clone(),
+        status: RunStatus::Running,
+        started_at: progress.started_at.clone(),
+        finished_at: None,
+        rows: RowCounts { total: progress.rows_scanned, ..RowCounts::default() },
+        unique_companies: progress.companies_total,
+        output: Location { bucket: paths.bucket.clone(), key: paths.output_key },
+        summary: Location { bucket: paths.bucket, key: paths.summary_key },
+        source: Location { bucket: source.bucket, key: source.key },
+        error: None,
+        progress: Some(progress),
+    }
 }
 
 fn status_of(summary: Summary, bucket: &str, key: String) -> EnrichmentStatus {
@@ -61,11 +108,12 @@ fn status_of(summary: Summary, bucket: &str, key: String) -> EnrichmentStatus {
         source: Location { bucket: summary.source.bucket, key: summary.source.key },
         status: summary.status,
         started_at: summary.started_at,
-        finished_at: summary.finished_at,
+        finished_at: Some(summary.finished_at),
         rows: summary.rows,
         unique_companies: summary.unique_companies,
         output: Location { bucket: summary.output.bucket, key: summary.output.key },
         summary: Location { bucket: bucket.to_string(), key },
         error: summary.error,
+        progress: None,
     }
 }

@@ -11,7 +11,7 @@ const ACCEPTED_SHAPES: &str = "expected an S3 event notification ({\"Records\": 
 an EventBridge S3 \"Object Created\" event, an EventBridge \"Scheduled Event\", or a direct payload: \
 {\"action\": \"enrich\", \"bucket\": \"...\", \"key\": \"...\"} (optional \"force\", \"dry_run\", \"field_mapping\"), \
 {\"action\": \"refresh\", \"bucket\": \"...\", \"prefix\": \"...\"} (optional \"force\"), \
-{\"action\": \"status\", \"bucket\": \"...\"}, \
+{\"action\": \"status\", \"bucket\": \"...\"} (optional \"key\"), \
 or {\"action\": \"delete\", \"bucket\": \"...\", \"key\": \"...\"} (optional \"dry_run\")";
 
 /// What an invocation asks for.
@@ -22,8 +22,8 @@ pub enum Invocation {
     /// Enrich every object under `prefix` whose last run is missing, partial, failed or for
     /// another ETag. `None`s come from a schedule: SOURCE_BUCKET and INPUT_PREFIX.
     Refresh { bucket: Option<String>, prefix: Option<String>, force: bool },
-    /// List the enrichments under the output prefix.
-    Status { bucket: String },
+    /// List the enrichments under the output prefix (one object's, with `key`).
+    Status { bucket: String, key: Option<String> },
     /// Remove what the function wrote for one input (`dry_run`: only say what).
     Delete { bucket: String, key: String, dry_run: bool },
     /// One batch of a large file's Distributed Map (`{"BatchInput": ..., "Items": [...]}`).
@@ -152,7 +152,7 @@ fn direct(action: &Value, event: &Value) -> Result<Invocation, TriggerError> {
         }
         Some("status") => {
             let bucket = text(event, "bucket").ok_or_else(|| problem("\"status\" needs a \"bucket\" string"))?;
-            Ok(Invocation::Status { bucket: bucket.to_string() })
+            Ok(Invocation::Status { bucket: bucket.to_string(), key: text(event, "key").map(str::to_string) })
         }
         Some("delete") => {
             let (Some(bucket), Some(key)) = (text(event, "bucket"), text(event, "key")) else {
@@ -258,7 +258,7 @@ mod tests {
         );
         assert_eq!(
             parse_event(&json!({"action": "status", "bucket": "b"})).unwrap(),
-            Invocation::Status { bucket: "b".into() }
+            Invocation::Status { bucket: "b".into(), key: None }
         );
         assert!(parse_event(&json!({"action": "status"})).is_err());
     }

@@ -29,7 +29,7 @@ const CRATE_LAYERS: &[&[&str]] = &[
 /// The steps of a run (`src/pipeline/`), lowest first.
 const PIPELINE_LAYERS: &[&[&str]] = &[
     &["app", "summary", "lease"],
-    &["book", "report"],
+    &["book", "report", "progress"],
     &["journal"],
     &["paths"],
     &["job", "kept", "enrich"],

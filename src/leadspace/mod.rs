@@ -114,7 +114,8 @@ impl CallStats {
 /// retry or poll may start (the Lambda deadline less the time needed to write the output).
 #[derive(Debug, Default)]
 pub struct CallContext {
-    pub stats: CallStats,
+    /// Shared: a run's progress reads the requests as they are made.
+    pub stats: std::sync::Arc<CallStats>,
     pub stop_at: Option<tokio::time::Instant>,
 }
 

@@ -137,6 +137,8 @@ pub struct Journal {
     prefix: String,
     /// Who writes: answers this run wrote itself are not counted as reused.
     run: String,
+    /// Final answers this run has written: its progress, as it buys.
+    written: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The name shared by a bulk's submission and its answers.
@@ -155,8 +157,19 @@ fn serialise(what: &'static str, key: &str, bucket: &str, error: serde_json::Err
 
 impl Journal {
     /// The journal under `prefix` (ending in `/`), written by the run named `run`.
+    /// The count of final answers this run has written, as it grows.
+    pub fn written(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.written.clone()
+    }
+
     pub fn new(store: Arc<dyn ObjectStore>, bucket: &str, prefix: &str, run: &str) -> Self {
-        Journal { store, bucket: bucket.to_string(), prefix: prefix.to_string(), run: run.to_string() }
+        Journal {
+            store,
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            run: run.to_string(),
+            written: Arc::default(),
+        }
     }
 
     /// The same journal, written to a folder of its own (one workflow batch's), so that a
@@ -167,6 +180,7 @@ impl Journal {
             bucket: self.bucket.clone(),
             prefix: format!("{}{name}/", self.prefix),
             run: self.run.clone(),
+            written: self.written.clone(),
         }
     }
 
@@ -336,7 +350,10 @@ impl AnswerJournal for Journal {
             .iter()
             .filter(|(_, answer)| is_final(answer.status))
             .map(|(digest, answer)| AnswerLine::new(*digest, answer, None));
-        self.write_answers(&name, &header, lines).await
+        self.write_answers(&name, &header, lines).await?;
+        let finals = answers.iter().filter(|(_, answer)| is_final(answer.status)).count() as u64;
+        self.written.fetch_add(finals, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     async fn forget(&self, bulk: &str) {

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::progress::{Progress, ProgressCell, Source};
 use crate::error::JobError;
 use crate::storage::ObjectStore;
 
@@ -29,12 +30,25 @@ struct Marker {
     /// The version the holder is enriching; absent in a marker of an older release.
     #[serde(default)]
     etag: Option<String>,
+    /// The object and how far its run has got, for `status`; absent in older markers.
+    #[serde(default)]
+    source: Option<Source>,
+    #[serde(default)]
+    progress: Option<Progress>,
 }
 
 impl Marker {
-    /// A marker renewed now, written as a `Value`, whose encoding cannot fail.
-    fn now(etag: &str) -> Vec<u8> {
-        serde_json::json!({"renewed_at_epoch_seconds": now_seconds(), "etag": etag}).to_string().into_bytes()
+    /// A marker renewed now, with the run's progress, written as a `Value`, whose encoding
+    /// cannot fail.
+    fn now(etag: &str, progress: &ProgressCell) -> Vec<u8> {
+        let mut marker = serde_json::json!({"renewed_at_epoch_seconds": now_seconds(), "etag": etag});
+        if let (Ok(source), Ok(figures)) =
+            (serde_json::to_value(progress.source()), serde_json::to_value(progress.snapshot()))
+        {
+            marker["source"] = source;
+            marker["progress"] = figures;
+        }
+        marker.to_string().into_bytes()
     }
 }
 
@@ -62,16 +76,18 @@ fn now_seconds() -> u64 {
 
 impl Lease {
     /// The lease at `key` for the version `etag`, renewed every `heartbeat` until released.
+    /// `progress` is what each renewal carries.
     pub async fn acquire(
         store: Arc<dyn ObjectStore>,
         bucket: &str,
         key: &str,
         etag: &str,
         heartbeat: Duration,
+        progress: Arc<ProgressCell>,
     ) -> Result<Acquired, JobError> {
         // A holder that releases while we watch it leaves the object free: one more try.
         for _ in 0..2 {
-            match Self::try_acquire(&store, bucket, key, etag, heartbeat).await? {
+            match Self::try_acquire(&store, bucket, key, etag, heartbeat, &progress).await? {
                 Attempt::Done(acquired) => return Ok(acquired),
                 Attempt::Released => continue,
             }
@@ -85,10 +101,12 @@ impl Lease {
         key: &str,
         etag: &str,
         heartbeat: Duration,
+        progress: &Arc<ProgressCell>,
     ) -> Result<Attempt, JobError> {
-        let held =
-            |version| Attempt::Done(Acquired::Held(Self::held(store.clone(), bucket, key, etag, version, heartbeat)));
-        if let Some(version) = store.put_if_absent(bucket, key, Marker::now(etag)).await? {
+        let held = |version| {
+            Attempt::Done(Acquired::Held(Self::held(store.clone(), bucket, key, etag, version, heartbeat, progress)))
+        };
+        if let Some(version) = store.put_if_absent(bucket, key, Marker::now(etag, progress)).await? {
             return Ok(held(version));
         }
         // The marker's version first: the takeover below only replaces that very version.
@@ -121,7 +139,7 @@ impl Lease {
         }
         tracing::warn!(silent_seconds = silent_for, "taking over the lease of a run that stopped renewing it");
         // Several invocations may find the same dead marker; If-Match lets exactly one replace it.
-        Ok(match store.put_if_match(bucket, key, Marker::now(etag), &current.etag).await? {
+        Ok(match store.put_if_match(bucket, key, Marker::now(etag, progress), &current.etag).await? {
             Some(version) => held(version),
             None => Attempt::Done(Acquired::OtherBusy("another invocation took over the object's lease a moment ago")),
         })
@@ -134,6 +152,7 @@ impl Lease {
         etag: &str,
         version: String,
         heartbeat: Duration,
+        progress: &Arc<ProgressCell>,
     ) -> Lease {
         let heartbeat = tokio::spawn(renew(
             store.clone(),
@@ -142,6 +161,7 @@ impl Lease {
             etag.to_string(),
             version,
             heartbeat,
+            progress.clone(),
         ));
         Lease { store, bucket: bucket.to_string(), key: key.to_string(), heartbeat }
     }
@@ -181,6 +201,23 @@ pub async fn is_held(store: &dyn ObjectStore, bucket: &str, key: &str, heartbeat
     };
     let silent = now_seconds().saturating_sub(marker.renewed_at_epoch_seconds);
     Ok(silent < heartbeat.as_secs() * u64::from(MISSED_HEARTBEATS))
+}
+
+/// The run a live lease says is in progress: its object and progress, when it carries them.
+pub async fn running(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    heartbeat: Duration,
+) -> Result<Option<(Source, Progress)>, JobError> {
+    let Some(marker) = read_marker(store, bucket, key).await? else {
+        return Ok(None);
+    };
+    let silent = now_seconds().saturating_sub(marker.renewed_at_epoch_seconds);
+    if silent >= heartbeat.as_secs() * u64::from(MISSED_HEARTBEATS) {
+        return Ok(None);
+    }
+    Ok(marker.source.zip(marker.progress))
 }
 
 async fn read_marker(store: &dyn ObjectStore, bucket: &str, key: &str) -> Result<Option<Marker>, JobError> {
@@ -228,10 +265,11 @@ async fn renew(
     etag: String,
     mut version: String,
     interval: Duration,
+    progress: Arc<ProgressCell>,
 ) {
     loop {
         tokio::time::sleep(interval).await;
-        match store.put_if_match(&bucket, &key, Marker::now(&etag), &version).await {
+        match store.put_if_match(&bucket, &key, Marker::now(&etag, &progress), &version).await {
             Ok(Some(next)) => version = next,
             Ok(None) => {
                 // Another invocation took it over: this run was presumed dead (its heartbeats did
@@ -255,8 +293,12 @@ mod tests {
     /// LEASE_HEARTBEAT_SECONDS × MISSED_HEARTBEATS, in seconds.
     const DEAD_AFTER: u64 = 30 * MISSED_HEARTBEATS as u64;
 
+    fn progress() -> Arc<ProgressCell> {
+        Arc::new(ProgressCell::new("b", "incoming/x.csv"))
+    }
+
     async fn acquire(store: &Arc<MemoryStore>, etag: &str) -> Acquired {
-        Lease::acquire(store.clone(), "b", KEY, etag, HEARTBEAT).await.unwrap()
+        Lease::acquire(store.clone(), "b", KEY, etag, HEARTBEAT, progress()).await.unwrap()
     }
 
     /// What a delivery found, in words an assertion can show.
@@ -269,7 +311,8 @@ mod tests {
     }
 
     fn marker(etag: Option<&str>, renewed_at_epoch_seconds: u64) -> Vec<u8> {
-        serde_json::to_vec(&Marker { renewed_at_epoch_seconds, etag: etag.map(str::to_string) }).unwrap()
+        let marker = Marker { renewed_at_epoch_seconds, etag: etag.map(str::to_string), source: None, progress: None };
+        serde_json::to_vec(&marker).unwrap()
     }
 
     fn marker_in(store: &MemoryStore) -> Option<Marker> {
@@ -438,7 +481,7 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let _first = acquire(&store, "\"e1\"").await;
         store.fail_next(Op::GetSmall, 1);
-        let result = Lease::acquire(store.clone(), "b", KEY, "\"e1\"", HEARTBEAT).await;
+        let result = Lease::acquire(store.clone(), "b", KEY, "\"e1\"", HEARTBEAT, progress()).await;
         assert!(matches!(&result, Err(JobError::Storage(e)) if e.is_transient()), "{:?}", result.err());
     }
 }

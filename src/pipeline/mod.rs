@@ -22,6 +22,7 @@ pub mod kept;
 pub mod lease;
 pub mod output;
 pub mod paths;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scan;

@@ -1,6 +1,8 @@
 //! Step 3, assemble: the original file read again, in order, and the output and summary written
 //! from the version's answer journal, exactly as an inline run writes them.
 
+use std::sync::Arc;
+
 use super::input::{ExecutionInput, MapError, PartStats};
 use crate::cache::CacheCounts;
 use crate::error::JobError;
@@ -15,6 +17,7 @@ use crate::pipeline::journal::Journal;
 use crate::pipeline::lease::{Acquired, Lease};
 use crate::pipeline::output::{Enriched, finish};
 use crate::pipeline::paths::{OutputPaths, work_prefix};
+use crate::pipeline::progress::ProgressCell;
 use crate::pipeline::run::Run;
 use crate::pipeline::scan::scan;
 use crate::pipeline::summary::LeadspaceCounts;
@@ -54,9 +57,15 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
         ));
     }
     let paths = OutputPaths::for_object(&app.config, &job.bucket, &job.key);
-    let lease =
-        Lease::acquire(app.store.clone(), &paths.bucket, &paths.lease_key(), &meta.etag, app.config.lease_heartbeat)
-            .await?;
+    let lease = Lease::acquire(
+        app.store.clone(),
+        &paths.bucket,
+        &paths.lease_key(),
+        &meta.etag,
+        app.config.lease_heartbeat,
+        Arc::new(ProgressCell::new(&job.bucket, &job.key)),
+    )
+    .await?;
     let Acquired::Held(lease) = lease else {
         return Err(JobError::Workflow {
             action: "assemble the output",

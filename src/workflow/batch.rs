@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::input::{BatchEvent, PartStats, write_stats};
 use crate::company::CompanyTable;
 use crate::error::{JobError, retry_worthy};
-use crate::leadspace::{CallContext, CallStats, LeadspaceError};
+use crate::leadspace::{CallContext, LeadspaceError};
 use crate::pipeline::App;
 use crate::pipeline::answer::{Answers, answer_companies};
 use crate::pipeline::book::AnswerBook;
@@ -67,11 +67,11 @@ pub async fn enrich_batch(
     let pending = journal.recall(&companies, &mut book).await.map_err(JobError::from)?;
     let earlier = book.known();
 
-    let call = CallContext { stats: CallStats::default(), stop_at };
+    let call = CallContext { stats: std::sync::Arc::default(), stop_at };
     let Answers { answers, stopped_by, leadspace_down, cache, .. } =
         answer_companies(app, app.batch_enricher.as_ref(), &journal, &companies, book, pending, &call).await;
 
-    let mut leadspace = LeadspaceCounts::from(&call.stats);
+    let mut leadspace = LeadspaceCounts::from(call.stats.as_ref());
     leadspace.add(&earlier_stats.leadspace);
     let cache = match (cache, earlier_stats.cache) {
         (Some(mut now), Some(before)) => {

@@ -211,3 +211,45 @@ async fn delete_removes_what_the_function_wrote_for_one_input_and_nothing_else()
         status["enrichments"].as_array().unwrap().iter().map(|e| e["source"]["key"].as_str().unwrap()).collect();
     assert_eq!(listed, ["incoming/b.csv"], "{status}");
 }
+
+#[tokio::test]
+async fn status_shows_a_file_while_it_is_being_enriched_with_its_progress() {
+    let env = TestEnv::with_knobs(leadspace_emulator::Knobs { latency_ms: 250, ..Default::default() }).await;
+    env.put("incoming/slow.csv", firms_csv(12)).await;
+    env.put("incoming/done.csv", firms_csv(2)).await;
+    let app = env.app(&[("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "1"), ("LEASE_HEARTBEAT_SECONDS", "1")]);
+    invoke(&app, env.enrich_event("incoming/done.csv")).await;
+    let status_of = |key: &str| serde_json::json!({"action": "status", "bucket": env.bucket, "key": key});
+
+    let watch = async {
+        // Until the heartbeat carries answers bought by this run.
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let status = invoke(&app, status_of("incoming/slow.csv")).await;
+            let entry = &status["enrichments"][0];
+            if entry["status"] == "running" && entry["progress"]["companies_answered"].as_u64() > Some(0) {
+                return Some(status);
+            }
+        }
+        None
+    };
+    let (report, seen) = tokio::join!(invoke(&app, env.enrich_event("incoming/slow.csv")), watch);
+
+    let seen = seen.expect("status showed the run in progress");
+    let running = &seen["enrichments"][0];
+    assert_eq!(seen["enrichments"].as_array().unwrap().len(), 1, "one object asked, one answered: {seen}");
+    let progress = &running["progress"];
+    assert_eq!((progress["rows_scanned"].as_u64(), progress["companies_total"].as_u64()), (Some(12), Some(12)));
+    assert!(progress["companies_answered"].as_u64() < Some(12), "caught mid-run: {seen}");
+    assert!(progress["requests"].as_u64() > Some(0) && progress["updated_at"].as_str().is_some(), "{seen}");
+    assert!(running["finished_at"].is_null());
+    assert_eq!(report["results"][0]["status"], "complete");
+    let after = invoke(&app, serde_json::json!({"action": "status", "bucket": env.bucket})).await;
+    let statuses: Vec<(&str, &str)> = after["enrichments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["source"]["key"].as_str().unwrap(), e["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("incoming/done.csv", "complete"), ("incoming/slow.csv", "complete")], "{after}");
+}
