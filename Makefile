@@ -16,7 +16,7 @@ build:
 # The first time, run `sam deploy --guided` instead: it asks for the parameters and saves them.
 deploy: build
 	sam build
-	sam deploy
+	sam deploy --stack-name $(STACK)
 logs:
 	sam logs --stack-name $(STACK)
 # The enrichments of the stack's bucket (make invoke BUCKET=other-bucket for another).

@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::error::JobError;
 use crate::pipeline::App;
 use crate::pipeline::lease::is_held;
-use crate::pipeline::paths::{OutputPaths, REPORT_SUFFIX, work_prefix};
-use crate::storage::{ObjectStore, delete_prefix};
+use crate::pipeline::paths::{OutputPaths, REPORT_SUFFIX, ignore_reason, work_prefix};
+use crate::storage::{ObjectStore, delete_keys};
 use crate::workflow::hand_off::{Slot, execution_base_name, find_slot};
 
 /// What a delete answers.
@@ -32,42 +32,59 @@ pub async fn delete_enrichment(app: &App, bucket: &str, key: &str, dry_run: bool
     let paths = OutputPaths::for_object(config, bucket, key);
     let mut report =
         DeleteReport { bucket: bucket.into(), key: key.into(), dry_run, removed: Vec::new(), refused: None };
+    // Only an input has results: any other key would name another file's, or the state itself.
+    if let Some(why) = ignore_reason(config, bucket, key) {
+        report.refused = Some(format!("{why}: it has no enrichment to delete"));
+        return Ok(report);
+    }
     if let Some(why) = in_progress(app, &paths, bucket, key).await? {
         report.refused = Some(why);
         return Ok(report);
     }
     let out = &paths.bucket;
+    // The lease is not ours to remove: a stale one does no harm, and a run that took the object
+    // a moment ago must keep it.
     let singles = [
         paths.output_key.clone(),
         paths.summary_key.clone(),
         format!("{}{REPORT_SUFFIX}", paths.output_key),
         paths.kept_answers_key(),
-        paths.lease_key(),
     ];
-    let mut prefixes = vec![paths.journals_prefix()];
-    // A large file's work files are named by its current version's executions; older ones
-    // expire by the bucket's lifecycle rule (7 days).
-    if let Some(meta) = store.head(bucket, key).await? {
-        let base = execution_base_name(bucket, key, &meta.etag);
-        prefixes.push(work_prefix(config, &format!("{base}-")).trim_end_matches('/').to_string());
-    }
     for single in singles {
         if store.head(out, &single).await?.is_some() {
             report.removed.push(single);
         }
     }
-    for prefix in &prefixes {
-        report.removed.extend(store.list(out, prefix).await?.into_iter().map(|o| o.key));
+    // Journals are `<journals>/<16 hex version>/...`: `a.csv/b.csv`'s journals share the listing
+    // of `a.csv/` but not that shape.
+    let journals = paths.journals_prefix();
+    let versioned = |rest: &str| {
+        rest.split_once('/')
+            .is_some_and(|(version, _)| version.len() == 16 && version.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    for object in store.list(out, &journals).await? {
+        if object.key.strip_prefix(journals.as_str()).is_some_and(versioned) {
+            report.removed.push(object.key);
+        }
+    }
+    // A large file's work files are `<execution base>-<attempt>/...` for its current version;
+    // older versions' expire by the bucket's lifecycle rule (7 days).
+    if let Some(meta) = store.head(bucket, key).await? {
+        let base = work_prefix(config, &format!("{}-", execution_base_name(bucket, key, &meta.etag)));
+        let base = base.trim_end_matches('/');
+        let attempt = |rest: &str| {
+            rest.split_once('/').is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        for object in store.list(out, base).await? {
+            if object.key.strip_prefix(base).is_some_and(attempt) {
+                report.removed.push(object.key);
+            }
+        }
     }
     if dry_run {
         return Ok(report);
     }
-    for prefix in &prefixes {
-        delete_prefix(store, out, prefix).await.map_err(|e| e.first)?;
-    }
-    for key in report.removed.iter().filter(|k| !prefixes.iter().any(|p| k.starts_with(p.as_str()))) {
-        store.delete(out, key).await?;
-    }
+    delete_keys(store, out, &report.removed).await?;
     tracing::info!(removed = report.removed.len(), "enrichment deleted");
     Ok(report)
 }

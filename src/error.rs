@@ -107,6 +107,12 @@ pub enum RunError {
     Job(#[from] JobError),
 }
 
+impl From<crate::storage::DeleteFailed> for JobError {
+    fn from(error: crate::storage::DeleteFailed) -> Self {
+        JobError::Storage(error.first)
+    }
+}
+
 impl From<StorageError> for RunError {
     fn from(error: StorageError) -> Self {
         RunError::Job(JobError::Storage(error))

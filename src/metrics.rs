@@ -1,6 +1,7 @@
 //! CloudWatch metrics in Embedded Metric Format: one JSON line on stdout per event, which
 //! CloudWatch Logs turns into metrics. No API call, so no latency, no permission and no failure
-//! mode; the lines carry counts only, never a value from a file or the token.
+//! mode; the lines carry counts only (and, for a file, its bucket, key and status), never a
+//! value from a file or the token.
 //!
 //! Lambda's log-level filtering treats a line without a `level`, or without an RFC 3339
 //! `timestamp`, as INFO, and drops it when the function keeps only WARN or ERROR: every metric,

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config::Config;
 use crate::error::{JobError, retry_worthy};
 use crate::leadspace::CallContext;
 use crate::pipeline::answer::{
@@ -17,7 +16,7 @@ use crate::pipeline::close;
 use crate::pipeline::close::read_summary;
 use crate::pipeline::lease::{Acquired, Lease};
 use crate::pipeline::output::{Enriched, finish};
-use crate::pipeline::paths::{OutputPaths, STATE_DIR};
+use crate::pipeline::paths::{OutputPaths, ignore_reason};
 use crate::pipeline::progress::ProgressCell;
 use crate::pipeline::run::Run;
 use crate::pipeline::scan::scan;
@@ -35,26 +34,6 @@ pub async fn run_in_time(app: &App, job: &Job, stop_at: Option<Instant>) -> Resu
     }
     let span = tracing::info_span!("job", bucket = %job.bucket, key = %job.key);
     run_job(app, job, stop_at).instrument(span).await
-}
-
-/// Why an object is not for this function, if it is not.
-pub fn ignore_reason(config: &Config, bucket: &str, key: &str) -> Option<&'static str> {
-    let output_bucket = config.output_bucket_for(bucket);
-    let in_output =
-        key.starts_with(config.output_prefix.as_str()) && (bucket == output_bucket || !config.output_prefix.is_empty());
-    if in_output {
-        Some("the object is under OUTPUT_PREFIX: results are never enriched again")
-    } else if !key.starts_with(config.input_prefix.as_str()) {
-        Some("the object is not under INPUT_PREFIX")
-    } else if key[config.input_prefix.len()..].starts_with(STATE_DIR) {
-        Some(
-            "the folder _state/ below INPUT_PREFIX is reserved: its results would land among the function's working state",
-        )
-    } else if key.ends_with('/') {
-        Some("the key is a folder marker, not a file")
-    } else {
-        None
-    }
 }
 
 /// Runs one job. `stop_at` is when to stop starting Leadspace work (the Lambda deadline less a
@@ -198,6 +177,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::config::Config;
     use crate::leadspace::model::{EnrichRequest, EnrichmentResult};
     use crate::leadspace::{Enricher, LeadspaceError};
     use crate::storage::{MemoryStore, ObjectStore, Op};

@@ -50,11 +50,14 @@ pub fn summary(
     }
 }
 
-/// The report, then the summary, last: a summary never points at a page that is not there.
+/// The report, then the summary, last. The report is a view of the summary: if it cannot be
+/// written, the summary still is (and says what happened), and the next run writes both.
 pub async fn write_summary(run: &Run<'_>, summary: &Summary, profile: &Profile) -> Result<(), JobError> {
     let report = render(summary, profile).into_bytes();
     let report_key = format!("{}{REPORT_SUFFIX}", run.paths.output_key);
-    run.app.store.put(&run.paths.bucket, &report_key, report, "text/html; charset=utf-8").await?;
+    if let Err(error) = run.app.store.put(&run.paths.bucket, &report_key, report, "text/html; charset=utf-8").await {
+        tracing::warn!(error = %error, "could not write the report; the summary follows");
+    }
     let body = summary.to_json()?;
     run.app.store.put(&run.paths.bucket, &run.paths.summary_key, body, "application/json").await?;
     let status = serde_json::to_value(summary.status).ok();

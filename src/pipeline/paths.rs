@@ -77,6 +77,26 @@ impl OutputPaths {
     }
 }
 
+/// Why an object is not for this function, if it is not.
+pub fn ignore_reason(config: &Config, bucket: &str, key: &str) -> Option<&'static str> {
+    let output_bucket = config.output_bucket_for(bucket);
+    let in_output =
+        key.starts_with(config.output_prefix.as_str()) && (bucket == output_bucket || !config.output_prefix.is_empty());
+    if in_output {
+        Some("the object is under OUTPUT_PREFIX: results are never enriched again")
+    } else if !key.starts_with(config.input_prefix.as_str()) {
+        Some("the object is not under INPUT_PREFIX")
+    } else if key[config.input_prefix.len()..].starts_with(STATE_DIR) {
+        Some(
+            "the folder _state/ below INPUT_PREFIX is reserved: its results would land among the function's working state",
+        )
+    } else if key.ends_with('/') {
+        Some("the key is a folder marker, not a file")
+    } else {
+        None
+    }
+}
+
 /// `OUTPUT_PREFIX` + `_state/`.
 pub fn state_prefix(config: &Config) -> String {
     format!("{}{STATE_DIR}", config.output_prefix)

@@ -1,5 +1,5 @@
-//! What a run has done so far, carried by its lease's heartbeat (every LEASE_HEARTBEAT_SECONDS,
-//! so never more than a minute old) so that `status` shows a file while it is being enriched.
+//! What a run has done so far, carried by its lease's heartbeat (every LEASE_HEARTBEAT_SECONDS:
+//! 30 s by default) so that `status` shows a file while it is being enriched.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,6 +76,8 @@ impl ProgressCell {
         let mut since = self.answering_since.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (start, known_then) = *since.get_or_insert((Instant::now(), answered));
         self.with(|p| {
+            // A heartbeat's reading may land after the final one: figures only grow.
+            let (answered, requests) = (answered.max(p.companies_answered), requests.max(p.requests));
             (p.companies_answered, p.requests) = (answered, requests);
             let (done, left) = (answered.saturating_sub(known_then), p.companies_total.saturating_sub(answered));
             let elapsed = start.elapsed().as_secs_f64();

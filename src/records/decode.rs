@@ -218,19 +218,20 @@ fn non_ascii(bytes: &[u8]) -> usize {
 }
 
 impl LegacyText {
-    /// `window`: the first bytes of the text, evidence for the detector when they are not UTF-8.
+    /// `window`: the first bytes of the text. Its lines that are not UTF-8 are the detector's
+    /// evidence; lines of valid UTF-8 are not (`é` in UTF-8 is as good a GBK character).
     pub fn new(window: &[u8]) -> Self {
         // ISO-2022-JP is 7-bit, so valid UTF-8: never the encoding of a row that is not.
         let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
-        let valid_utf8 = match std::str::from_utf8(window) {
-            Ok(_) => true,
-            // A character cut at the end of the window is still UTF-8.
-            Err(error) => error.error_len().is_none(),
-        };
         let mut evidence = 0;
-        if !valid_utf8 {
-            detector.feed(window, false);
-            evidence = non_ascii(window);
+        let mut lines = window.split_inclusive(|&b| b == b'\n').peekable();
+        while let Some(line) = lines.next() {
+            // The last line of a full window may be cut inside a character.
+            let cut = lines.peek().is_none() && window.len() >= DETECTION_WINDOW;
+            if !cut && std::str::from_utf8(line).is_err() {
+                detector.feed(line, false);
+                evidence += non_ascii(line);
+            }
         }
         LegacyText { detector, evidence, chosen: None }
     }
@@ -256,13 +257,24 @@ impl LegacyText {
         self.chosen
     }
 
-    /// One field's or line's text; `row` is the whole row, the detector's evidence.
-    pub fn decode<'b>(&mut self, bytes: &'b [u8], row: &[u8]) -> Cow<'b, str> {
-        if let Ok(text) = std::str::from_utf8(bytes) {
-            return Cow::Borrowed(text);
+    /// A row's fields: all as they are when the row is UTF-8, all in the file's legacy encoding
+    /// when it is not (a field of a legacy row can look like UTF-8 by chance). `row` is the whole
+    /// row's bytes.
+    pub fn decode<'b>(&mut self, row: &[u8], fields: impl Iterator<Item = &'b [u8]>) -> Vec<Cow<'b, str>> {
+        let fields: Vec<&'b [u8]> = fields.collect();
+        let utf8: Option<Vec<Cow<'b, str>>> =
+            fields.iter().map(|field| std::str::from_utf8(field).ok().map(Cow::Borrowed)).collect();
+        if let Some(utf8) = utf8 {
+            return utf8;
         }
-        let (text, had_errors) = self.encoding(row).decode_without_bom_handling(bytes);
-        if had_errors { WINDOWS_1252.decode_without_bom_handling(bytes).0 } else { text }
+        let encoding = self.encoding(row);
+        fields
+            .into_iter()
+            .map(|field| match encoding.decode_without_bom_handling(field) {
+                (_, true) => WINDOWS_1252.decode_without_bom_handling(field).0,
+                (text, false) => text,
+            })
+            .collect()
     }
 }
 
@@ -513,10 +525,11 @@ mod tests {
     #[test]
     fn utf8_rows_stay_as_they_are_and_others_are_read_in_the_legacy_encoding_detected() {
         let mut legacy = LegacyText::new(b"Company\n");
-        assert_eq!(legacy.decode("Société".as_bytes(), b""), Cow::Borrowed("Société"));
+        let utf8 = "Société".as_bytes();
+        assert_eq!(legacy.decode(utf8, std::iter::once(utf8)), [Cow::Borrowed("Société")]);
         assert_eq!(legacy.chosen(), None, "no legacy row yet");
         let row = b"Soci\xe9t\xe9 G\xe9n\xe9rale \x80";
-        assert_eq!(legacy.decode(row, row), "Société Générale €");
+        assert_eq!(legacy.decode(row, std::iter::once(&row[..])), ["Société Générale €"]);
         assert_eq!(legacy.chosen(), Some(WINDOWS_1252));
     }
 
@@ -526,9 +539,20 @@ mod tests {
         let (window, _, _) = encoding_rs::WINDOWS_1251.encode("Компания\nОАО Газпром\nСбербанк России\nЛукойл\n");
         let mut legacy = LegacyText::new(&window);
         let (row, _, _) = encoding_rs::WINDOWS_1251.encode("Роснефть");
-        assert_eq!(legacy.decode(&row, &row), "Роснефть");
+        assert_eq!(legacy.decode(&row, std::iter::once(&row[..])), ["Роснефть"]);
         assert_eq!(legacy.chosen(), Some(encoding_rs::WINDOWS_1251));
         assert_eq!(TextEncoding::Legacy(encoding_rs::WINDOWS_1251).name(), "windows-1251");
+    }
+
+    #[test]
+    fn a_utf8_file_with_one_latin1_row_reads_that_row_as_windows_1252() {
+        // The UTF-8 rows are no evidence: `é` in UTF-8 would look like a GBK character.
+        let mut window = "Company;City\nSociété Générale;Paris\nÅhléns AB;Göteborg\n".repeat(20).into_bytes();
+        let row = b"Soci\xe9t\xe9 G\xe9n\xe9rale;M\xfcller K\xf6ln Stra\xdfe\n";
+        window.extend_from_slice(row);
+        let mut legacy = LegacyText::new(&window);
+        assert_eq!(legacy.decode(row, std::iter::once(&row[..])), ["Société Générale;Müller Köln Straße\n"]);
+        assert_eq!(legacy.chosen(), Some(WINDOWS_1252));
     }
 
     #[test]

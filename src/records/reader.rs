@@ -195,7 +195,7 @@ impl Parser<'_> {
     /// Decodes a row's fields; `row` is all of its bytes, the encoding detector's evidence.
     fn decode_fields<'b>(&self, row: &[u8], fields: impl Iterator<Item = &'b [u8]>) -> Vec<std::borrow::Cow<'b, str>> {
         let mut legacy = self.legacy.borrow_mut();
-        let decoded = fields.map(|field| legacy.decode(field, row)).collect();
+        let decoded = legacy.decode(row, fields);
         if let Some(encoding) = legacy.chosen() {
             // Set once; later rows find it there.
             let _ = self.chosen.set(encoding);

@@ -115,11 +115,17 @@ const DELETE_CONCURRENCY: usize = 16;
 /// Deletes every object under `prefix`, each tried even when another fails; the number
 /// deleted, or the first failure and how many failed.
 pub async fn delete_prefix(store: &dyn ObjectStore, bucket: &str, prefix: &str) -> Result<usize, DeleteFailed> {
-    use futures::StreamExt;
     let listed = store.list(bucket, prefix).await.map_err(|first| DeleteFailed { failed: 0, first })?;
-    let mut deletes = futures::stream::iter(&listed)
-        .map(|object| store.delete(bucket, &object.key))
-        .buffer_unordered(DELETE_CONCURRENCY);
+    let keys: Vec<String> = listed.into_iter().map(|object| object.key).collect();
+    delete_keys(store, bucket, &keys).await?;
+    Ok(keys.len())
+}
+
+/// Deletes `keys`, each tried even when another fails.
+pub async fn delete_keys(store: &dyn ObjectStore, bucket: &str, keys: &[String]) -> Result<(), DeleteFailed> {
+    use futures::StreamExt;
+    let mut deletes =
+        futures::stream::iter(keys).map(|key| store.delete(bucket, key)).buffer_unordered(DELETE_CONCURRENCY);
     let (mut failed, mut first) = (0, None);
     while let Some(deleted) = deletes.next().await {
         if let Err(error) = deleted {
@@ -129,7 +135,7 @@ pub async fn delete_prefix(store: &dyn ObjectStore, bucket: &str, prefix: &str) 
     }
     match first {
         Some(first) => Err(DeleteFailed { failed, first }),
-        None => Ok(listed.len()),
+        None => Ok(()),
     }
 }
 

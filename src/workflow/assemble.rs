@@ -63,7 +63,7 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
         &paths.lease_key(),
         &meta.etag,
         app.config.lease_heartbeat,
-        Arc::new(ProgressCell::new(&job.bucket, &job.key)),
+        assembling(&job.bucket, &job.key, input),
     )
     .await?;
     let Acquired::Held(lease) = lease else {
@@ -168,4 +168,11 @@ async fn delete_work_files(store: &dyn ObjectStore, bucket: &str, prefix: &str) 
         let first = &error.first;
         tracing::warn!(failed = error.failed, error = %first, "some of the workflow's files could not be deleted; the lifecycle rule expires them");
     }
+}
+
+/// The last step's progress: what the hand-off scanned; answers come from the journal at once.
+fn assembling(bucket: &str, key: &str, input: &ExecutionInput) -> Arc<ProgressCell> {
+    let progress = ProgressCell::new(bucket, key);
+    progress.scanned(input.rows, input.companies);
+    Arc::new(progress)
 }

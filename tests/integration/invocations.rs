@@ -253,3 +253,28 @@ async fn status_shows_a_file_while_it_is_being_enriched_with_its_progress() {
         .collect();
     assert_eq!(statuses, [("incoming/done.csv", "complete"), ("incoming/slow.csv", "complete")], "{after}");
 }
+
+#[tokio::test]
+async fn delete_refuses_keys_that_are_not_inputs_and_leaves_a_nested_files_journal() {
+    let env = TestEnv::new().await;
+    let app = env.app(&[]);
+    // A file named like a folder of another: their journals share a listing, not a shape.
+    env.put("incoming/a.csv", firms_csv(2)).await;
+    env.put("incoming/a.csv/b.csv", firms_csv(2)).await;
+    let nested_journal = "enriched/_state/journal/a.csv/b.csv/0123456789abcdef/a-x.jsonl";
+    env.put(nested_journal, "{}").await;
+    let own_journal = "enriched/_state/journal/a.csv/fedcba9876543210/a-y.jsonl";
+    env.put(own_journal, "{}").await;
+    let delete = |key: &str| serde_json::json!({"action": "delete", "bucket": env.bucket, "key": key});
+
+    for key in ["a.csv", "enriched/a.csv", "incoming/_state/leases/a.csv.lease", "incoming/folder/"] {
+        let refused = invoke(&app, delete(key)).await;
+        assert!(refused["refused"].as_str().is_some(), "{key}: {refused}");
+        assert!(refused["removed"].as_array().unwrap().is_empty(), "{key}: {refused}");
+    }
+    let deleted = invoke(&app, delete("incoming/a.csv")).await;
+
+    assert_eq!(deleted["removed"], serde_json::json!([own_journal]), "{deleted}");
+    let keys = env.keys().await;
+    assert!(keys.contains(&nested_journal.to_string()), "b.csv's journal stays: {keys:?}");
+}
