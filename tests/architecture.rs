@@ -28,9 +28,9 @@ const CRATE_LAYERS: &[&[&str]] = &[
 
 /// The steps of a run (`src/pipeline/`), lowest first.
 const PIPELINE_LAYERS: &[&[&str]] = &[
-    &["app", "summary", "lease"],
+    &["app", "summary"],
     &["book", "report", "progress"],
-    &["journal"],
+    &["journal", "lease"],
     &["paths"],
     &["job", "kept", "enrich"],
     &["run"],
