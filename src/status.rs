@@ -8,10 +8,13 @@ use serde::Serialize;
 
 use crate::error::JobError;
 use crate::pipeline::App;
+use crate::pipeline::journal::now_seconds;
 use crate::pipeline::lease::running;
 use crate::pipeline::paths::{OutputPaths, SUMMARY_SUFFIX, state_prefix};
 use crate::pipeline::progress::{Progress, Source};
+use crate::pipeline::summary::now_utc;
 use crate::pipeline::summary::{RowCounts, RunStatus, Summary};
+use crate::workflow::input::{PartStats, RUNNING_RECORD, RunningRecord};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Location {
@@ -81,6 +84,55 @@ async fn runs(app: &App, source_bucket: &str) -> Result<Vec<EnrichmentStatus>, J
             continue;
         };
         runs.push(running_status(app, source, progress));
+    }
+    runs.extend(workflow_runs(app, source_bucket).await?);
+    Ok(runs)
+}
+
+/// Large files whose Step Functions execution is running, from the record each hand-off leaves
+/// in its work folder and the figures its batches have written so far.
+async fn workflow_runs(app: &App, source_bucket: &str) -> Result<Vec<EnrichmentStatus>, JobError> {
+    let Some(step_functions) = &app.step_functions else {
+        return Ok(Vec::new());
+    };
+    let (store, bucket) = (app.store.as_ref(), app.config.output_bucket_for(source_bucket));
+    let work = format!("{}work/", state_prefix(&app.config));
+    let mut runs = Vec::new();
+    for listed in store.list(bucket, &work).await?.into_iter().filter(|o| o.key.ends_with(RUNNING_RECORD)) {
+        let Some(body) = store.get_small(bucket, &listed.key).await? else { continue };
+        let Ok(record) = serde_json::from_slice::<RunningRecord>(&body) else { continue };
+        if record.source.bucket != source_bucket {
+            continue;
+        }
+        let described = step_functions.client.describe_execution().execution_arn(&record.execution_arn).send().await;
+        match described {
+            Ok(execution) if execution.status == aws_sdk_sfn::types::ExecutionStatus::Running => {}
+            // Ended (its last step wrote the summary) or unknown: the summary tells.
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&error), "could not describe a running execution");
+                continue;
+            }
+        }
+        let (mut answered, mut requests) = (0, 0);
+        for part in store.list(bucket, &record.answers_prefix).await? {
+            let Some(body) = store.get_small(bucket, &part.key).await? else { continue };
+            if let Ok(stats) = serde_json::from_slice::<PartStats>(&body) {
+                (answered, requests) = (answered + stats.answered, requests + stats.leadspace.requests);
+            }
+        }
+        let elapsed = (now_seconds() - record.started_at_epoch_seconds).max(0) as f64;
+        let left = record.companies_total.saturating_sub(record.companies_known + answered);
+        let progress = Progress {
+            rows_scanned: record.rows,
+            companies_total: record.companies_total,
+            companies_answered: record.companies_known + answered,
+            requests,
+            started_at: record.started_at,
+            updated_at: now_utc(),
+            eta_seconds: (answered > 0).then(|| (elapsed / answered as f64 * left as f64).ceil() as u64),
+        };
+        runs.push(running_status(app, record.source, progress));
     }
     Ok(runs)
 }

@@ -11,7 +11,7 @@ use crate::leadspace::{CallContext, LeadspaceError};
 use crate::pipeline::App;
 use crate::pipeline::answer::{Answers, answer_companies};
 use crate::pipeline::book::AnswerBook;
-use crate::pipeline::journal::Journal;
+use crate::pipeline::journal::{Journal, is_final};
 use crate::pipeline::summary::LeadspaceCounts;
 
 /// What a batch answers the Map (the state machine reads nothing of it; it shows in the console).
@@ -84,7 +84,8 @@ pub async fn enrich_batch(
         Some(LeadspaceError::DeadlineReached) | None => None,
         Some(stop) => Some(stop.to_string()),
     };
-    let stats = PartStats { leadspace, cache, stopped };
+    let answered = answers.iter().filter(|a| is_final(a.status)).count() as u64;
+    let stats = PartStats { leadspace, cache, stopped, answered };
     write_stats(store, &input.work_bucket, &stats_key, &stats).await?;
     tracing::info!(companies = answers.len(), earlier, requests = stats.leadspace.requests, "batch answered");
 

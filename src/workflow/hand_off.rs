@@ -4,7 +4,10 @@
 
 use std::collections::HashSet;
 
-use super::input::{BULKS_PER_BATCH, ExecutionInput, PartStats, StagedCompany, internal_error, write_stats};
+use super::input::{
+    BULKS_PER_BATCH, ExecutionInput, PartStats, RUNNING_RECORD, RunningRecord, StagedCompany, internal_error,
+    write_stats,
+};
 use crate::company::Companies;
 use crate::enrichment::Enrichment;
 use crate::error::JobError;
@@ -12,10 +15,12 @@ use crate::pipeline::StepFunctions;
 use crate::pipeline::book::AnswerBook;
 use crate::pipeline::job::{JobReport, Outcome};
 use crate::pipeline::journal::Journal;
+use crate::pipeline::journal::now_seconds;
 use crate::pipeline::paths::work_prefix;
+use crate::pipeline::progress::Source;
 use crate::pipeline::run::Run;
 use crate::pipeline::scan::Scan;
-use crate::pipeline::summary::{LeadspaceCounts, RunStatus};
+use crate::pipeline::summary::{LeadspaceCounts, RunStatus, now_utc};
 use crate::storage::{OutputUpload, PART_SIZE};
 
 /// `<file name, as far as the execution name allows>-<digest of bucket, key and ETag>-<attempt>`:
@@ -154,7 +159,7 @@ impl HandOff<'_, '_> {
             self.journal.carry_over(&carried).await?;
         }
         if cost.requests > 0 {
-            let stats = PartStats { leadspace: cost, cache: None, stopped: None };
+            let stats = PartStats { leadspace: cost, cache: None, stopped: None, answered: 0 };
             write_stats(
                 app.store.as_ref(),
                 &input.work_bucket,
@@ -190,6 +195,25 @@ impl HandOff<'_, '_> {
             .send()
             .await
             .map_err(|e| workflow_error("start an execution", e))?;
+        // Best effort: without it, `status` shows the file's last summary while the batches run.
+        let record = RunningRecord {
+            source: Source { bucket: job.bucket.clone(), key: job.key.clone() },
+            execution_arn: started.execution_arn.clone(),
+            answers_prefix: input.answers_prefix.clone(),
+            rows: scan.rows,
+            companies_total: scan.companies.len() as u64,
+            companies_known: book.known() as u64,
+            started_at: now_utc(),
+            started_at_epoch_seconds: now_seconds(),
+        };
+        let record_key = format!("{work}{RUNNING_RECORD}");
+        let written = match serde_json::to_vec(&record) {
+            Ok(body) => app.store.put(&input.work_bucket, &record_key, body, "application/json").await.err(),
+            Err(_) => None,
+        };
+        if let Some(error) = written {
+            tracing::warn!(error = %error, "could not record the running execution for status");
+        }
         tracing::info!(
             companies = staged,
             known = book.known(),

@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::cache::CacheCounts;
 use crate::company::CompanyQuery;
 use crate::error::JobError;
+use crate::pipeline::progress::Source;
 use crate::pipeline::summary::LeadspaceCounts;
 use crate::storage::ObjectStore;
 
@@ -147,7 +148,28 @@ pub struct PartStats {
     /// reports only States.ExceedToleratedFailureThreshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// Companies the batch has a final answer for, for the file's progress.
+    #[serde(default)]
+    pub answered: u64,
 }
+
+/// `running.json` in an execution's work folder: the file it enriches, for `status` while the
+/// batches run (no lease is held then). Deleted with the work folder by the last step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningRecord {
+    pub source: Source,
+    pub execution_arn: String,
+    pub answers_prefix: String,
+    pub rows: u64,
+    pub companies_total: u64,
+    /// Answered before the batches: earlier runs' answers and the previous version's.
+    pub companies_known: u64,
+    pub started_at: String,
+    pub started_at_epoch_seconds: i64,
+}
+
+/// What the work folder's record is called.
+pub const RUNNING_RECORD: &str = "running.json";
 
 /// A failure of ours to build or read what the workflow passes around: never transient.
 pub fn internal_error(action: &'static str, error: impl std::error::Error + Send + Sync + 'static) -> JobError {

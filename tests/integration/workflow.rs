@@ -477,3 +477,46 @@ async fn a_batch_sends_nothing_without_data_sharing_consent() {
     assert!(error.to_string().contains("DATA_SHARING_CONSENT"), "{error}");
     assert_eq!(env.emulator.stats().records_received, 0, "no record left without consent");
 }
+
+#[tokio::test]
+async fn status_shows_a_large_file_running_while_its_batches_buy() {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+    let input = handed_off(&env, &app).await;
+    let status = || invoke(&app, json!({"action": "status", "bucket": env.bucket, "key": "incoming/big.csv.gz"}));
+
+    let before = status().await;
+    let entry = &before["enrichments"][0];
+    assert_eq!(entry["status"], "running", "{before}");
+    assert_eq!(entry["progress"]["companies_total"], input["companies"], "{before}");
+    assert_eq!(entry["progress"]["companies_answered"], 0, "{before}");
+    let staged = env.get(input["companies_key"].as_str().unwrap()).await.unwrap();
+    let items: Vec<Value> = staged
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .take(40)
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let batch = json!({
+        "BatchInput": {
+            "work_bucket": input["work_bucket"],
+            "answers_prefix": input["answers_prefix"],
+            "journal_prefix": input["journal_prefix"],
+            "run": input["run"],
+        },
+        "Items": items,
+    });
+    invoke(&app, batch).await;
+
+    let during = status().await;
+    let progress = &during["enrichments"][0]["progress"];
+    assert_eq!(during["enrichments"][0]["status"], "running", "{during}");
+    assert_eq!(progress["companies_answered"], 40, "one batch of 40 answered: {during}");
+    assert!(progress["requests"].as_u64() > Some(0) && progress["eta_seconds"].as_u64().is_some(), "{during}");
+
+    run_execution(&env, &app, input).await;
+    let after = status().await;
+    assert_eq!(after["enrichments"][0]["status"], "complete", "the last step ends it: {after}");
+}
