@@ -215,7 +215,8 @@ async fn delete_removes_what_the_function_wrote_for_one_input_and_nothing_else()
 #[tokio::test]
 async fn status_shows_a_file_while_it_is_being_enriched_with_its_progress() {
     let env = TestEnv::with_knobs(leadspace_emulator::Knobs { latency_ms: 250, ..Default::default() }).await;
-    env.put("incoming/slow.csv", firms_csv(12)).await;
+    // Singles are journalled ten at a time: 40 at 250 ms each leave several heartbeats between.
+    env.put("incoming/slow.csv", firms_csv(40)).await;
     env.put("incoming/done.csv", firms_csv(2)).await;
     let app = env.app(&[("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "1"), ("LEASE_HEARTBEAT_SECONDS", "1")]);
     invoke(&app, env.enrich_event("incoming/done.csv")).await;
@@ -239,8 +240,8 @@ async fn status_shows_a_file_while_it_is_being_enriched_with_its_progress() {
     let running = &seen["enrichments"][0];
     assert_eq!(seen["enrichments"].as_array().unwrap().len(), 1, "one object asked, one answered: {seen}");
     let progress = &running["progress"];
-    assert_eq!((progress["rows_scanned"].as_u64(), progress["companies_total"].as_u64()), (Some(12), Some(12)));
-    assert!(progress["companies_answered"].as_u64() < Some(12), "caught mid-run: {seen}");
+    assert_eq!((progress["rows_scanned"].as_u64(), progress["companies_total"].as_u64()), (Some(40), Some(40)));
+    assert!(progress["companies_answered"].as_u64() < Some(40), "caught mid-run: {seen}");
     assert!(progress["requests"].as_u64() > Some(0) && progress["updated_at"].as_str().is_some(), "{seen}");
     assert!(running["finished_at"].is_null());
     assert_eq!(report["results"][0]["status"], "complete");
