@@ -138,6 +138,42 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
+/// BENCH_CPU_LIMIT=0.3 runs the function on that many CPUs, as a Lambda function gets about one
+/// vCPU per 1,769 MB of memory (so 0.3 is about 512 MB, 0.6 about 1,024 MB).
+fn cpu_limit() -> Result<Option<f64>, Error> {
+    match std::env::var("BENCH_CPU_LIMIT") {
+        Err(_) => Ok(None),
+        Ok(text) => match text.parse::<f64>() {
+            Ok(cpus) if cpus > 0.0 => Ok(Some(cpus)),
+            _ => Err(format!("BENCH_CPU_LIMIT={text:?} is not a positive number of CPUs (for example 0.3)").into()),
+        },
+    }
+}
+
+/// Moves the function's process into a CPU-limited cgroup (the cgroup-v1 cpu controller, or
+/// cgroup v2's cpu.max), which throttles it to `cpus` of one CPU's time.
+fn confine(pid: u32, cpus: f64) -> Result<(), Error> {
+    let period = 100_000_u64;
+    let quota = (cpus * period as f64).round() as u64;
+    let v1 = Path::new("/sys/fs/cgroup/cpu");
+    let (group, limits): (PathBuf, Vec<(&str, String)>) = if v1.join("cpu.cfs_quota_us").exists() {
+        let group = v1.join(format!("leadspace-bench-{quota}"));
+        (group, vec![("cpu.cfs_period_us", period.to_string()), ("cpu.cfs_quota_us", quota.to_string())])
+    } else {
+        let group = Path::new("/sys/fs/cgroup").join(format!("leadspace-bench-{quota}"));
+        (group, vec![("cpu.max", format!("{quota} {period}"))])
+    };
+    let failed = |what: &str, e: std::io::Error| -> Error {
+        format!("BENCH_CPU_LIMIT needs a writable cgroup ({what} {}: {e}); run as root", group.display()).into()
+    };
+    std::fs::create_dir_all(&group).map_err(|e| failed("creating", e))?;
+    for (file, value) in limits {
+        std::fs::write(group.join(file), value).map_err(|e| failed(file, e))?;
+    }
+    std::fs::write(group.join("cgroup.procs"), pid.to_string()).map_err(|e| failed("cgroup.procs", e))?;
+    Ok(())
+}
+
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("");
@@ -161,6 +197,9 @@ async fn run_function(binary: &Path, env: &HashMap<&str, String>, event: Value) 
         .stdout(if show_log { Stdio::inherit() } else { Stdio::null() })
         .stderr(Stdio::inherit())
         .spawn()?;
+    if let Some(cpus) = cpu_limit()? {
+        confine(child.id(), cpus)?;
+    }
     let answered = loop {
         if let Some((at, value)) = lock(&shared).answered.take() {
             break (at, value);
@@ -321,6 +360,9 @@ async fn main() -> Result<(), Error> {
     );
     let only: Option<String> = std::env::args().nth(1);
     let count_s3 = !std::env::var("BENCH_S3_PROXY").is_ok_and(|v| v == "0");
+    if let Some(cpus) = cpu_limit()? {
+        println!("the function is limited to {cpus} CPU (BENCH_CPU_LIMIT)");
+    }
     let sdk = sdk(&endpoint);
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
     let bucket = format!("bench-{}", std::process::id());

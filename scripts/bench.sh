@@ -6,6 +6,8 @@
 #     ratio to the emulator's theoretical minimum; then cold start and binary size.
 #   - examples/fault_run.rs: the resilience figures (5xx and 429 storms).
 # `scripts/bench.sh c` runs only the scale scenarios whose name starts with "c".
+# BENCH_CPU_LIMIT=0.3 runs the function on that share of one CPU, as a 512 MB Lambda function
+# gets (about one vCPU per 1,769 MB); it needs a writable cgroup (root).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
