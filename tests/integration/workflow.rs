@@ -339,6 +339,26 @@ async fn count_unanswered(env: &TestEnv) -> u64 {
     companies.values().filter(|&&u| u).count() as u64
 }
 
+/// The Map's first batch of `n` staged companies, as the ItemBatcher hands it to the function.
+async fn first_batch(env: &TestEnv, input: &Value, n: usize) -> Value {
+    let staged = env.get(input["companies_key"].as_str().unwrap()).await.unwrap();
+    let items: Vec<Value> = staged
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .take(n)
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    json!({
+        "BatchInput": {
+            "work_bucket": input["work_bucket"],
+            "answers_prefix": input["answers_prefix"],
+            "journal_prefix": input["journal_prefix"],
+            "run": input["run"],
+        },
+        "Items": items,
+    })
+}
+
 async fn handed_off(env: &TestEnv, app: &App) -> Value {
     let response = invoke(app, env.s3_event("incoming/big.csv.gz")).await;
     let execution = response["results"][0]["execution_arn"].as_str().expect("handed off").to_string();
@@ -370,22 +390,7 @@ async fn a_retried_batch_keeps_its_earlier_answers_and_pays_nothing_again() {
     env.put("incoming/big.csv.gz", big_file()).await;
     let app = app_with(&env, &workflow_vars(&state_machine));
     let input = handed_off(&env, &app).await;
-    let staged = env.get(input["companies_key"].as_str().unwrap()).await.unwrap();
-    let items: Vec<Value> = staged
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .take(40)
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
-    let payload = json!({
-        "BatchInput": {
-            "work_bucket": input["work_bucket"],
-            "answers_prefix": input["answers_prefix"],
-            "journal_prefix": input["journal_prefix"],
-            "run": input["run"],
-        },
-        "Items": items,
-    });
+    let payload = first_batch(&env, &input, 40).await;
     invoke(&app, payload.clone()).await;
     let first = env.emulator.stats().records_received;
     assert_eq!(first, 40);
@@ -492,23 +497,7 @@ async fn status_shows_a_large_file_running_while_its_batches_buy() {
     assert_eq!(entry["status"], "running", "{before}");
     assert_eq!(entry["progress"]["companies_total"], input["companies"], "{before}");
     assert_eq!(entry["progress"]["companies_answered"], 0, "{before}");
-    let staged = env.get(input["companies_key"].as_str().unwrap()).await.unwrap();
-    let items: Vec<Value> = staged
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .take(40)
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
-    let batch = json!({
-        "BatchInput": {
-            "work_bucket": input["work_bucket"],
-            "answers_prefix": input["answers_prefix"],
-            "journal_prefix": input["journal_prefix"],
-            "run": input["run"],
-        },
-        "Items": items,
-    });
-    invoke(&app, batch).await;
+    invoke(&app, first_batch(&env, &input, 40).await).await;
 
     let during = status().await;
     let progress = &during["enrichments"][0]["progress"];
