@@ -37,7 +37,17 @@ struct Marker {
     progress: Option<Progress>,
 }
 
+/// How long a marker may go unrenewed before its run counts as dead, in seconds.
+fn dead_after(heartbeat: Duration) -> u64 {
+    heartbeat.as_secs() * u64::from(MISSED_HEARTBEATS)
+}
+
 impl Marker {
+    /// Whether its holder renewed it within the heartbeats a lease may miss.
+    fn is_alive(&self, heartbeat: Duration) -> bool {
+        now_seconds().saturating_sub(self.renewed_at_epoch_seconds) < dead_after(heartbeat)
+    }
+
     /// A marker renewed now, with the run's progress, written as a `Value`, whose encoding
     /// cannot fail.
     fn now(etag: &str, progress: &ProgressCell) -> Vec<u8> {
@@ -115,7 +125,7 @@ impl Lease {
         };
         let marker = read_marker(store.as_ref(), bucket, key).await?;
         let silent_for = marker.as_ref().map(|m| now_seconds().saturating_sub(m.renewed_at_epoch_seconds));
-        let dead_after = heartbeat.as_secs() * u64::from(MISSED_HEARTBEATS);
+        let dead_after = dead_after(heartbeat);
         match (marker, silent_for) {
             (Some(marker), Some(silent)) if silent < dead_after => {
                 if marker.etag.as_deref() != Some(etag) {
@@ -199,8 +209,7 @@ pub async fn is_held(store: &dyn ObjectStore, bucket: &str, key: &str, heartbeat
     let Ok(marker) = serde_json::from_slice::<Marker>(&bytes) else {
         return Ok(true);
     };
-    let silent = now_seconds().saturating_sub(marker.renewed_at_epoch_seconds);
-    Ok(silent < heartbeat.as_secs() * u64::from(MISSED_HEARTBEATS))
+    Ok(marker.is_alive(heartbeat))
 }
 
 /// The run a live lease says is in progress: its object and progress, when it carries them.
@@ -213,8 +222,7 @@ pub async fn running(
     let Some(marker) = read_marker(store, bucket, key).await? else {
         return Ok(None);
     };
-    let silent = now_seconds().saturating_sub(marker.renewed_at_epoch_seconds);
-    if silent >= heartbeat.as_secs() * u64::from(MISSED_HEARTBEATS) {
+    if !marker.is_alive(heartbeat) {
         return Ok(None);
     }
     Ok(marker.source.zip(marker.progress))
