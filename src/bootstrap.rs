@@ -37,10 +37,21 @@ pub fn build_app_with(config: Config, sdk_config: &SdkConfig) -> Result<App, lam
     let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
     let tokens = Arc::new(SecretsManagerTokens::new(secrets, config.secret_id.clone()));
     let policy = RetryPolicy { poll_timeout: config.poll_timeout, ..RetryPolicy::default() };
-    let enricher =
-        Arc::new(LeadspaceClient::new(&config.base_url, tokens.clone(), config.leadspace_tps, policy.clone())?);
+    let enricher = Arc::new(LeadspaceClient::new(
+        &config.base_url,
+        tokens.clone(),
+        config.leadspace_tps,
+        config.count_polls,
+        policy.clone(),
+    )?);
     // A large file's batches run in parallel containers: each gets its share of the TPS.
-    let batch_enricher = Arc::new(LeadspaceClient::new(&config.base_url, tokens, config.workflow_batch_tps(), policy)?);
+    let batch_enricher = Arc::new(LeadspaceClient::new(
+        &config.base_url,
+        tokens,
+        config.workflow_batch_tps(),
+        config.count_polls,
+        policy,
+    )?);
     let step_functions = config.workflow.as_ref().map(|workflow| StepFunctions {
         client: aws_sdk_sfn::Client::new(sdk_config),
         state_machine_arn: workflow.state_machine_arn.clone(),

@@ -40,6 +40,8 @@ pub struct Config {
     pub mode: Mode,
     pub bulk_size: usize,
     pub leadspace_tps: u32,
+    /// Whether bulk polls take a place in LEADSPACE_TPS (LEADSPACE_COUNT_POLLS, default true).
+    pub count_polls: bool,
     pub max_in_flight: usize,
     pub min_confidence: Confidence,
     pub enrichment_name: String,
@@ -177,10 +179,19 @@ impl Config {
         };
         let bulk_size = parse_number("BATCH_SIZE", get("BATCH_SIZE"), 500, 1, MAX_BULK_SIZE as u64)? as usize;
         let leadspace_tps = parse_number("LEADSPACE_TPS", get("LEADSPACE_TPS"), 25, 1, 10_000)? as u32;
+        // Whether Leadspace counts bulk polls against the contract is not documented: counted
+        // unless the user knows their contract does not.
+        let count_polls = match get("LEADSPACE_COUNT_POLLS") {
+            None => true,
+            Some(v) => parse_bool("LEADSPACE_COUNT_POLLS", &v)?,
+        };
         // A bulk takes about two requests and a second or so: keeping LEADSPACE_TPS of them in
-        // flight keeps the contract busy. Capped so that the backlog (100 x 500 = 50,000 leads)
-        // stays below Leadspace's 100,000-lead ceiling.
-        let default_in_flight = (u64::from(leadspace_tps)).clamp(MIN_DEFAULT_IN_FLIGHT as u64, MAX_DEFAULT_IN_FLIGHT);
+        // flight keeps the contract busy (twice that when only its submission counts). Capped
+        // so that the backlog (100 x 500 = 50,000 leads) stays below Leadspace's 100,000-lead
+        // ceiling.
+        let bulks_per_tps = if count_polls { 1 } else { 2 };
+        let default_in_flight =
+            (u64::from(leadspace_tps) * bulks_per_tps).clamp(MIN_DEFAULT_IN_FLIGHT as u64, MAX_DEFAULT_IN_FLIGHT);
         let max_in_flight = parse_number("MAX_IN_FLIGHT", get("MAX_IN_FLIGHT"), default_in_flight, 1, 1_000)? as usize;
         let min_confidence = match get("MIN_CONFIDENCE") {
             None => Confidence::Low,
@@ -277,6 +288,7 @@ impl Config {
             bulk_size,
             leadspace_tps,
             max_in_flight,
+            count_polls,
             min_confidence,
             enrichment_name,
             source_bucket,
@@ -390,9 +402,21 @@ mod tests {
         assert_eq!(c.mode, Mode::Auto);
         assert_eq!(c.bulk_size, 500);
         assert_eq!(c.leadspace_tps, 25);
+        assert!(c.count_polls);
+        assert_eq!(c.max_in_flight, 25);
         assert_eq!(c.min_confidence, Confidence::Low);
         assert_eq!(c.enrichment_name, "leadspace");
         assert!(!c.s3_force_path_style);
+    }
+
+    #[test]
+    fn polls_left_out_of_the_contract_leave_room_for_twice_the_bulks_in_flight() {
+        let c = config(&[("LEADSPACE_SECRET_ID", "ls"), ("LEADSPACE_COUNT_POLLS", "false"), ("LEADSPACE_TPS", "30")]);
+        let c = c.unwrap();
+        assert!(!c.count_polls);
+        assert_eq!(c.max_in_flight, 60);
+        let err = config(&[("LEADSPACE_SECRET_ID", "ls"), ("LEADSPACE_COUNT_POLLS", "sometimes")]).unwrap_err();
+        assert_eq!(err.variable, "LEADSPACE_COUNT_POLLS");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! and goes through the one retry loop in `send`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -12,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::model::{BulkAccepted, BulkRequest, EnrichRequest, EnrichmentResult, read_bulk_results, read_single_result};
 use super::pacer::Pacer;
+use super::poll_timing::PollTiming;
 use super::retry::RetryPolicy;
 use super::{CallContext, CallStats, Enricher, LeadspaceError};
 use crate::secrets::TokenSource;
@@ -19,24 +19,23 @@ use crate::secrets::TokenSource;
 const SINGLE_PATH: &str = "/enrichment/enrich/single";
 const BULK_PATH: &str = "/enrichment/enrich/bulk";
 
-/// The earliest first poll: below this, polling costs requests for nothing.
-const MIN_FIRST_POLL: Duration = Duration::from_millis(100);
-
 pub struct LeadspaceClient {
     http: reqwest::Client,
     base_url: String,
     tokens: Arc<dyn TokenSource>,
     pacer: Pacer,
+    /// Whether polls take a place in the pace (LEADSPACE_COUNT_POLLS).
+    count_polls: bool,
     policy: RetryPolicy,
-    /// When to poll a new bulk first, learned from the bulks before it (microseconds): a poll
-    /// that comes too early costs a request, one that comes too late costs time.
-    first_poll_micros: AtomicU64,
+    poll_timing: PollTiming,
 }
 
 /// What `send` hands back: statuses the caller interprets itself (2xx, and 404 for polls).
 struct Reply {
     status: StatusCode,
     body: bytes::Bytes,
+    /// When the request that got this answer left, after pacing.
+    sent_at: Instant,
 }
 
 impl LeadspaceClient {
@@ -44,6 +43,7 @@ impl LeadspaceClient {
         base_url: &str,
         tokens: Arc<dyn TokenSource>,
         tps: u32,
+        count_polls: bool,
         policy: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
@@ -52,14 +52,15 @@ impl LeadspaceClient {
             .user_agent(concat!("leadspace-enrich/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let pacer = Pacer::new(tps);
-        let first_poll_micros = AtomicU64::new(policy.poll_first_delay.as_micros() as u64);
+        let poll_timing = PollTiming::new(policy.poll_first_delay, policy.poll_max_delay);
         Ok(LeadspaceClient {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
             tokens,
             pacer,
+            count_polls,
             policy,
-            first_poll_micros,
+            poll_timing,
         })
     }
 
@@ -78,13 +79,18 @@ impl LeadspaceClient {
         let stats = &call.stats;
         // Submissions are billed; a retry after a request may have got through is counted.
         let billed = endpoint != "poll";
+        let paced_endpoint = billed || self.count_polls;
         loop {
             attempt += 1;
             if call.would_overrun(Duration::ZERO) {
                 return Err(LeadspaceError::DeadlineReached);
             }
             let queued = Instant::now();
-            let sent_at = self.pacer.until_ready().await;
+            // Polls skip the pace only where the contract does not count them.
+            let slot = match paced_endpoint {
+                true => Some(self.pacer.until_ready().await),
+                false => None,
+            };
             // Waiting for our own pacer is not Leadspace failing: it does not use up the budget.
             paced += queued.elapsed();
             // The pacer may have held us long after the check above.
@@ -93,6 +99,7 @@ impl LeadspaceClient {
             }
             let token = self.tokens.token().await?;
             CallStats::add(&stats.requests, 1);
+            let sent_at = Instant::now();
             let outcome = build(&self.http, token.expose_secret()).send().await;
             let mut maybe_processed = false;
             let failure = match outcome {
@@ -101,8 +108,10 @@ impl LeadspaceClient {
                     match status.as_u16() {
                         200..=299 | 404 => match response.bytes().await {
                             Ok(body) => {
-                                self.pacer.answered();
-                                return Ok(Reply { status, body });
+                                if let Some(slot) = &slot {
+                                    self.pacer.answered(slot);
+                                }
+                                return Ok(Reply { status, body, sent_at });
                             }
                             Err(e) => {
                                 // Leadspace answered: the request was processed.
@@ -126,7 +135,13 @@ impl LeadspaceClient {
                         }
                         429 => {
                             CallStats::add(&stats.throttled, 1);
-                            self.pacer.throttled(sent_at);
+                            match &slot {
+                                Some(slot) => self.pacer.throttled(slot),
+                                None => tracing::warn!(
+                                    "Leadspace throttled a poll: the contract seems to count polls; \
+                                     set LEADSPACE_COUNT_POLLS=true"
+                                ),
+                            }
                             "429 rate limit exceeded".to_string()
                         }
                         500..=599 => format!("HTTP {}", status.as_u16()),
@@ -214,14 +229,6 @@ fn decoded<T>(result: Result<T, serde_json::Error>, what: &str) -> Result<T, Lea
 }
 
 impl LeadspaceClient {
-    /// Moves the first poll towards when bulks are ready: earlier while the first poll keeps
-    /// finding results, to when the results came when it did not.
-    fn learn_ready_time(&self, polls_before: u32, first: Duration, ready_after: Duration) {
-        let next = if polls_before == 0 { first.mul_f64(0.8) } else { ready_after };
-        let next = next.clamp(MIN_FIRST_POLL, self.policy.poll_max_delay);
-        self.first_poll_micros.store(next.as_micros() as u64, Ordering::Relaxed);
-    }
-
     /// Submits a bulk and returns the path to poll.
     async fn submit(&self, records: &[EnrichRequest], call: &CallContext) -> Result<String, LeadspaceError> {
         let url = self.url(BULK_PATH)?;
@@ -235,27 +242,40 @@ impl LeadspaceClient {
         Ok(decode::<BulkAccepted>(&answer.body, "bulk submission answer")?.id)
     }
 
-    /// Polls a bulk until its results are ready (200), it is lost (404) or the poll timeout.
+    /// Polls a bulk until its results are ready (200), it is lost (404) or the poll timeout,
+    /// at the times `PollTiming` has learned.
     async fn poll(&self, id: &str, call: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
         let poll_url = self.url(id)?;
         let started = Instant::now();
-        let first = Duration::from_micros(self.first_poll_micros.load(Ordering::Relaxed));
-        for poll in 0.. {
-            let delay = if poll == 0 { first } else { self.policy.poll_delay(poll - 1) };
-            if call.would_overrun(delay) {
-                return Err(LeadspaceError::DeadlineReached);
+        let probing = self.poll_timing.start();
+        let mut last = Duration::ZERO;
+        for polls in 0.. {
+            // Other bulks may move the plan while this one waits: it is read again after each wait.
+            loop {
+                let at = self.poll_timing.next_poll(polls, last, probing);
+                let Some(wait) = at.checked_sub(started.elapsed()).filter(|wait| !wait.is_zero()) else {
+                    break;
+                };
+                if call.would_overrun(wait) {
+                    return Err(LeadspaceError::DeadlineReached);
+                }
+                tokio::time::sleep(wait).await;
             }
-            tokio::time::sleep(delay).await;
             let answer = self.send("poll", call, |http, token| http.get(&poll_url).bearer_auth(token)).await?;
+            let sent = answer.sent_at.saturating_duration_since(started);
             match answer.status {
                 StatusCode::OK => {
-                    self.learn_ready_time(poll, first, started.elapsed());
+                    self.poll_timing.ready(sent);
                     // Record by record: only a body that is no list of results fails the bulk.
                     return decoded(read_bulk_results(&answer.body), "bulk results");
                 }
                 StatusCode::NOT_FOUND => return Err(LeadspaceError::BulkNotFound),
                 _ if started.elapsed() >= self.policy.poll_timeout => break,
-                _ => {} // 204: still processing
+                _ => {
+                    // 204: still processing
+                    self.poll_timing.processing(sent);
+                    last = sent;
+                }
             }
         }
         Err(LeadspaceError::PollTimedOut { seconds: self.policy.poll_timeout.as_secs() })

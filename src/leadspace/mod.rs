@@ -4,6 +4,7 @@
 pub mod client;
 pub mod model;
 pub mod pacer;
+pub mod poll_timing;
 pub mod retry;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,15 @@
 //! Paces Leadspace requests: evenly spaced, never above the configured rate, and slower for a
-//! while after Leadspace says 429 (multiplicative decrease, additive increase over time, as TCP
-//! does), so a contract lower than LEADSPACE_TPS costs a few 429s rather than a storm of them.
+//! while after Leadspace says 429 (multiplicative decrease, as TCP does), so a contract lower
+//! than LEADSPACE_TPS costs a few 429s rather than a storm of them.
+//!
+//! The way back up is earned, not waited for: the rate grows by `GROWTH` each time Leadspace
+//! answers a request that was sent at the current rate while the pacer was the bottleneck. So
+//! it never runs more than one probing step above a rate Leadspace has just accepted, and a
+//! warm container that was throttled in one file is back at the configured rate a few seconds
+//! into the next, unthrottled one (about ten round trips from a tenth of the ceiling), instead
+//! of climbing by a fixed step per second. After a 429, growth stops at the last rate that was
+//! answered (or just under the throttled one) for `PROBE_AFTER`, so a contract that really is
+//! lower is probed every few seconds rather than on every round trip.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -12,18 +21,37 @@ const MIN_RATE: f64 = 0.25;
 /// What a 429 leaves of the rate (CUBIC's beta: gentler than halving, so the rate oscillates
 /// close under the real limit).
 const BACKOFF_FACTOR: f64 = 0.7;
-/// Rate regained per second while Leadspace keeps answering, in requests per second.
-const RECOVERY_PER_SECOND: f64 = 1.0;
+/// The probing step: the rate after an answer to a request sent at the current rate.
+pub const GROWTH: f64 = 1.5;
+/// How close under a throttled rate growth pauses when no lower rate was accepted since.
+const UNDER_LIMIT: f64 = 0.9;
+/// How long after a 429 growth stays at the last accepted rate before probing past it.
+const PROBE_AFTER: Duration = Duration::from_secs(4);
+/// A request sent within this many intervals of the one before it found the pacer busy: its
+/// answer says the current rate works. One sent after a lull says nothing about the rate.
+const BUSY_SPACING: f64 = 1.5;
+
+/// A request's place in the pace: when it went, at what rate, and whether the pacer was busy.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    pub sent_at: Instant,
+    rate: f64,
+    busy: bool,
+}
 
 #[derive(Debug)]
 struct State {
     ceiling: f64,
     rate: f64,
     next_slot: Instant,
-    last_recovery: Instant,
+    last_sent: Option<Instant>,
     /// Requests sent before the last slow-down do not slow it down again: they were already
     /// in flight when Leadspace first pushed back.
     slowed_at: Option<Instant>,
+    /// The highest rate Leadspace answered since the last slow-down.
+    accepted: Option<f64>,
+    /// Where growth pauses after a slow-down (the last accepted rate), and until when.
+    limit: Option<(f64, Instant)>,
 }
 
 #[derive(Debug)]
@@ -36,20 +64,26 @@ impl Pacer {
     /// more than `tps` requests even when network jitter bunches a few together.
     pub fn new(tps: u32) -> Self {
         let ceiling = f64::from(tps.max(1)) / 1.05;
-        let now = Instant::now();
-        Pacer {
-            state: Mutex::new(State { ceiling, rate: ceiling, next_slot: now, last_recovery: now, slowed_at: None }),
-        }
+        let state = State {
+            ceiling,
+            rate: ceiling,
+            next_slot: Instant::now(),
+            last_sent: None,
+            slowed_at: None,
+            accepted: None,
+            limit: None,
+        };
+        Pacer { state: Mutex::new(state) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Waits until a request may be sent and returns when that was, for `throttled`. Slots are
-    /// not reserved ahead: a waiter wakes, checks the current rate and tries again, so a
-    /// slow-down applies at once to everyone waiting instead of after a queue of stale slots.
-    pub async fn until_ready(&self) -> Instant {
+    /// Waits until a request may be sent. Slots are not reserved ahead: a waiter wakes, checks
+    /// the current rate and tries again, so a slow-down applies at once to everyone waiting
+    /// instead of after a queue of stale slots.
+    pub async fn until_ready(&self) -> Slot {
         loop {
             let wake_at = {
                 let mut state = self.lock();
@@ -59,7 +93,9 @@ impl Pacer {
                     // Spacing from the actual send, not the planned slot: two requests are never
                     // closer than one interval, so no one-second window can hold too many.
                     state.next_slot = now + interval;
-                    return now;
+                    let busy = state.last_sent.is_some_and(|last| now - last <= interval.mul_f64(BUSY_SPACING));
+                    state.last_sent = Some(now);
+                    return Slot { sent_at: now, rate: state.rate, busy };
                 }
                 state.next_slot
             };
@@ -67,25 +103,49 @@ impl Pacer {
         }
     }
 
-    /// Leadspace answered a request sent at `sent_at` with 429: slow down, once per wave.
-    pub fn throttled(&self, sent_at: Instant) {
+    /// Leadspace answered the request of `slot` with 429: slow down, once per wave.
+    pub fn throttled(&self, slot: &Slot) {
         let mut state = self.lock();
-        if state.slowed_at.is_none_or(|slowed_at| sent_at > slowed_at) {
+        if state.slowed_at.is_none_or(|slowed_at| slot.sent_at > slowed_at) {
             let now = Instant::now();
+            // Pause at the rate that worked before this one, or just under this one.
+            let pause_at = match state.accepted {
+                Some(accepted) if accepted < slot.rate => accepted,
+                _ => slot.rate * UNDER_LIMIT,
+            };
+            state.limit = Some((pause_at, now + PROBE_AFTER));
+            state.accepted = None;
             state.rate = (state.rate * BACKOFF_FACTOR).max(MIN_RATE);
             state.slowed_at = Some(now);
-            state.last_recovery = now;
             tracing::info!(requests_per_second = state.rate, "Leadspace throttled; slowing down");
         }
     }
 
-    /// Leadspace answered: creep back towards the ceiling, by the time since the last step.
-    pub fn answered(&self) {
+    /// Leadspace answered the request of `slot`: if it was sent at the current rate with the
+    /// pacer busy, that rate works, and the next one is a probing step above it.
+    pub fn answered(&self, slot: &Slot) {
         let mut state = self.lock();
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(state.last_recovery).as_secs_f64();
-        state.rate = (state.rate + RECOVERY_PER_SECOND * elapsed).min(state.ceiling);
-        state.last_recovery = now;
+        let before_slow_down = state.slowed_at.is_some_and(|slowed_at| slot.sent_at <= slowed_at);
+        if !slot.busy || before_slow_down {
+            return;
+        }
+        state.accepted = Some(state.accepted.map_or(slot.rate, |accepted| accepted.max(slot.rate)));
+        if slot.rate < state.rate || state.rate >= state.ceiling {
+            return;
+        }
+        let mut next = slot.rate * GROWTH;
+        if let Some((limit, probe_from)) = state.limit {
+            if Instant::now() < probe_from {
+                next = next.min(limit.max(slot.rate));
+            } else if slot.rate >= limit {
+                // Past the old limit: it no longer holds anything back.
+                state.limit = None;
+            }
+        }
+        if next > state.rate {
+            state.rate = next.min(state.ceiling);
+            tracing::debug!(requests_per_second = state.rate, "Leadspace keeps answering; speeding up");
+        }
     }
 
     pub fn rate(&self) -> f64 {
@@ -116,25 +176,87 @@ mod tests {
         tokio::time::advance(interval + interval / 2).await;
         let a = pacer.until_ready().await;
         let b = pacer.until_ready().await;
-        assert!(b - a >= interval, "{:?}", b - a);
+        assert!(b.sent_at - a.sent_at >= interval, "{:?}", b.sent_at - a.sent_at);
+    }
+
+    /// Sends back to back for `how_long`, each request answered at once (or throttled when
+    /// `limit` says so); returns every slot's rate and whether it was throttled.
+    async fn send_for(pacer: &Pacer, how_long: Duration, limit: Option<f64>) -> Vec<(f64, bool)> {
+        let until = Instant::now() + how_long;
+        let mut sent = Vec::new();
+        while Instant::now() < until {
+            let slot = pacer.until_ready().await;
+            let throttled = limit.is_some_and(|limit| slot.rate > limit);
+            if throttled {
+                pacer.throttled(&slot)
+            } else {
+                pacer.answered(&slot)
+            }
+            sent.push((slot.rate, throttled));
+        }
+        sent
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_wave_of_429s_slows_down_once_and_answers_over_time_restore_the_rate() {
+    async fn a_wave_of_429s_slows_down_once() {
         let pacer = Pacer::new(21);
-        let sent: Vec<Instant> = futures::future::join_all((0..5).map(|_| pacer.until_ready())).await;
-        for at in &sent {
-            pacer.throttled(*at);
+        let sent: Vec<Slot> = futures::future::join_all((0..5).map(|_| pacer.until_ready())).await;
+        for slot in &sent {
+            pacer.throttled(slot);
         }
         assert!((pacer.rate() - 14.0).abs() < 1e-9, "slowed once for one wave: {}", pacer.rate());
+        // Answers to requests sent before the slow-down say nothing about the new rate.
+        pacer.answered(&sent[0]);
+        assert!((pacer.rate() - 14.0).abs() < 1e-9);
         let later = pacer.until_ready().await;
-        pacer.throttled(later);
+        pacer.throttled(&later);
         assert!((pacer.rate() - 9.8).abs() < 1e-9);
-        tokio::time::advance(Duration::from_secs(3)).await;
-        pacer.answered();
-        assert!((pacer.rate() - 12.8).abs() < 1e-6, "one TPS regained per second: {}", pacer.rate());
-        tokio::time::advance(Duration::from_secs(60)).await;
-        pacer.answered();
-        assert!((pacer.rate() - 20.0).abs() < 1e-9, "back to the ceiling, never above");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_pacer_is_back_at_its_ceiling_within_ten_seconds_of_answers() {
+        let pacer = Pacer::new(30);
+        let throttled = send_for(&pacer, Duration::from_secs(20), Some(3.0)).await;
+        assert!(pacer.rate() < 6.0, "held near a 3 TPS contract: {}", pacer.rate());
+        assert!(throttled.iter().filter(|(_, t)| *t).count() >= 5);
+        let started = Instant::now();
+        let mut best_answered = pacer.rate();
+        let until = started + Duration::from_secs(10);
+        while Instant::now() < until && pacer.rate() < 30.0 / 1.05 {
+            let slot = pacer.until_ready().await;
+            // Never more than one probing step above what Leadspace last accepted.
+            assert!(slot.rate <= best_answered * GROWTH + 1e-9, "{} after {}", slot.rate, best_answered);
+            pacer.answered(&slot);
+            best_answered = best_answered.max(slot.rate);
+        }
+        assert!((pacer.rate() - 30.0 / 1.05).abs() < 1e-9, "back at the ceiling: {}", pacer.rate());
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_a_steady_lower_contract_the_limit_is_probed_every_few_seconds_not_every_round_trip() {
+        let pacer = Pacer::new(30);
+        send_for(&pacer, Duration::from_secs(10), Some(5.0)).await;
+        let sent = send_for(&pacer, Duration::from_secs(60), Some(5.0)).await;
+        let throttled = sent.iter().filter(|(_, t)| *t).count();
+        // About one probe per PROBE_AFTER and the round trips after it: well under one in ten.
+        assert!(throttled * 10 < sent.len(), "{throttled} of {} throttled", sent.len());
+        assert!(throttled >= 5, "it keeps probing: {throttled}");
+        let answered = sent.iter().filter(|(_, t)| !*t).count() as f64 / 60.0;
+        assert!(answered > 3.5, "runs close under the contract: {answered:.1} TPS answered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_after_a_lull_does_not_speed_the_pacer_up() {
+        let pacer = Pacer::new(30);
+        let first = pacer.until_ready().await;
+        pacer.throttled(&first);
+        let slowed = pacer.rate();
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_secs(2)).await;
+            let slot = pacer.until_ready().await;
+            pacer.answered(&slot);
+        }
+        assert!((pacer.rate() - slowed).abs() < 1e-9, "one request now and then proves no rate: {}", pacer.rate());
     }
 }

@@ -12,7 +12,9 @@ pub struct RetryPolicy {
     /// No new attempt starts once this much time has passed since the first.
     pub budget: Duration,
     pub request_timeout: Duration,
+    /// The first poll's delay until bulks have been seen ready (see `PollTiming`).
     pub poll_first_delay: Duration,
+    /// The longest wait between two polls of a bulk.
     pub poll_max_delay: Duration,
     /// A bulk still processing after this long is given up on.
     pub poll_timeout: Duration,
@@ -43,12 +45,6 @@ impl RetryPolicy {
         let millis = ceiling.as_millis() as u64;
         Duration::from_millis(rand::random_range(0..=millis))
     }
-
-    /// The wait before poll number `poll` (0 for the first): grows by half each time, capped.
-    pub fn poll_delay(&self, poll: u32) -> Duration {
-        let factor = 1.5f64.powi(poll.min(30) as i32);
-        self.poll_first_delay.mul_f64(factor).min(self.poll_max_delay)
-    }
 }
 
 #[cfg(test)]
@@ -71,13 +67,5 @@ mod tests {
         let policy = RetryPolicy::default();
         let delays: std::collections::HashSet<_> = (0..50).map(|_| policy.backoff(5)).collect();
         assert!(delays.len() > 10);
-    }
-
-    #[test]
-    fn poll_delays_grow_to_the_cap() {
-        let policy = RetryPolicy::default();
-        assert_eq!(policy.poll_delay(0), Duration::from_millis(500));
-        assert_eq!(policy.poll_delay(1), Duration::from_millis(750));
-        assert_eq!(policy.poll_delay(40), policy.poll_max_delay);
     }
 }

@@ -241,7 +241,7 @@ fn client(base_url: &str, request_timeout_ms: u64) -> leadspace_enrich::leadspac
         request_timeout: Duration::from_millis(request_timeout_ms),
         ..Default::default()
     };
-    leadspace_enrich::leadspace::LeadspaceClient::new(base_url, std::sync::Arc::new(FixedToken), 100, policy)
+    leadspace_enrich::leadspace::LeadspaceClient::new(base_url, std::sync::Arc::new(FixedToken), 100, true, policy)
         .expect("a client")
 }
 
