@@ -6,6 +6,8 @@ mod s3;
 mod upload;
 
 use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
@@ -86,6 +88,23 @@ pub trait ObjectStore: Send + Sync {
         etag: &str,
     ) -> Result<Option<String>, StorageError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError>;
+    /// Deletes `keys` of `bucket`, each tried even when another fails. One request each here;
+    /// S3 deletes up to 1,000 in one.
+    async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<(), DeleteFailed> {
+        let (mut failed, mut first) = (0, None);
+        for group in keys.chunks(DELETE_CONCURRENCY) {
+            let deleted: Vec<Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send + '_>>> =
+                group.iter().map(|key| self.delete(bucket, key)).collect();
+            for error in futures::future::join_all(deleted).await.into_iter().filter_map(Result::err) {
+                failed += 1;
+                first.get_or_insert(error);
+            }
+        }
+        match first {
+            Some(first) => Err(DeleteFailed { failed, first }),
+            None => Ok(()),
+        }
+    }
     /// Every object under `prefix`, in key order.
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, StorageError>;
     async fn create_multipart(&self, bucket: &str, key: &str, content_type: &str) -> Result<String, StorageError>;
@@ -123,20 +142,10 @@ pub async fn delete_prefix(store: &dyn ObjectStore, bucket: &str, prefix: &str) 
 
 /// Deletes `keys`, each tried even when another fails.
 pub async fn delete_keys(store: &dyn ObjectStore, bucket: &str, keys: &[String]) -> Result<(), DeleteFailed> {
-    use futures::StreamExt;
-    let mut deletes =
-        futures::stream::iter(keys).map(|key| store.delete(bucket, key)).buffer_unordered(DELETE_CONCURRENCY);
-    let (mut failed, mut first) = (0, None);
-    while let Some(deleted) = deletes.next().await {
-        if let Err(error) = deleted {
-            failed += 1;
-            first.get_or_insert(error);
-        }
+    if keys.is_empty() {
+        return Ok(());
     }
-    match first {
-        Some(first) => Err(DeleteFailed { failed, first }),
-        None => Ok(()),
-    }
+    store.delete_many(bucket, keys).await
 }
 
 /// Objects under a prefix that could not be deleted (0 when it could not even be listed).

@@ -450,3 +450,40 @@ async fn s3_slowing_down_is_ridden_out_by_the_sdks_retries_with_backoff() {
     assert_eq!(response["results"][0]["status"], "complete", "{response}");
     assert_eq!(s3.injected(), 4);
 }
+
+#[tokio::test]
+async fn bulks_at_the_service_limit_provoke_no_429_and_cost_about_one_poll_each() {
+    let knobs = Knobs { tps_limit: Some(10), bulk_ready_after_ms: 700, ..Default::default() };
+    let env = TestEnv::with_knobs(knobs).await;
+    env.put("incoming/a.csv", firms_csv(120)).await;
+    let vars = [("LEADSPACE_TPS", "10"), ("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "10"), ("MAX_IN_FLIGHT", "4")];
+    let app = env.app(&vars);
+
+    invoke(&app, env.enrich_event("incoming/a.csv")).await;
+
+    let stats = env.emulator.stats();
+    assert_eq!((stats.throttled, stats.bulk_submissions), (0, 12), "{stats:?}");
+    // Polled when bulks have been seen ready: the first bulks find the time out, the rest are
+    // polled once (a fixed first delay costs a poll too early for every bulk or two).
+    assert!(stats.polls <= 12 + 3, "{} polls for 12 bulks", stats.polls);
+    assert_nothing_lost(&env, &firms_csv(120), "enriched/a.csv").await;
+}
+
+#[tokio::test]
+async fn polls_left_out_of_the_pace_are_sent_at_once_and_a_contract_that_counts_them_throttles() {
+    // The contract counts polls (the emulator's default) but the function is told it does not:
+    // submissions alone fill its pace, so the polls beside them are throttled and retried. That
+    // they are shows the switch takes polls out of the pace; nothing is lost either way.
+    let env = TestEnv::with_knobs(Knobs { tps_limit: Some(4), ..Default::default() }).await;
+    env.put("incoming/a.csv", firms_csv(80)).await;
+    let vars = [("LEADSPACE_TPS", "4"), ("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "10"), ("MAX_IN_FLIGHT", "8")];
+    let counted = env.app(&vars);
+    invoke(&counted, env.enrich_event("incoming/a.csv")).await;
+    assert_eq!(env.emulator.stats().throttled, 0, "polls counted: the pace holds them");
+
+    env.put("incoming/b.csv", firms_csv(80)).await;
+    let not_counted = env.app(&[vars[0], vars[1], vars[2], vars[3], ("LEADSPACE_COUNT_POLLS", "false")]);
+    invoke(&not_counted, env.enrich_event("incoming/b.csv")).await;
+    assert!(env.emulator.stats().throttled > 0, "{:?}", env.emulator.stats());
+    assert_nothing_lost(&env, &firms_csv(80), "enriched/b.csv").await;
+}
