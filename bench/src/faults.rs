@@ -48,10 +48,11 @@ pub async fn run(bench: &Bench) -> Result<(), Error> {
         println!(
             "  {:<28} {:>5}  {:<8} {:>9} {:>8} {:>5} {:>4} {:>8.1}",
             fault.name,
-            summary["rows"]["total"],
+            // As text: a JSON value ignores the width.
+            summary["rows"]["total"].to_string(),
             summary["status"].as_str().unwrap_or("?"),
-            summary["leadspace"]["requests"],
-            summary["leadspace"]["retries"],
+            summary["leadspace"]["requests"].to_string(),
+            summary["leadspace"]["retries"].to_string(),
             stats.throttled,
             stats.server_errors,
             answer.seconds()

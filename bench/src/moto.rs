@@ -1,5 +1,5 @@
-//! moto set up with plain HTTP: a bucket, objects and the token's secret. moto accepts unsigned
-//! requests, so the harness needs no AWS SDK (which would be compiled again, with this
+//! moto set up with plain HTTP: a bucket, objects and the token's secret. moto does not check
+//! signatures, so the harness needs no AWS SDK (which would be compiled again, with this
 //! package's features, before the first figure).
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -31,19 +31,31 @@ impl Moto {
 
     /// `PUT /{bucket}`: CreateBucket (us-east-1 takes no location constraint).
     pub async fn create_bucket(&self, bucket: &str) -> Result<(), Error> {
-        let response = self.client.put(format!("{}/{bucket}", self.endpoint)).send().await?;
+        let response = self
+            .client
+            .put(format!("{}/{bucket}", self.endpoint))
+            .header("Authorization", authorization("s3"))
+            .send()
+            .await?;
         ok(response, &format!("creating the bucket {bucket}")).await.map(drop)
     }
 
     /// `PUT /{bucket}/{key}`: PutObject, the whole body in one request.
     pub async fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), Error> {
-        let response = self.client.put(self.object_url(bucket, key)).body(body).send().await?;
+        let response = self
+            .client
+            .put(self.object_url(bucket, key))
+            .header("Authorization", authorization("s3"))
+            .body(body)
+            .send()
+            .await?;
         ok(response, &format!("uploading s3://{bucket}/{key}")).await.map(drop)
     }
 
     /// `GET /{bucket}/{key}`: GetObject.
     pub async fn get_object(&self, bucket: &str, key: &str) -> Result<Vec<u8>, Error> {
-        let response = self.client.get(self.object_url(bucket, key)).send().await?;
+        let response =
+            self.client.get(self.object_url(bucket, key)).header("Authorization", authorization("s3")).send().await?;
         ok(response, &format!("reading s3://{bucket}/{key}")).await
     }
 
@@ -52,14 +64,9 @@ impl Moto {
         let response = self
             .client
             .post(format!("{}/", self.endpoint))
-            // moto routes a request to a service by the credential scope of its Authorization
-            // header (it does not check the signature): without one, `POST /` is taken for
-            // S3's ListBuckets, answered 200, and no secret is made.
-            .header(
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/secretsmanager/aws4_request, \
-                 SignedHeaders=host, Signature=0",
-            )
+            // Without the scope naming secretsmanager, `POST /` is taken for S3's ListBuckets,
+            // answered 200, and no secret is made.
+            .header("Authorization", authorization("secretsmanager"))
             .header("X-Amz-Target", "secretsmanager.CreateSecret")
             .header("Content-Type", "application/x-amz-json-1.1")
             .body(json!({"Name": name, "SecretString": value}).to_string())
@@ -72,6 +79,15 @@ impl Moto {
     pub async fn get_json(&self, bucket: &str, key: &str) -> Result<Value, Error> {
         Ok(serde_json::from_slice(&self.get_object(bucket, key).await?)?)
     }
+}
+
+/// A SigV4 Authorization header that moto reads but does not check: it routes a request to a
+/// service by the header's credential scope, and answers an anonymous GET of an object 403.
+fn authorization(service: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, \
+         Signature=0"
+    )
 }
 
 /// The body of a 2xx answer; any other is an error naming what was being done.
