@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole flow on local stand-ins: moto (S3 + Secrets Manager), the Leadspace emulator, and
-# the function under `cargo lambda watch` (the real Lambda Invoke API on a local port).
+# the function's debug binary behind `cargo lambda watch --only-lambda-apis` (the real Lambda
+# Invoke API on a local port; the function is built once, by scripts/local-stack.sh).
 # Creates a bucket and the token secret, uploads a customers file, invokes the function with
 # the sample S3 event, then prints the summary and the first enriched rows.
 # Installs moto, the AWS CLI and cargo-lambda with pip when they are missing.

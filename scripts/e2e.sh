@@ -132,7 +132,7 @@ check "an unknown action is refused, naming the accepted shapes" "$WORK/bad.resp
   "r['errorType'] == 'NonRetryable.InvalidEvent' and '\"refresh\"' in r['errorMessage']"
 
 # Logging policy: counts, never contents. Every invocation above ran with RUST_LOG=trace; the
-# function's whole log (stdout and stderr, as cargo lambda watch captured it) must hold neither
+# function's whole log (its stdout and stderr, which local-stack.sh writes to lambda.log) must hold neither
 # the token nor any customer value of the files it read.
 python3 - "$WORK/lambda.log" "$LEADSPACE_TOKEN" tests/data/customers.csv tests/data/customers.jsonl \
   "$WORK/excel-eu.csv" >"$WORK/leak.check.json" <<'PY'

@@ -1,6 +1,7 @@
 # The local stand-ins the demo and the end-to-end test run the function on: moto (S3 and
-# Secrets Manager), the Leadspace emulator, and the function itself under `cargo lambda watch`,
-# which serves the real Lambda Invoke API. Sourced after common.sh, not run.
+# Secrets Manager), the Leadspace emulator, and the function itself behind `cargo lambda watch
+# --only-lambda-apis`, which serves the real Lambda Invoke API and the Runtime API the function
+# polls. Sourced after common.sh, not run.
 
 BUCKET=customer-data                       # the bucket named in events/*.json
 SECRET_ID=leadspace/demo
@@ -37,14 +38,18 @@ local_stack_up() { # working directory for logs and env file
   EMULATOR_PORT=${EMULATOR_PORT:-$(free_port)}
   LAMBDA_PORT=${LAMBDA_PORT:-$(free_port)}
 
+  # One build: the function and the emulator together. cargo lambda watch only serves the
+  # APIs (--only-lambda-apis) and the function's debug binary is started here, because watch
+  # would otherwise build the function a second time with its own flags.
   log "building the function and the Leadspace emulator"
-  cargo build --locked --workspace --bins
+  cargo build --locked -p leadspace-enrich -p leadspace-emulator --bins
+  local bin=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug
 
   log "starting moto_server on 127.0.0.1:$MOTO_PORT"
   start_moto "$MOTO_PORT" "$dir/moto.log"
 
   log "starting the Leadspace emulator on 127.0.0.1:$EMULATOR_PORT"
-  target/debug/leadspace-emulator --port "$EMULATOR_PORT" --token "$LEADSPACE_TOKEN" --bulk-ready-ms 300 \
+  "$bin/leadspace-emulator" --port "$EMULATOR_PORT" --token "$LEADSPACE_TOKEN" --bulk-ready-ms 300 \
     >"$dir/emulator.log" 2>&1 &
   PIDS+=($!)
   wait_for_port "$EMULATOR_PORT" leadspace-emulator 30 "$!"
@@ -70,17 +75,30 @@ RUST_LOG="${FUNCTION_LOG_LEVEL:-info,leadspace_enrich=debug}"
 AWS_LAMBDA_LOG_FORMAT=${FUNCTION_LOG_FORMAT:-TEXT}
 ENV
 
-  log "starting the function under cargo lambda watch on 127.0.0.1:$LAMBDA_PORT"
-  cargo lambda watch --bin "$FUNCTION" --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$LAMBDA_PORT" \
-    --env-file "$dir/function.env" >"$dir/lambda.log" 2>&1 &
+  log "starting the Lambda APIs (cargo lambda watch --only-lambda-apis) on 127.0.0.1:$LAMBDA_PORT"
+  cargo lambda watch --only-lambda-apis --invoke-address 127.0.0.1 --invoke-port "$LAMBDA_PORT" \
+    >"$dir/lambda-apis.log" 2>&1 &
   PIDS+=($!)
-  wait_for_port "$LAMBDA_PORT" "cargo lambda watch ($dir/lambda.log)" 120 "$!"
+  wait_for_port "$LAMBDA_PORT" "cargo lambda watch ($dir/lambda-apis.log)" 120 "$!"
 
-  # cargo lambda watch builds the function on its first invocation (with its own flags, so a
-  # clean checkout compiles for minutes). A status call, which changes nothing, absorbs that
-  # here, so the invocations that matter answer in seconds.
-  log "warming up the function (the first invocation builds it)"
-  curl -s --max-time 900 -o "$dir/warm-up.json" -X POST --data-binary "{\"action\": \"status\", \"bucket\": \"$BUCKET\"}" \
+  # The function polls the Runtime API under its own name (/.rt/<function>), the queue that
+  # invocations of that function name fill; its log (stdout and stderr) goes to lambda.log.
+  log "starting the function ($bin/$FUNCTION) with $dir/function.env"
+  (
+    set -a
+    # shellcheck disable=SC1091
+    source "$dir/function.env"
+    set +a
+    export AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$LAMBDA_PORT/.rt/$FUNCTION"
+    export AWS_LAMBDA_FUNCTION_NAME="$FUNCTION" AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024
+    exec "$bin/$FUNCTION"
+  ) >"$dir/lambda.log" 2>&1 &
+  PIDS+=($!)
+
+  # A status call, which changes nothing: the function is up and reaches moto before the
+  # invocations that matter.
+  log "checking that the function answers"
+  curl -s --max-time 60 -o "$dir/warm-up.json" -X POST --data-binary "{\"action\": \"status\", \"bucket\": \"$BUCKET\"}" \
     "http://127.0.0.1:$LAMBDA_PORT/2015-03-31/functions/$FUNCTION/invocations"
   if ! grep -q '"enrichments"' "$dir/warm-up.json"; then
     echo "error: the function did not answer its warm-up call; see $dir/lambda.log" >&2

@@ -18,6 +18,7 @@ mod state;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -27,7 +28,7 @@ use tokio::task::JoinHandle;
 
 pub use firmographics::firmographics_for;
 pub use knobs::Knobs;
-pub use state::Stats;
+pub use state::{Arrival, Second, Stats, per_second};
 
 use state::{Shared, State, lock};
 
@@ -93,6 +94,22 @@ impl Emulator {
         if s.knobs.seed != old_seed {
             s.rng = StdRng::seed_from_u64(s.knobs.seed);
         }
+    }
+
+    /// Changes the TPS limit while running (`None`: no limit), as when a throttled account's
+    /// limit is raised under a warm function. Requests already in the window still count.
+    pub fn set_tps_limit(&self, limit: Option<u32>) {
+        lock(&self.shared).knobs.tps_limit = limit;
+    }
+
+    /// Every request so far as the TPS gate saw it (when, 429 or not, poll or not), in order.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        lock(&self.shared).arrivals.clone()
+    }
+
+    /// Requests per second from `since` (index 0 is the first second), admitted and 429 apart.
+    pub fn requests_per_second(&self, since: Instant) -> Vec<Second> {
+        per_second(&lock(&self.shared).arrivals, since)
     }
 
     /// Turns the one-line-per-request stderr log on or off (off by default; the binary turns

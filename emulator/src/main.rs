@@ -24,6 +24,8 @@ a flag wins over the environment):
     --server-error-rate F       probability of 500/503     [default: 0]
     --record-error-rate F       probability of record error 1100 in a bulk [default: 0]
     --bulk-ready-ms N           bulk polls answer 204 this long [default: 0]
+    --bulk-ready-per-record-us N  and this much longer per record of the bulk [default: 0]
+    --polls-count BOOL          polls count against --tps (false: never 429) [default: true]
     --max-bulk-records N        largest bulk accepted      [default: 500]
     --seed N                    RNG seed                   [default: 42]
     -h, --help                  print this help
@@ -40,6 +42,8 @@ const FLAGS: &[&str] = &[
     "server-error-rate",
     "record-error-rate",
     "bulk-ready-ms",
+    "bulk-ready-per-record-us",
+    "polls-count",
     "max-bulk-records",
     "seed",
 ];
@@ -94,6 +98,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, 
             "server-error-rate" => knobs.server_error_rate = parse_rate(flag, &v)?,
             "record-error-rate" => knobs.record_error_rate = parse_rate(flag, &v)?,
             "bulk-ready-ms" => knobs.bulk_ready_after_ms = parse(flag, &v)?,
+            "bulk-ready-per-record-us" => knobs.bulk_ready_per_record_us = parse(flag, &v)?,
+            "polls-count" => knobs.polls_count = parse(flag, &v)?,
             "max-bulk-records" => knobs.max_bulk_records = parse(flag, &v)?,
             "seed" => knobs.seed = parse(flag, &v)?,
             _ => return Err(format!("unknown flag `--{flag}`")),
@@ -184,6 +190,9 @@ mod tests {
             "0.25",
             "--token",
             "abc",
+            "--bulk-ready-per-record-us",
+            "1000",
+            "--polls-count=false",
         ]));
         let Ok(Some(c)) = c else {
             panic!("parse failed");
@@ -193,6 +202,8 @@ mod tests {
         assert_eq!(c.knobs.credits, Some(10));
         assert_eq!(c.knobs.server_error_rate, 0.25);
         assert_eq!(c.knobs.token, "abc");
+        assert_eq!(c.knobs.bulk_ready_per_record_us, 1000);
+        assert!(!c.knobs.polls_count);
     }
 
     #[test]
@@ -202,6 +213,7 @@ mod tests {
         assert!(parse_args(args(&["--port", "x"])).is_err());
         assert!(parse_args(args(&["--record-error-rate", "2"])).is_err());
         assert!(parse_args(args(&["stray"])).is_err());
+        assert!(parse_args(args(&["--polls-count", "maybe"])).is_err());
         assert!(matches!(parse_args(args(&["--help"])), Ok(None)));
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Request, State as AxState};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::firmographics::{Profile, profile_for};
-use crate::state::{Job, Shared, State, chance, lock};
+use crate::state::{Arrival, Job, Shared, State, chance, lock};
 
 /// Path prefix of poll URLs; the bulk id returned by a submission is this plus the job id.
 const RESULTS_PREFIX: &str = "/v3/enrichment/results/";
@@ -76,11 +76,16 @@ async fn gate(AxState(shared): AxState<Shared>, req: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
+    let poll = method == Method::GET && path.starts_with(RESULTS_PREFIX);
     let rejection = {
         let mut s = lock(&shared);
         let auth_ok = bearer.as_deref() == Some(s.knobs.token.as_str());
         let error_rate = s.knobs.server_error_rate;
-        if !s.admit(Instant::now()) {
+        let now = Instant::now();
+        // A contract that excludes polls: they neither meet the limit nor fill the window.
+        let admitted = (poll && !s.knobs.polls_count) || s.admit(now);
+        s.arrivals.push(Arrival { at: now, throttled: !admitted, poll });
+        if !admitted {
             s.stats.throttled += 1;
             Some(simple_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"))
         } else if !auth_ok {
@@ -269,13 +274,15 @@ async fn poll(AxState(shared): AxState<Shared>, Path(id): Path<String>) -> Respo
     let mut guard = lock(&shared);
     let s = &mut *guard;
     s.stats.polls += 1;
-    let ready_after = Duration::from_millis(s.knobs.bulk_ready_after_ms);
+    let (after_ms, per_record_us) = (s.knobs.bulk_ready_after_ms, s.knobs.bulk_ready_per_record_us);
     if s.bulks_lost < s.knobs.lose_first_bulks && s.jobs.remove(&id).is_some() {
         s.bulks_lost += 1;
     }
     let Some(job) = s.jobs.get_mut(&id) else {
         return simple_error(StatusCode::NOT_FOUND, "Not Found");
     };
+    let ready_after =
+        Duration::from_millis(after_ms) + Duration::from_micros(per_record_us.saturating_mul(job.records.len() as u64));
     if job.results.is_none() && job.submitted.elapsed() < ready_after {
         let mut resp = StatusCode::NO_CONTENT.into_response();
         resp.extensions_mut().insert(RecordCount(0));

@@ -37,6 +37,60 @@ pub struct Stats {
     pub credits_used: u64,
 }
 
+impl Stats {
+    /// What was counted after `earlier` (a snapshot taken before): the figures of one phase of
+    /// a run, such as the second file given to a warm function.
+    pub fn since(&self, earlier: &Stats) -> Stats {
+        Stats {
+            requests: self.requests.saturating_sub(earlier.requests),
+            single_requests: self.single_requests.saturating_sub(earlier.single_requests),
+            bulk_submissions: self.bulk_submissions.saturating_sub(earlier.bulk_submissions),
+            polls: self.polls.saturating_sub(earlier.polls),
+            records_received: self.records_received.saturating_sub(earlier.records_received),
+            unauthorized: self.unauthorized.saturating_sub(earlier.unauthorized),
+            throttled: self.throttled.saturating_sub(earlier.throttled),
+            insufficient_credits: self.insufficient_credits.saturating_sub(earlier.insufficient_credits),
+            server_errors: self.server_errors.saturating_sub(earlier.server_errors),
+            credits_used: self.credits_used.saturating_sub(earlier.credits_used),
+        }
+    }
+}
+
+/// One request as the TPS gate saw it: when, whether it was answered 429, whether it was a
+/// poll. Kept for every request (24 bytes each), so a benchmark can draw the request rate
+/// over time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub at: Instant,
+    pub throttled: bool,
+    pub poll: bool,
+}
+
+/// Requests in one second of a run: admitted, and answered 429.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Second {
+    pub admitted: u32,
+    pub throttled: u32,
+}
+
+/// The arrivals at or after `since`, counted per whole second from `since` (index 0 is the
+/// first second); seconds without a request are zeros, up to the last arrival.
+pub fn per_second(arrivals: &[Arrival], since: Instant) -> Vec<Second> {
+    let mut seconds: Vec<Second> = Vec::new();
+    for arrival in arrivals.iter().filter(|a| a.at >= since) {
+        let i = arrival.at.duration_since(since).as_secs() as usize;
+        if seconds.len() <= i {
+            seconds.resize(i + 1, Second::default());
+        }
+        if arrival.throttled {
+            seconds[i].throttled += 1;
+        } else {
+            seconds[i].admitted += 1;
+        }
+    }
+    seconds
+}
+
 /// A submitted bulk; results are computed once, at the first poll after it is ready.
 pub(crate) struct Job {
     /// Where its records are in `State::received`.
@@ -52,6 +106,8 @@ pub(crate) struct State {
     pub received: Vec<Value>,
     /// Arrival times of admitted requests within the last second (TPS window).
     pub window: VecDeque<Instant>,
+    /// Every request the gate saw, in order.
+    pub arrivals: Vec<Arrival>,
     /// Bulk jobs dropped so far under the `lose_first_bulks` knob.
     pub bulks_lost: u32,
     pub jobs: HashMap<String, Job>,
@@ -69,6 +125,7 @@ impl State {
             stats: Stats::default(),
             received: Vec::new(),
             window: VecDeque::new(),
+            arrivals: Vec::new(),
             bulks_lost: 0,
             jobs: HashMap::new(),
             rng,
@@ -140,6 +197,35 @@ mod tests {
         assert!(s.admit(t0));
         assert!(!s.admit(t0 + Duration::from_millis(999)));
         assert!(s.admit(t0 + Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn a_lowered_then_raised_limit_applies_at_once() {
+        let mut s = State::new(Knobs { tps_limit: Some(1), ..Knobs::default() });
+        let t0 = Instant::now();
+        assert!(s.admit(t0));
+        assert!(!s.admit(t0));
+        s.knobs.tps_limit = Some(3);
+        assert!(s.admit(t0));
+        assert!(s.admit(t0));
+        assert!(!s.admit(t0));
+    }
+
+    #[test]
+    fn arrivals_are_counted_per_second_from_a_given_instant() {
+        let t0 = Instant::now();
+        let at = |ms: u64, throttled: bool| Arrival { at: t0 + Duration::from_millis(ms), throttled, poll: false };
+        let arrivals = [at(0, false), at(100, false), at(500, true), at(999, false), at(2_500, true), at(3_000, false)];
+        let from = |a, t| Second { admitted: a, throttled: t };
+        assert_eq!(per_second(&arrivals, t0), [from(3, 1), from(0, 0), from(0, 1), from(1, 0)]);
+        assert_eq!(per_second(&arrivals, t0 + Duration::from_millis(2_000)), [from(0, 1), from(1, 0)]);
+    }
+
+    #[test]
+    fn a_phase_is_the_difference_of_two_snapshots() {
+        let before = Stats { requests: 10, throttled: 4, polls: 3, ..Stats::default() };
+        let after = Stats { requests: 25, throttled: 4, polls: 9, ..Stats::default() };
+        assert_eq!(after.since(&before), Stats { requests: 15, polls: 6, ..Stats::default() });
     }
 
     #[test]

@@ -280,3 +280,75 @@ async fn dropping_the_emulator_stops_it() {
     let result = client.post(&url).json(&record(0, "x")).send().await;
     assert!(result.is_err());
 }
+
+#[tokio::test]
+async fn a_bulk_is_ready_later_the_more_records_it_has() {
+    // 100 ms + 5 ms per record: 1 record is ready after 105 ms, 60 records after 400 ms.
+    let knobs = Knobs { bulk_ready_after_ms: 100, bulk_ready_per_record_us: 5_000, ..Knobs::default() };
+    let (emu, client) = start(knobs).await;
+    let small = json!({ "data": [record(0, "Contoso")] });
+    let large = json!({ "data": (0..60).map(|i| record(i, "Globex")).collect::<Vec<_>>() });
+    let (_, small) = post(&client, &emu, "/enrichment/enrich/bulk", TOKEN, &small).await;
+    let (_, large) = post(&client, &emu, "/enrichment/enrich/bulk", TOKEN, &large).await;
+    let (small, large) = (small["id"].as_str().unwrap_or_default(), large["id"].as_str().unwrap_or_default());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(poll(&client, &emu, small).await.0, 200);
+    assert_eq!(poll(&client, &emu, large).await.0, 204);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(poll(&client, &emu, large).await.0, 200);
+}
+
+#[tokio::test]
+async fn polls_that_do_not_count_are_never_429_and_leave_the_window_to_submissions() {
+    let (emu, client) = start(Knobs { tps_limit: Some(2), polls_count: false, ..Knobs::default() }).await;
+    let (status, resp) =
+        post(&client, &emu, "/enrichment/enrich/bulk", TOKEN, &json!({ "data": [record(0, "Contoso")] })).await;
+    assert_eq!(status, 202);
+    let id = resp["id"].as_str().unwrap_or_default().to_owned();
+    for _ in 0..5 {
+        assert_eq!(poll(&client, &emu, &id).await.0, 200);
+    }
+    // One submission and five polls within the second: only the submission filled the window.
+    let (status, _) = post(&client, &emu, "/enrichment/enrich/single", TOKEN, &record(1, "Globex")).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&client, &emu, "/enrichment/enrich/single", TOKEN, &record(2, "Initech")).await;
+    assert_eq!(status, 429);
+    let arrivals = emu.arrivals();
+    assert_eq!(arrivals.iter().filter(|a| a.poll).count(), 5);
+    assert!(arrivals.iter().filter(|a| a.poll).all(|a| !a.throttled));
+}
+
+#[tokio::test]
+async fn polls_count_against_the_limit_by_default() {
+    let (emu, client) = start(Knobs { tps_limit: Some(2), ..Knobs::default() }).await;
+    let (_, resp) =
+        post(&client, &emu, "/enrichment/enrich/bulk", TOKEN, &json!({ "data": [record(0, "Contoso")] })).await;
+    let id = resp["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(poll(&client, &emu, &id).await.0, 200);
+    assert_eq!(poll(&client, &emu, &id).await.0, 429);
+}
+
+#[tokio::test]
+async fn the_tps_limit_can_be_raised_while_running() {
+    let (emu, client) = start(Knobs { tps_limit: Some(1), ..Knobs::default() }).await;
+    let body = record(0, "Contoso");
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        statuses.push(post(&client, &emu, "/enrichment/enrich/single", TOKEN, &body).await.0);
+    }
+    emu.set_tps_limit(Some(3));
+    for _ in 0..3 {
+        statuses.push(post(&client, &emu, "/enrichment/enrich/single", TOKEN, &body).await.0);
+    }
+    assert_eq!(statuses, [200, 429, 200, 200, 429]);
+    assert_eq!(emu.knobs().tps_limit, Some(3));
+    // The second of the run, as a benchmark reads it: 3 admitted, 2 answered 429.
+    let seconds = emu.requests_per_second(started);
+    assert_eq!((seconds[0].admitted, seconds[0].throttled), (3, 2));
+    let before = emu.stats();
+    emu.set_tps_limit(None);
+    assert_eq!(post(&client, &emu, "/enrichment/enrich/single", TOKEN, &body).await.0, 200);
+    let phase = emu.stats().since(&before);
+    assert_eq!((phase.requests, phase.throttled, phase.single_requests), (1, 0, 1));
+}
