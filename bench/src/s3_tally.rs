@@ -317,8 +317,9 @@ fn query_value(query: &str, name: &str) -> Option<String> {
 }
 
 /// The request's kind and area, from its method, path and query; and its decoded key (or the
-/// listed prefix).
-fn classify(method: &Method, path: &str, query: &str) -> (Kind, Area, String) {
+/// listed prefix). A DeleteObjects (a bucket-level POST `?delete`) is a DELETE of the area its
+/// first key is in, read from its body.
+fn classify(method: &Method, path: &str, query: &str, body: &[u8]) -> (Kind, Area, String) {
     let (bucket, raw_key) = path.trim_start_matches('/').split_once('/').unwrap_or((path.trim_start_matches('/'), ""));
     let key = percent_decode_str(raw_key).decode_utf8_lossy();
     let has = |name: &str| query.split('&').any(|pair| pair.split('=').next() == Some(name));
@@ -330,6 +331,11 @@ fn classify(method: &Method, path: &str, query: &str) -> (Kind, Area, String) {
         return if *method == Method::GET && (has("list-type") || has("prefix")) {
             let prefix = query_value(query, "prefix").unwrap_or_default();
             (Kind::List, area_of(&prefix), prefix)
+        } else if *method == Method::POST && has("delete") {
+            let text = String::from_utf8_lossy(body);
+            let first = text.split_once("<Key>").and_then(|(_, rest)| rest.split_once("</Key>")).map(|(key, _)| key);
+            let key = first.unwrap_or_default().to_string();
+            (Kind::Delete, area_of(&key), key)
         } else {
             (Kind::Other, Area::Other, String::new())
         };
@@ -368,12 +374,12 @@ impl Drop for Finish {
 async fn tally_and_forward(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     let arrived = Instant::now();
     let (parts, body) = request.into_parts();
-    let (kind, area, key) = classify(&parts.method, parts.uri.path(), parts.uri.query().unwrap_or_default());
-    let mut span = Span { start: Duration::ZERO, end: Duration::ZERO, kind, area, status: 0, bytes_sent: 0, key };
     let body = match forward::read_body(body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
+    let (kind, area, key) = classify(&parts.method, parts.uri.path(), parts.uri.query().unwrap_or_default(), &body);
+    let mut span = Span { start: Duration::ZERO, end: Duration::ZERO, kind, area, status: 0, bytes_sent: 0, key };
     span.bytes_sent = body.len() as u64;
     {
         let mut tally = lock(&inner.tally);
@@ -414,7 +420,7 @@ mod tests {
     #[test]
     fn requests_are_sorted_by_kind_and_area() {
         let c = |m: Method, p: &str, q: &str| {
-            let (kind, area, _) = classify(&m, p, q);
+            let (kind, area, _) = classify(&m, p, q, b"");
             (kind, area)
         };
         assert_eq!(c(Method::GET, "/b/incoming/c.csv", ""), (Kind::Get, Area::Results));
@@ -432,6 +438,9 @@ mod tests {
         assert_eq!(c(Method::GET, "/b", "list-type=2&prefix=enriched%2F"), (Kind::List, Area::Results));
         assert_eq!(c(Method::GET, "/b/notes/my_state/x", ""), (Kind::Get, Area::Results));
         assert_eq!(c(Method::POST, "/", ""), (Kind::Other, Area::Other));
+        let delete_objects = b"<Delete><Object><Key>enriched/_state/journal/c.csv/ab/s-1.json</Key></Object></Delete>";
+        let (kind, area, _) = classify(&Method::POST, "/b", "delete", delete_objects);
+        assert_eq!((kind, area), (Kind::Delete, Area::Journal));
     }
 
     #[test]
