@@ -179,7 +179,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::leadspace::model::{EnrichRequest, EnrichmentResult};
-    use crate::leadspace::{Enricher, LeadspaceError};
+    use crate::leadspace::{BulkResults, Enricher, LeadspaceError};
     use crate::storage::{MemoryStore, ObjectStore, Op};
 
     const BUCKET: &str = "b";
@@ -195,7 +195,7 @@ mod tests {
         async fn submit_bulk(&self, _: &[EnrichRequest], _: &CallContext) -> Result<String, LeadspaceError> {
             panic!("Leadspace was called")
         }
-        async fn collect_bulk(&self, _: &str, _: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+        async fn collect_bulk(&self, _: &str, _: &CallContext) -> Result<BulkResults, LeadspaceError> {
             panic!("Leadspace was called")
         }
     }

@@ -127,6 +127,25 @@ impl CallContext {
     }
 }
 
+/// A finished bulk's results. While they are held, they keep one of the client's places for
+/// results in memory (`RESULTS_IN_MEMORY`): the caller drops them once they are written down,
+/// and only then may another bulk's results be read.
+#[derive(Debug)]
+pub struct BulkResults {
+    pub records: Vec<EnrichmentResult>,
+    _place: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl BulkResults {
+    pub fn new(records: Vec<EnrichmentResult>) -> Self {
+        BulkResults { records, _place: None }
+    }
+
+    pub fn holding(records: Vec<EnrichmentResult>, place: tokio::sync::OwnedSemaphorePermit) -> Self {
+        BulkResults { records, _place: Some(place) }
+    }
+}
+
 /// Leadspace as the pipeline sees it. A bulk is two steps so that the caller can write the bulk
 /// down between them: Leadspace bills the records at submission, and a bulk id that is not
 /// kept is a bulk bought twice.
@@ -139,5 +158,5 @@ pub trait Enricher: Send + Sync {
     /// Polls a submitted bulk until its results are ready and returns them, in whatever order
     /// Leadspace gives them: `BulkNotFound` when Leadspace no longer knows the job,
     /// `PollTimedOut` when it is still processing after the poll timeout.
-    async fn collect_bulk(&self, bulk: &str, call: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError>;
+    async fn collect_bulk(&self, bulk: &str, call: &CallContext) -> Result<BulkResults, LeadspaceError>;
 }

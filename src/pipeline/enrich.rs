@@ -21,7 +21,7 @@ use crate::company::{Companies, digest_of};
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::leadspace::Mode;
 use crate::leadspace::model::{EnrichRequest, EnrichmentResult, RECORD_INTERNAL_ERROR, RECORD_INVALID_INPUT};
-use crate::leadspace::{CallContext, CallStats, Enricher, LeadspaceError};
+use crate::leadspace::{BulkResults, CallContext, CallStats, Enricher, LeadspaceError};
 
 /// `auto` uses the single API up to this many companies: a bulk's polling round trip costs
 /// more time than a handful of paced single calls, and no more credits either way.
@@ -135,7 +135,7 @@ async fn run_bulk(
     digests: &[u128],
     call: &CallContext,
     stop: &Stop,
-) -> Result<(String, Vec<EnrichmentResult>), LeadspaceError> {
+) -> Result<(String, BulkResults), LeadspaceError> {
     let mut resubmitted = false;
     loop {
         let bulk = enricher.submit_bulk(requests, call).await?;
@@ -234,11 +234,13 @@ async fn enrich_round(
                 let span = tracing::debug_span!("batch", first = batch[0], records = requests.len());
                 let result = async {
                     if bulk {
-                        let (id, records) = run_bulk(enricher, journal, &requests, &digests, call, stop).await?;
-                        let answered = read_records(records, &members);
+                        let (id, mut results) = run_bulk(enricher, journal, &requests, &digests, call, stop).await?;
+                        let answered = read_records(std::mem::take(&mut results.records), &members);
                         if let Err(error) = journal.answered(Some(&id), &for_journal(&answered, companies)).await {
                             stop.journal_failed(&error);
                         }
+                        // Written down: the place for another bulk's results is free.
+                        drop(results);
                         Ok::<_, LeadspaceError>(answered)
                     } else {
                         let record = enricher.single(&requests[0], call).await?;
@@ -364,11 +366,12 @@ pub async fn collect_pending(
     while let Some((bulk, members, collected)) = polls.next().await {
         let unanswered = |book: &AnswerBook| members.values().filter(|&&i| !book.is_known(i)).count() as u64;
         match collected {
-            Some(Ok(records)) => {
-                let answered = read_records(records, &members);
+            Some(Ok(mut results)) => {
+                let answered = read_records(std::mem::take(&mut results.records), &members);
                 if let Err(error) = journal.answered(Some(&bulk.bulk), &for_journal(&answered, companies)).await {
                     stop.journal_failed(&error);
                 }
+                drop(results);
                 for (company, answer, _) in answered {
                     if super::journal::is_final(answer.status) {
                         book.offer(company, answer, bulk.submitted_at, Origin::Journal);
@@ -482,13 +485,13 @@ mod tests {
             self.submitted.lock().unwrap().insert(id.clone(), records.to_vec());
             Ok(id)
         }
-        async fn collect_bulk(&self, bulk: &str, _: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+        async fn collect_bulk(&self, bulk: &str, _: &CallContext) -> Result<BulkResults, LeadspaceError> {
             self.polls.fetch_add(1, Ordering::SeqCst);
             if self.lost.lock().unwrap().contains(bulk) {
                 return Err(LeadspaceError::BulkNotFound);
             }
             let records = self.submitted.lock().unwrap().get(bulk).cloned().ok_or(LeadspaceError::BulkNotFound)?;
-            Ok(records.iter().rev().map(answer).collect())
+            Ok(BulkResults::new(records.iter().rev().map(answer).collect()))
         }
     }
 
@@ -616,12 +619,12 @@ mod tests {
         async fn submit_bulk(&self, records: &[EnrichRequest], call: &CallContext) -> Result<String, LeadspaceError> {
             self.0.submit_bulk(records, call).await
         }
-        async fn collect_bulk(&self, bulk: &str, _: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+        async fn collect_bulk(&self, bulk: &str, _: &CallContext) -> Result<BulkResults, LeadspaceError> {
             let records = self.0.submitted.lock().unwrap().get(bulk).cloned().unwrap_or_default();
             let mut results: Vec<EnrichmentResult> = records.iter().map(answer).collect();
             results.pop();
             results.push(answer(&records[0]));
-            Ok(results)
+            Ok(BulkResults::new(results))
         }
     }
 
@@ -739,7 +742,7 @@ mod tests {
             async fn submit_bulk(&self, _: &[EnrichRequest], _: &CallContext) -> Result<String, LeadspaceError> {
                 unreachable!("nothing is submitted")
             }
-            async fn collect_bulk(&self, _: &str, _: &CallContext) -> Result<Vec<EnrichmentResult>, LeadspaceError> {
+            async fn collect_bulk(&self, _: &str, _: &CallContext) -> Result<BulkResults, LeadspaceError> {
                 Err(LeadspaceError::DeadlineReached)
             }
         }
