@@ -1,12 +1,13 @@
 //! The unique companies of one file: each distinct match key is sent to Leadspace once, and its
 //! answer fanned out to every row that asked.
 //!
-//! A file can hold hundreds of thousands of companies, so the table is compact: the index holds
-//! a 128-bit digest of each match key rather than the key, and each query is kept as one packed
-//! string. 200,000 companies take about 18 MB.
+//! A file can hold hundreds of thousands of companies, so the table is compact: each company is
+//! known by a 128-bit digest of its match key rather than the key, the index holds company
+//! numbers alone (the digests are kept once, in number order), and each query is kept as one
+//! packed string.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use super::CompanyQuery;
 use crate::leadspace::model::EnrichRequest;
@@ -63,32 +64,20 @@ impl Companies for [CompanyQuery] {
     }
 }
 
-/// The digests are already uniformly spread: the map uses their low bits as they are.
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes.iter().take(8) {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u128(&mut self, digest: u128) {
-        self.0 = digest as u64;
-    }
-}
-
 #[derive(Default)]
 pub struct CompanyTable {
-    index: HashMap<u128, u32, BuildHasherDefault<DigestHasher>>,
+    /// Company numbers, found by their digest (already uniformly spread: its low bits are the
+    /// hash). A slot holds the number alone, four bytes, where a map keyed by the digest would
+    /// hold both, padded to 32.
+    index: HashTable<u32>,
     queries: Vec<Box<str>>,
     /// Each company's digest, by number (16 bytes a company).
     digests: Vec<u128>,
+}
+
+/// The hash of a digest: its low 64 bits.
+fn hash_of(digest: u128) -> u64 {
+    digest as u64
 }
 
 impl std::fmt::Debug for CompanyTable {
@@ -102,16 +91,21 @@ impl CompanyTable {
     pub fn intern(&mut self, query: CompanyQuery) -> u32 {
         let next = self.queries.len() as u32;
         let digest = query.key_digest();
-        let id = *self.index.entry(digest).or_insert(next);
-        if id == next {
-            self.queries.push(query.pack());
-            self.digests.push(digest);
+        let digests = &self.digests;
+        let same = |&id: &u32| digests[id as usize] == digest;
+        match self.index.entry(hash_of(digest), same, |&id| hash_of(digests[id as usize])) {
+            Entry::Occupied(found) => *found.get(),
+            Entry::Vacant(slot) => {
+                slot.insert(next);
+                self.queries.push(query.pack());
+                self.digests.push(digest);
+                next
+            }
         }
-        id
     }
 
     pub fn lookup(&self, query: &CompanyQuery) -> Option<u32> {
-        self.index.get(&query.key_digest()).copied()
+        self.find(query.key_digest()).map(|id| id as u32)
     }
 
     pub fn query(&self, company: usize) -> CompanyQuery {
@@ -137,7 +131,7 @@ impl Companies for CompanyTable {
     }
 
     fn find(&self, digest: u128) -> Option<usize> {
-        self.index.get(&digest).map(|&id| id as usize)
+        self.index.find(hash_of(digest), |&id| self.digests[id as usize] == digest).map(|&id| id as usize)
     }
 
     fn request(&self, company: usize) -> EnrichRequest {
@@ -177,6 +171,20 @@ mod tests {
         assert_eq!(digest_of(&sent).and_then(|d| table.find(d)), Some(1));
         assert_eq!(digest_of("c1"), None);
         assert_eq!(digest_of(&"z".repeat(32)), None);
+    }
+
+    #[test]
+    fn numbers_hold_while_the_index_grows_many_times() {
+        let mut table = CompanyTable::default();
+        let names: Vec<String> = (0..50_000).map(|i| format!("Company {i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(table.intern(query(name)), i as u32);
+        }
+        for (i, name) in names.iter().enumerate().rev() {
+            assert_eq!(table.intern(query(name)), i as u32, "{name} again");
+            assert_eq!(table.find(table.digest(i)), Some(i));
+        }
+        assert_eq!((table.len(), table.lookup(&query("Company 50000"))), (50_000, None));
     }
 
     #[test]
