@@ -9,7 +9,7 @@ use crate::error::JobError;
 use crate::pipeline::App;
 use crate::pipeline::lease::is_held;
 use crate::pipeline::paths::{OutputPaths, REPORT_SUFFIX, ignore_reason, work_prefix};
-use crate::storage::{ObjectStore, delete_keys};
+use crate::storage::ObjectStore;
 use crate::workflow::hand_off::{Slot, execution_base_name, find_slot};
 
 /// What a delete answers.
@@ -84,7 +84,7 @@ pub async fn delete_enrichment(app: &App, bucket: &str, key: &str, dry_run: bool
     if dry_run {
         return Ok(report);
     }
-    delete_keys(store, out, &report.removed).await?;
+    store.delete_many(out, &report.removed).await?;
     tracing::info!(removed = report.removed.len(), "enrichment deleted");
     Ok(report)
 }

@@ -96,10 +96,7 @@ impl LeadspaceClient {
             }
             let queued = Instant::now();
             // Polls skip the pace only where the contract does not count them.
-            let slot = match paced_endpoint {
-                true => Some(self.pacer.until_ready().await),
-                false => None,
-            };
+            let slot = if paced_endpoint { Some(self.pacer.until_ready().await) } else { None };
             // Waiting for our own pacer is not Leadspace failing: it does not use up the budget.
             paced += queued.elapsed();
             // The pacer may have held us long after the check above.

@@ -6,8 +6,6 @@ mod s3;
 mod upload;
 
 use std::error::Error as StdError;
-use std::future::Future;
-use std::pin::Pin;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
@@ -91,19 +89,12 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes `keys` of `bucket`, each tried even when another fails. One request each here;
     /// S3 deletes up to 1,000 in one.
     async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<(), DeleteFailed> {
-        let (mut failed, mut first) = (0, None);
+        let mut tally = DeleteTally::default();
         for group in keys.chunks(DELETE_CONCURRENCY) {
-            let deleted: Vec<Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send + '_>>> =
-                group.iter().map(|key| self.delete(bucket, key)).collect();
-            for error in futures::future::join_all(deleted).await.into_iter().filter_map(Result::err) {
-                failed += 1;
-                first.get_or_insert(error);
-            }
+            let deleted = futures::future::join_all(group.iter().map(|key| self.delete(bucket, key))).await;
+            deleted.into_iter().filter_map(Result::err).for_each(|error| tally.failed(1, error));
         }
-        match first {
-            Some(first) => Err(DeleteFailed { failed, first }),
-            None => Ok(()),
-        }
+        tally.result()
     }
     /// Every object under `prefix`, in key order.
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, StorageError>;
@@ -136,16 +127,8 @@ const DELETE_CONCURRENCY: usize = 16;
 pub async fn delete_prefix(store: &dyn ObjectStore, bucket: &str, prefix: &str) -> Result<usize, DeleteFailed> {
     let listed = store.list(bucket, prefix).await.map_err(|first| DeleteFailed { failed: 0, first })?;
     let keys: Vec<String> = listed.into_iter().map(|object| object.key).collect();
-    delete_keys(store, bucket, &keys).await?;
+    store.delete_many(bucket, &keys).await?;
     Ok(keys.len())
-}
-
-/// Deletes `keys`, each tried even when another fails.
-pub async fn delete_keys(store: &dyn ObjectStore, bucket: &str, keys: &[String]) -> Result<(), DeleteFailed> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    store.delete_many(bucket, keys).await
 }
 
 /// Objects under a prefix that could not be deleted (0 when it could not even be listed).
@@ -155,6 +138,27 @@ pub struct DeleteFailed {
     pub failed: usize,
     #[source]
     pub first: StorageError,
+}
+
+/// Failures counted over a delete of many keys: how many, and the first.
+#[derive(Default)]
+struct DeleteTally {
+    failed: usize,
+    first: Option<StorageError>,
+}
+
+impl DeleteTally {
+    fn failed(&mut self, keys: usize, error: StorageError) {
+        self.failed += keys;
+        self.first.get_or_insert(error);
+    }
+
+    fn result(self) -> Result<(), DeleteFailed> {
+        match self.first {
+            Some(first) => Err(DeleteFailed { failed: self.failed, first }),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

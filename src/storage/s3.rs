@@ -7,7 +7,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 
-use super::{Body, DeleteFailed, ListedObject, ObjectMeta, ObjectStore, StorageError};
+use super::{Body, DeleteFailed, DeleteTally, ListedObject, ObjectMeta, ObjectStore, StorageError};
 
 /// The real store: the AWS SDK's S3 client.
 pub struct S3Store {
@@ -145,7 +145,7 @@ impl ObjectStore for S3Store {
     /// DeleteObjects, a thousand keys a request: a journal of hundreds of entries is gone in
     /// one round trip instead of hundreds.
     async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<(), DeleteFailed> {
-        let (mut failed, mut first) = (0, None);
+        let mut tally = DeleteTally::default();
         for batch in keys.chunks(DELETE_OBJECTS_MAX_KEYS) {
             let service = |key: &str, source: Box<dyn StdError + Send + Sync>| StorageError::Service {
                 operation: "DeleteObjects",
@@ -173,21 +173,14 @@ impl ObjectStore for S3Store {
             match answer {
                 Ok(out) => {
                     for error in out.errors() {
-                        failed += 1;
                         let why = format!("{}: {}", error.code().unwrap_or("error"), error.message().unwrap_or(""));
-                        first.get_or_insert_with(|| service(error.key().unwrap_or_default(), why.into()));
+                        tally.failed(1, service(error.key().unwrap_or_default(), why.into()));
                     }
                 }
-                Err(error) => {
-                    failed += batch.len();
-                    first.get_or_insert(error);
-                }
+                Err(error) => tally.failed(batch.len(), error),
             }
         }
-        match first {
-            Some(first) => Err(DeleteFailed { failed, first }),
-            None => Ok(()),
-        }
+        tally.result()
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError> {
