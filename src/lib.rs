@@ -14,6 +14,7 @@ pub mod error;
 pub mod handler;
 pub mod leadspace;
 pub mod mapping;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod records;

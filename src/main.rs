@@ -3,14 +3,22 @@ use leadspace_enrich::{
     bootstrap::build_app,
     config::Config,
     handler::{deadline_of, handle},
-    metrics,
+    memory, metrics,
 };
 use serde_json::Value;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
     let started = std::time::Instant::now();
+    // Before the runtime starts its threads: the allocator's settings are process-wide.
+    let mapped = memory::map_large_allocations();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(started, mapped))
+}
+
+async fn serve(started: std::time::Instant, large_allocations_mapped: bool) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    if !large_allocations_mapped {
+        tracing::warn!("glibc refused the mmap threshold: large buffers may stay in the heap and raise peak memory");
+    }
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let app = build_app(config).await?;
     let app = &app;
