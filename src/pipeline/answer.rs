@@ -104,20 +104,15 @@ pub async fn answer_the_rest(
     let mut leadspace_down = false;
     if stopped_by.is_none() && !wanted.is_empty() {
         let to_send = wanted.len();
-        let enriched = enrich_companies(enricher, journal, companies, Some(wanted.clone()), plan, call).await;
+        let slots = book.lend_slots();
+        let enriched = enrich_companies(enricher, journal, companies, Some(wanted.clone()), slots, plan, call).await;
         tracing::info!(companies = to_send, requests = CallStats::get(&call.stats.requests), "enrichment finished");
         if let (Some(cache), Some(counts)) = (&app.cache, cache_counts.as_mut()) {
             cache.remember(companies, &enriched.answers, &wanted, now, counts).await;
         }
         leadspace_down = enriched.leadspace_down();
         stopped_by = enriched.stopped_by;
-        let fresh_at = now_seconds();
-        let mut fresh = enriched.answers;
-        let placeholder = Enrichment::without_attributes(RowStatus::NotAttempted, None);
-        for &company in &wanted {
-            let answer = std::mem::replace(&mut fresh[company], placeholder.clone());
-            book.offer(company, answer, fresh_at, Origin::Fresh);
-        }
+        book.take_back_slots(enriched.answers, &wanted, now_seconds());
     }
     if matches!(stopped_by, Some(LeadspaceError::CreditsExhausted)) {
         crate::metrics::credits_exhausted();

@@ -3,7 +3,7 @@
 //! or this run), for the summary's `reused` figures.
 
 use super::summary::{Reused, utc_from_seconds};
-use crate::enrichment::{Enrichment, RowStatus};
+use crate::enrichment::Enrichment;
 
 /// Where a known answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,9 +17,13 @@ pub enum Origin {
     Cache,
 }
 
-/// What is known about each company before anything is bought, and since when.
+/// What is known about each company before anything is bought, and since when. A file's answers
+/// are held here once: the enrichment borrows these slots (`lend_slots`) rather than filling a
+/// second vector of its own.
 pub struct AnswerBook {
-    answers: Vec<Option<Enrichment>>,
+    /// One per company; `not_attempted` (which holds no memory) where none is known.
+    answers: Vec<Enrichment>,
+    known: Vec<bool>,
     /// When each known answer was bought (seconds since the epoch).
     bought_at: Vec<i64>,
     reused_journal: u64,
@@ -33,7 +37,8 @@ pub struct AnswerBook {
 impl AnswerBook {
     pub fn new(companies: usize) -> Self {
         AnswerBook {
-            answers: vec![None; companies],
+            answers: crate::pipeline::enrich::unanswered(companies),
+            known: vec![false; companies],
             bought_at: vec![0; companies],
             reused_journal: 0,
             previous: Vec::new(),
@@ -44,11 +49,11 @@ impl AnswerBook {
 
     /// Takes `answer` for `company` unless one is known already; `true` when taken.
     pub fn offer(&mut self, company: usize, answer: Enrichment, bought_at: i64, origin: Origin) -> bool {
-        let Some(slot) = self.answers.get_mut(company) else { return false };
-        if slot.is_some() {
+        if self.known.get(company).is_none_or(|&known| known) {
             return false;
         }
-        *slot = Some(answer);
+        self.answers[company] = answer;
+        self.known[company] = true;
         self.bought_at[company] = bought_at;
         match origin {
             Origin::Journal => self.reused_journal += 1,
@@ -59,24 +64,43 @@ impl AnswerBook {
         true
     }
 
+    /// The answer slots, for the enrichment to write the companies it is asked for into; until
+    /// `take_back_slots`, the book has none.
+    pub fn lend_slots(&mut self) -> Vec<Enrichment> {
+        std::mem::take(&mut self.answers)
+    }
+
+    /// The slots back from the enrichment, with the answers it bought at `bought_at` for the
+    /// companies in `fresh` (none of which was known).
+    pub fn take_back_slots(&mut self, slots: Vec<Enrichment>, fresh: &[usize], bought_at: i64) {
+        debug_assert_eq!(slots.len(), self.known.len(), "the slots this book lent");
+        self.answers = slots;
+        for &company in fresh {
+            if let Some(known) = self.known.get_mut(company) {
+                *known = true;
+                self.bought_at[company] = bought_at;
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
-        self.answers.len()
+        self.known.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.answers.is_empty()
+        self.known.is_empty()
     }
 
     pub fn known(&self) -> usize {
-        self.answers.iter().filter(|a| a.is_some()).count()
+        self.known.iter().filter(|&&known| known).count()
     }
 
     pub fn is_known(&self, company: usize) -> bool {
-        self.answers.get(company).is_some_and(Option::is_some)
+        self.known.get(company).is_some_and(|&known| known)
     }
 
     pub fn answer(&self, company: usize) -> Option<(&Enrichment, i64)> {
-        self.answers.get(company)?.as_ref().map(|a| (a, self.bought_at[company]))
+        self.is_known(company).then(|| (&self.answers[company], self.bought_at[company]))
     }
 
     pub fn note_ignored(&mut self, why: &'static str) {
@@ -90,7 +114,7 @@ impl AnswerBook {
 
     /// The companies still without an answer, in order.
     pub fn missing(&self) -> Vec<usize> {
-        (0..self.answers.len()).filter(|&i| self.answers[i].is_none()).collect()
+        (0..self.known.len()).filter(|&i| !self.known[i]).collect()
     }
 
     pub fn reused(&self) -> Reused {
@@ -104,8 +128,6 @@ impl AnswerBook {
 
     /// Every company's answer (`not_attempted` where none is known) and when it was bought.
     pub fn finish(self) -> (Vec<Enrichment>, Vec<i64>) {
-        let not_attempted = Enrichment::without_attributes(RowStatus::NotAttempted, None);
-        let answers = self.answers.into_iter().map(|a| a.unwrap_or_else(|| not_attempted.clone())).collect();
-        (answers, self.bought_at)
+        (self.answers, self.bought_at)
     }
 }

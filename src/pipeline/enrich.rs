@@ -54,8 +54,8 @@ impl EnrichPlan {
 }
 
 pub struct EnrichOutcome {
-    /// One per company, in company order, not yet judged against MIN_CONFIDENCE (see
-    /// `Enrichment::judged`).
+    /// The slots it was given, one per company in company order, the wanted ones answered and
+    /// not yet judged against MIN_CONFIDENCE (see `Enrichment::judged`).
     pub answers: Vec<Enrichment>,
     /// Why the run stopped early, if it did.
     pub stopped_by: Option<LeadspaceError>,
@@ -163,23 +163,26 @@ async fn run_bulk(
     }
 }
 
-/// Enriches `companies[i]` for every `i` in `wanted` (all companies when `None`); the others
-/// keep `not_attempted` in the returned answers, for the caller to fill from elsewhere.
+/// One `not_attempted` answer per company: the slots `enrich_companies` fills.
+pub fn unanswered(companies: usize) -> Vec<Enrichment> {
+    vec![Enrichment::without_attributes(RowStatus::NotAttempted, None); companies]
+}
+
+/// Enriches `companies[i]` for every `i` in `wanted` (all companies when `None`), writing each
+/// answer into `answers[i]` (one slot per company; the caller's own, so that a file's answers
+/// are held once), whose `not_attempted` value stays where nothing was learned. The other slots
+/// are left as they are, and come back in the outcome.
 pub async fn enrich_companies(
     enricher: &dyn Enricher,
     journal: &dyn AnswerJournal,
     companies: &(impl Companies + ?Sized),
     wanted: Option<Vec<usize>>,
+    answers: Vec<Enrichment>,
     plan: EnrichPlan,
     call: &CallContext,
 ) -> EnrichOutcome {
-    let not_attempted = Enrichment::without_attributes(RowStatus::NotAttempted, None);
-    let mut outcome = EnrichOutcome {
-        answers: vec![not_attempted; companies.count()],
-        stopped_by: None,
-        answered_batches: 0,
-        outage_batches: 0,
-    };
+    debug_assert_eq!(answers.len(), companies.count(), "one answer slot per company");
+    let mut outcome = EnrichOutcome { answers, stopped_by: None, answered_batches: 0, outage_batches: 0 };
     let mut pending = wanted.unwrap_or_else(|| (0..companies.count()).collect());
     let bulk = plan.uses_bulk(pending.len());
     for send in 1..=RECORD_SENDS {
@@ -557,8 +560,16 @@ mod tests {
         let fake = fake(usize::MAX);
         let journal = MemoryJournal::default();
         let names = numbered(7);
-        let out =
-            enrich_companies(&fake, &journal, &names[..], None, plan(Mode::Bulk, 3, 2), &CallContext::default()).await;
+        let out = enrich_companies(
+            &fake,
+            &journal,
+            &names[..],
+            None,
+            unanswered(names.len()),
+            plan(Mode::Bulk, 3, 2),
+            &CallContext::default(),
+        )
+        .await;
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 3);
         for (i, answer) in out.answers.iter().enumerate() {
             assert_eq!(answer.attribute(1), format!("CO{i}"));
@@ -570,7 +581,16 @@ mod tests {
         let fake = fake(usize::MAX);
         let journal = MemoryJournal::default();
         let names = numbered(7);
-        enrich_companies(&fake, &journal, &names[..], None, plan(Mode::Bulk, 3, 2), &CallContext::default()).await;
+        enrich_companies(
+            &fake,
+            &journal,
+            &names[..],
+            None,
+            unanswered(names.len()),
+            plan(Mode::Bulk, 3, 2),
+            &CallContext::default(),
+        )
+        .await;
         let submitted = journal.submitted.lock().unwrap().clone();
         assert_eq!(submitted.len(), 3);
         assert_eq!(submitted.iter().map(|(_, c)| c.len()).sum::<usize>(), 7);
@@ -589,7 +609,16 @@ mod tests {
         let fake = fake(usize::MAX);
         let journal = MemoryJournal::default();
         let names = numbered(25);
-        enrich_companies(&fake, &journal, &names[..], None, plan(Mode::Single, 500, 4), &CallContext::default()).await;
+        enrich_companies(
+            &fake,
+            &journal,
+            &names[..],
+            None,
+            unanswered(names.len()),
+            plan(Mode::Single, 500, 4),
+            &CallContext::default(),
+        )
+        .await;
         let groups: Vec<usize> = journal.answered.lock().unwrap().iter().map(|(_, a)| a.len()).collect();
         assert_eq!(groups.iter().sum::<usize>(), 25, "{groups:?}");
         assert!(groups.len() == 3 && groups.iter().all(|&n| n <= SINGLE_ANSWERS_PER_ENTRY), "{groups:?}");
@@ -600,8 +629,16 @@ mod tests {
         let fake = fake(usize::MAX);
         let journal = MemoryJournal { fail_submissions: true, ..Default::default() };
         let names = numbered(10);
-        let out =
-            enrich_companies(&fake, &journal, &names[..], None, plan(Mode::Bulk, 2, 1), &CallContext::default()).await;
+        let out = enrich_companies(
+            &fake,
+            &journal,
+            &names[..],
+            None,
+            unanswered(names.len()),
+            plan(Mode::Bulk, 2, 1),
+            &CallContext::default(),
+        )
+        .await;
         assert!(matches!(out.stopped_by, Some(LeadspaceError::JournalUnavailable(_))), "{:?}", out.stopped_by);
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 1, "nothing more is bought once the journal fails");
         assert_eq!(out.answers[..2].iter().filter(|a| a.status == RowStatus::Enriched).count(), 2, "paid for, used");
@@ -629,12 +666,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_the_wanted_slots_are_written_and_the_others_come_back_as_they_were() {
+        let fake = fake(usize::MAX);
+        let names = numbered(5);
+        let known = Enrichment::with_attributes(RowStatus::NotMatched, None, ["kept"]);
+        let mut slots = unanswered(5);
+        slots[1] = known.clone();
+        slots[3] = known.clone();
+
+        let wanted = Some(vec![0, 2, 4]);
+        let out = enrich_companies(
+            &fake,
+            &MemoryJournal::default(),
+            &names[..],
+            wanted,
+            slots,
+            plan(Mode::Bulk, 2, 2),
+            &CallContext::default(),
+        )
+        .await;
+
+        assert_eq!((&out.answers[1], &out.answers[3]), (&known, &known), "answers known before are left alone");
+        for i in [0, 2, 4] {
+            assert_eq!(
+                (out.answers[i].status, out.answers[i].attribute(1)),
+                (RowStatus::Enriched, format!("CO{i}").as_str())
+            );
+        }
+        let sent: usize = fake.submitted.lock().unwrap().values().map(Vec::len).sum();
+        assert_eq!(sent, 3, "only the wanted companies are sent");
+    }
+
+    #[tokio::test]
     async fn a_repeated_answer_does_not_hide_a_missing_one() {
         let out = enrich_companies(
             &RepeatingLeadspace(fake(usize::MAX)),
             &MemoryJournal::default(),
             &companies(&["a", "b", "c"])[..],
             None,
+            unanswered(3),
             plan(Mode::Bulk, 3, 1),
             &CallContext::default(),
         )
@@ -651,6 +721,7 @@ mod tests {
             &MemoryJournal::default(),
             &companies(&["a", "xb", "bad"])[..],
             None,
+            unanswered(3),
             plan(Mode::Auto, 500, 4),
             &CallContext::default(),
         )
@@ -669,6 +740,7 @@ mod tests {
             &MemoryJournal::default(),
             &names[..],
             None,
+            unanswered(names.len()),
             plan(Mode::Bulk, 2, 1),
             &CallContext::default(),
         )
