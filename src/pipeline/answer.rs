@@ -148,7 +148,10 @@ pub async fn known_answers(
         tracing::info!(cleared, "force: a new answer journal, nothing reused");
         return Ok((book, Vec::new()));
     }
-    let pending = journal.recall(&scan.companies, &mut book).await?;
+    // Both reads at once: the journal is read first only in what it offers the book.
+    let (pending, kept) =
+        tokio::join!(journal.recall(&scan.companies, &mut book), kept::fetch(run.app.store.as_ref(), &run.paths));
+    let (pending, kept) = (pending?, kept?);
     let config = &run.app.config;
     let filter = KeptFilter {
         etag: &run.meta.etag,
@@ -156,7 +159,9 @@ pub async fn known_answers(
         base_url: &config.base_url,
         max_age_seconds: config.answer_max_age_seconds(),
     };
-    kept::recall(run.app.store.as_ref(), &run.paths, &filter, &scan.companies, &mut book).await?;
+    if let Some(kept) = kept {
+        kept::offer(&kept, &filter, &scan.companies, &mut book);
+    }
     Ok((book, pending))
 }
 

@@ -51,22 +51,25 @@ fn storage_error(paths: &OutputPaths, operation: &'static str, source: std::io::
     }
 }
 
-/// Offers `book` every kept answer `filter` allows; returns how many it took.
-pub async fn recall(
-    store: &dyn ObjectStore,
-    paths: &OutputPaths,
+/// The kept answers as stored (gzip), if there are any: read apart from `offer`, so that a run
+/// reads them while it reads its journal.
+pub async fn fetch(store: &dyn ObjectStore, paths: &OutputPaths) -> Result<Option<Vec<u8>>, StorageError> {
+    store.get_small(&paths.bucket, &paths.kept_answers_key()).await
+}
+
+/// Offers `book` every answer of `compressed` (from `fetch`) that `filter` allows; returns how
+/// many it took.
+pub fn offer(
+    compressed: &[u8],
     filter: &KeptFilter<'_>,
     companies: &(impl Companies + ?Sized),
     book: &mut AnswerBook,
-) -> Result<u64, JobError> {
-    let Some(compressed) = store.get_small(&paths.bucket, &paths.kept_answers_key()).await? else {
-        return Ok(0);
-    };
-    let mut lines = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(compressed.as_slice())).lines();
+) -> u64 {
+    let mut lines = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(compressed)).lines();
     let header = lines.next().and_then(Result::ok).and_then(|l| serde_json::from_str::<Header>(&l).ok());
     let Some(header) = header.filter(|h| h.format == FORMAT) else {
         tracing::info!("the kept answers are of another format; none reused");
-        return Ok(0);
+        return 0;
     };
     if header.field_mapping != filter.mapping.to_json()
         || header.base_url.trim_end_matches('/') != filter.base_url.trim_end_matches('/')
@@ -76,13 +79,13 @@ pub async fn recall(
             "the answers kept from an earlier run were bought under another field mapping or LEADSPACE_BASE_URL, so \
              none was reused: this run bought its answers afresh",
         );
-        return Ok(0);
+        return 0;
     }
     let same_version = header.source_etag == filter.etag;
     let oldest = match (same_version, filter.max_age_seconds) {
         (true, _) => i64::MIN,
         (false, Some(age)) => now_seconds() - age,
-        (false, None) => return Ok(0),
+        (false, None) => return 0,
     };
     let origin = if same_version { Origin::Journal } else { Origin::PreviousVersion };
     let mut taken = 0;
@@ -97,7 +100,7 @@ pub async fn recall(
         }
     }
     tracing::info!(reused = taken, same_version, "kept answers read");
-    Ok(taken)
+    taken
 }
 
 /// Writes every final answer of this version with when it was bought, replacing the kept
@@ -214,7 +217,7 @@ mod tests {
         let mapping = mapping(column);
         let filter = KeptFilter { etag, mapping: &mapping, base_url, max_age_seconds };
         let mut book = AnswerBook::new(companies.len());
-        let taken = recall(store, &paths(), &filter, companies, &mut book).await.unwrap();
+        let taken = fetch(store, &paths()).await.unwrap().map_or(0, |kept| offer(&kept, &filter, companies, &mut book));
         (taken, book)
     }
 
