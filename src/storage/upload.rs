@@ -20,8 +20,9 @@ pub struct OutputUpload {
     next_part: i32,
 }
 
-/// Parts uploaded at once: S3 is faster with a few connections, and memory holds each of them.
-const PARTS_IN_FLIGHT: usize = 3;
+/// Parts uploaded at once, beside the one being written: two keep S3 busy while rows are
+/// written, and memory holds each of them.
+const PARTS_IN_FLIGHT: usize = 2;
 
 impl OutputUpload {
     pub fn new(store: Arc<dyn ObjectStore>, bucket: &str, key: &str, content_type: &str) -> Self {

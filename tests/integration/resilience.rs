@@ -396,7 +396,7 @@ async fn a_refresh_enriches_every_object_when_one_fails_and_then_asks_to_be_retr
 async fn a_multipart_output_whose_completion_fails_is_aborted_and_leaves_no_parts_behind() {
     let env = TestEnv::new().await;
     let s3 = crate::s3_faults::S3Faults::start(crate::harness::moto_endpoint()).await;
-    // One company, 9 MiB of rows: more than one 8 MiB part.
+    // One company, 9 MiB of rows: more than one part.
     let padding = "x".repeat(200);
     let mut csv = String::from("Id,Company,Notes\n");
     for i in 0..48_000 {
