@@ -23,6 +23,28 @@ pub struct CompanyQuery {
 }
 
 impl CompanyQuery {
+    /// Empties every field but keeps the buffers (an optional field is left `Some("")`):
+    /// `ResolvedMapping::query_into` refills them, then calls `drop_empty`.
+    pub fn clear(&mut self) {
+        self.name.clear();
+        for value in self.optional_fields().into_iter().flatten() {
+            value.clear();
+        }
+    }
+
+    /// Every optional field that is `Some("")` becomes `None`.
+    pub fn drop_empty(&mut self) {
+        for field in self.optional_fields() {
+            if field.as_deref() == Some("") {
+                *field = None;
+            }
+        }
+    }
+
+    fn optional_fields(&mut self) -> [&mut Option<String>; 6] {
+        [&mut self.website, &mut self.country, &mut self.state, &mut self.city, &mut self.street, &mut self.postal_code]
+    }
+
     /// Two rows with the same key are the same question to Leadspace and are sent once.
     /// Case and whitespace never change the answer; a website's scheme, `www.` and path don't
     /// either.
@@ -69,8 +91,9 @@ impl CompanyQuery {
         hasher.finish128().as_u128()
     }
 
-    /// The query as one string, fields separated by U+001F (which `clean` never leaves in a value).
-    pub fn pack(&self) -> Box<str> {
+    /// Appends the query to `packed` as one string, fields separated by U+001F (which `clean`
+    /// never leaves in a value); `unpack` reads it back.
+    pub fn pack_into(&self, packed: &mut String) {
         let fields = [
             Some(self.name.as_str()),
             self.website.as_deref(),
@@ -80,7 +103,6 @@ impl CompanyQuery {
             self.street.as_deref(),
             self.postal_code.as_deref(),
         ];
-        let mut packed = String::with_capacity(self.name.len() + 8);
         for (i, field) in fields.into_iter().enumerate() {
             if i > 0 {
                 packed.push(PACK_SEPARATOR);
@@ -90,7 +112,6 @@ impl CompanyQuery {
                 packed.push_str(value);
             }
         }
-        packed.into_boxed_str()
     }
 
     pub fn unpack(packed: &str) -> CompanyQuery {

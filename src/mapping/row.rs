@@ -58,6 +58,15 @@ impl ResolvedMapping {
 
     /// The company this row asks about, or why it asks nothing.
     pub fn query(&self, row: &Row) -> Result<CompanyQuery, NoQuery> {
+        let mut query = CompanyQuery::default();
+        self.query_into(row, &mut query)?;
+        Ok(query)
+    }
+
+    /// `query` into `query`, whose buffers are reused: pass 1 asks this of every row, and most
+    /// rows name a company already seen, so building each afresh cost an allocation and a free
+    /// per mapped value and row. On an error, `query` holds whatever was read before it.
+    pub fn query_into(&self, row: &Row, query: &mut CompanyQuery) -> Result<(), NoQuery> {
         match (row, self.columns) {
             (Row::Invalid(invalid), _) => return Err(NoQuery::Unparsed(invalid.reason.clone())),
             // Trailing empty fields (a delimiter at the end of every line) shift nothing.
@@ -68,19 +77,19 @@ impl ResolvedMapping {
             }
             _ => {}
         }
-        let mut query = CompanyQuery::default();
+        query.clear();
         for (role, field) in &self.fields {
             let raw = field_value(row, field);
             if *role == Role::CompanyName && raw.is_none() {
                 return Err(NoQuery::CompanyFieldAbsent);
             }
-            let value = raw.map(|v| clean(&v)).filter(|v| !v.is_empty());
-            if value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_CHARS && v.chars().count() > MAX_VALUE_CHARS) {
-                return Err(NoQuery::TooLong(*role));
-            }
             let slot = match role {
                 Role::CompanyName => {
-                    query.name = value.ok_or(NoQuery::BlankCompanyName)?;
+                    clean_into(raw.as_deref().unwrap_or(""), &mut query.name);
+                    check_length(&query.name, *role)?;
+                    if query.name.is_empty() {
+                        return Err(NoQuery::BlankCompanyName);
+                    }
                     continue;
                 }
                 Role::Website => &mut query.website,
@@ -90,9 +99,12 @@ impl ResolvedMapping {
                 Role::Street => &mut query.street,
                 Role::PostalCode => &mut query.postal_code,
             };
-            *slot = value;
+            let value = slot.get_or_insert_default();
+            clean_into(raw.as_deref().unwrap_or(""), value);
+            check_length(value, *role)?;
         }
-        Ok(query)
+        query.drop_empty();
+        Ok(())
     }
 
     /// The error for a file in which no row has the company field at all: the mapping points at
@@ -126,14 +138,21 @@ fn field_value<'r>(row: &'r Row, field: &FieldRef) -> Option<Cow<'r, str>> {
     }
 }
 
-/// Trimmed, inner whitespace and control characters collapsed to single spaces.
-fn clean(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+fn check_length(value: &str, role: Role) -> Result<(), NoQuery> {
+    if value.len() > MAX_VALUE_CHARS && value.chars().count() > MAX_VALUE_CHARS {
+        return Err(NoQuery::TooLong(role));
+    }
+    Ok(())
+}
+
+/// `value` trimmed, inner whitespace and control characters collapsed to single spaces, in
+/// place of what `out` held.
+fn clean_into(value: &str, out: &mut String) {
+    out.clear();
     for word in value.split(|c: char| c.is_whitespace() || c.is_control()).filter(|w| !w.is_empty()) {
         if !out.is_empty() {
             out.push(' ');
         }
         out.push_str(word);
     }
-    out
 }

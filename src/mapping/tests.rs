@@ -155,3 +155,25 @@ fn dotted_paths_reach_into_nested_json() {
     let q = m.query(&row).unwrap();
     assert_eq!((q.name.as_str(), q.postal_code.as_deref()), ("Contoso", Some("98052")));
 }
+
+#[test]
+fn one_query_reused_row_after_row_reads_each_row_as_a_fresh_one_would() {
+    let h = header(&["Company", "Website", "City", "Notes"]);
+    let m = FieldMapping::resolve_columns(None, &h).unwrap();
+    let rows = [
+        csv_row(&["  Contoso   Ltd ", "contoso.com", "Paris", "a"]),
+        csv_row(&["Fabrikam", "", "", "b"]),
+        csv_row(&["", "blank.example", "Rome", "c"]),
+        csv_row(&["Northwind"]),
+        csv_row(&["Tailspin", " tailspin.io ", "  ", "d"]),
+        csv_row(&[&"x".repeat(MAX_VALUE_CHARS + 1), "long.example", "Oslo", "e"]),
+        csv_row(&["Litware", "litware.com", "Lisbon", "f"]),
+    ];
+    let mut reused = crate::company::CompanyQuery::default();
+    for (i, row) in rows.iter().enumerate() {
+        let fresh = m.query(row);
+        let again = m.query_into(row, &mut reused).map(|()| reused.clone());
+        assert_eq!(again, fresh, "row {i}");
+    }
+    assert_eq!(m.query(&rows[1]).unwrap().website, None, "an empty value is absent, not Some(\"\")");
+}

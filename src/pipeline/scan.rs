@@ -2,7 +2,7 @@
 //! companies. Nothing is sent anywhere; a dry run stops here.
 
 use super::run::Run;
-use crate::company::CompanyTable;
+use crate::company::{CompanyQuery, CompanyTable};
 use crate::error::{JobError, RunError};
 use crate::mapping::{FieldMapping, NoQuery, ResolvedMapping, field_paths};
 use crate::records::{Format, Layout, ReadError, RowStream, TextEncoding, TextOrigin};
@@ -74,14 +74,15 @@ pub async fn scan(run: &Run<'_>, format: Format, mapping: Option<&FieldMapping>)
     };
     let max_rows = run.app.config.max_input_rows;
     let mut company_field_seen = false;
+    let mut query = CompanyQuery::default();
     while let Some(chunk) = stream.next_chunk().await {
         let chunk = chunk.map_err(|error| read_error(run, error))?;
         for row in &chunk {
             scan.rows += 1;
-            let company = match scan.mapping.query(row) {
-                Ok(query) => {
+            let company = match scan.mapping.query_into(row, &mut query) {
+                Ok(()) => {
                     company_field_seen = true;
-                    scan.companies.intern(query)
+                    scan.companies.intern(&query)
                 }
                 Err(why) => {
                     company_field_seen |= !matches!(why, NoQuery::CompanyFieldAbsent | NoQuery::Unparsed(_));

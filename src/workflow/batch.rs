@@ -56,7 +56,7 @@ pub async fn enrich_batch(
         .part(&format!("b{first:010}"));
     let mut companies = CompanyTable::default();
     for item in batch.items {
-        companies.intern(item.query());
+        companies.intern(&item.query());
     }
     // A retried batch (the Map's Retry, Lambda's) collects what its earlier attempt bought.
     let earlier_stats = match store.get_small(&input.work_bucket, &stats_key).await.map_err(JobError::from)? {
