@@ -18,7 +18,8 @@ use crate::enrichment::{self, COLUMNS, Enrichment, RowStatus};
 /// Plain or gzip-compressed output, in memory until taken.
 enum Output {
     Plain(Vec<u8>),
-    Gzip(GzEncoder<Vec<u8>>),
+    /// Boxed: zlib-rs's encoder state is ten times the plain buffer's.
+    Gzip(Box<GzEncoder<Vec<u8>>>),
 }
 
 impl Output {
@@ -84,7 +85,7 @@ impl RowWriter {
     /// UTF-8, so files that came from Excel (a BOM, UTF-16 or Windows-1252) get one back.
     pub fn new(format: Format, layout: &Layout, utf8_bom: bool) -> io::Result<Self> {
         let mut output = if format.gzip {
-            Output::Gzip(GzEncoder::new(Vec::new(), Compression::fast()))
+            Output::Gzip(Box::new(GzEncoder::new(Vec::new(), Compression::fast())))
         } else {
             Output::Plain(Vec::new())
         };
