@@ -12,7 +12,7 @@ use crate::cache::CacheCounts;
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::error::{JobError, RunError};
 use crate::mapping::NoQuery;
-use crate::records::{EncodedAnswer, Format, RowWriter};
+use crate::records::{Format, RowWriter};
 use crate::storage::{OutputUpload, PART_SIZE};
 
 /// What a run learned about its companies, for pass 2 and the summary.
@@ -78,43 +78,6 @@ pub async fn finish(
     })
 }
 
-/// Each company's answer, encoded for the output when its first row is written: once per
-/// company rather than per row, spread over the write (which waits on S3 anyway), and without
-/// holding every answer twice.
-struct CompanyAnswers {
-    decoded: Vec<Enrichment>,
-    encoded: Vec<Option<EncodedAnswer>>,
-}
-
-impl CompanyAnswers {
-    fn new(decoded: Vec<Enrichment>) -> Self {
-        let encoded = vec![None; decoded.len()];
-        CompanyAnswers { decoded, encoded }
-    }
-
-    /// The company's answer, encoded; its first time, it is counted in `profile`.
-    fn encoded(
-        &mut self,
-        company: usize,
-        writer: &RowWriter,
-        profile: &mut Profile,
-        name: impl FnOnce() -> String,
-    ) -> std::io::Result<&EncodedAnswer> {
-        let slot = &mut self.encoded[company];
-        let encoded = match slot.take() {
-            Some(encoded) => encoded,
-            None => {
-                // Only the encoded form is needed from here on; the placeholder holds no memory.
-                let placeholder = Enrichment::without_attributes(RowStatus::NotAttempted, None);
-                let answer = std::mem::replace(&mut self.decoded[company], placeholder);
-                profile.add(&answer, name);
-                writer.encode(&answer)?
-            }
-        };
-        Ok(slot.insert(encoded))
-    }
-}
-
 /// The answer a row gets when the second read of the file disagrees with the first, which the
 /// ETag pin rules out unless S3 served different bytes.
 fn row_changed() -> Enrichment {
@@ -139,7 +102,8 @@ async fn write_rows(
         RunError::Job(JobError::Write { bucket: run.paths.bucket.clone(), key: run.paths.output_key.clone(), source })
     };
     let mut writer = RowWriter::new(format, &stream.layout, scan.output_bom()).map_err(write_error)?;
-    let mut answers = CompanyAnswers::new(answers);
+    // A company is profiled for the report at its first row.
+    let mut profiled = vec![false; answers.len()];
     let mut upload =
         OutputUpload::new(run.app.store.clone(), &run.paths.bucket, &run.paths.output_key, format.content_type());
     let mut rows = RowCounts::default();
@@ -151,20 +115,22 @@ async fn write_rows(
                 let own;
                 let answer = match scan.row_companies.get(rows.total as usize).copied() {
                     Some(company) if company != NO_COMPANY => {
-                        let name = || scan.companies.query(company as usize).name;
-                        answers.encoded(company as usize, &writer, &mut profile, name).map_err(write_error)?
+                        let company = company as usize;
+                        if !std::mem::replace(&mut profiled[company], true) {
+                            profile.add(&answers[company], || scan.companies.query(company).name);
+                        }
+                        &answers[company]
                     }
                     other => {
-                        let answer = match other.map(|_| scan.mapping.query(row)) {
+                        own = match other.map(|_| scan.mapping.query(row)) {
                             Some(Err(why)) => row_without_company(&why),
                             _ => row_changed(),
                         };
-                        own = writer.encode(&answer).map_err(write_error)?;
                         &own
                     }
                 };
                 rows.count(answer.status);
-                writer.write_encoded(row, answer).map_err(write_error)?;
+                writer.write(row, answer).map_err(write_error)?;
                 if writer.pending_len() >= PART_SIZE {
                     upload.write(writer.take()).await?;
                 }

@@ -16,7 +16,7 @@ pub mod writer;
 pub use decode::{TextEncoding, TextOrigin};
 pub use format::{Format, Kind, UnsupportedFormat};
 pub use reader::{Layout, ReadError, RowStream};
-pub use writer::{EncodedAnswer, RowWriter};
+pub use writer::RowWriter;
 
 use serde_json::{Map, Value};
 
