@@ -126,19 +126,24 @@ fn for_journal(answered: &[Answered], companies: &(impl Companies + ?Sized)) -> 
     answered.iter().map(|(company, answer, _)| (companies.digest(*company), answer.clone())).collect()
 }
 
-/// A bulk from submission to results. The submission is journalled before the first poll; a
-/// bulk Leadspace loses or never finishes is forgotten and submitted once more.
+/// A bulk of `batch` from submission to results. The submission is journalled before the first
+/// poll; a bulk Leadspace loses or never finishes is forgotten and submitted once more. The
+/// requests are built for each submission and dropped once it is sent.
 async fn run_bulk(
     enricher: &dyn Enricher,
     journal: &dyn AnswerJournal,
-    requests: &[EnrichRequest],
+    companies: &(impl Companies + ?Sized),
+    batch: &[usize],
     digests: &[u128],
     call: &CallContext,
     stop: &Stop,
 ) -> Result<(String, BulkResults), LeadspaceError> {
     let mut resubmitted = false;
     loop {
-        let bulk = enricher.submit_bulk(requests, call).await?;
+        let requests: Vec<EnrichRequest> = batch.iter().map(|&i| companies.request(i)).collect();
+        let submitted = enricher.submit_bulk(&requests, call).await;
+        drop(requests);
+        let bulk = submitted?;
         if let Err(error) = journal.submitted(&bulk, digests).await {
             // Bought but not written down: collect it, and buy nothing more.
             stop.journal_failed(&error);
@@ -151,9 +156,9 @@ async fn run_bulk(
                     return Err(lost);
                 }
                 // One more submission is worth its credits, a loop of them is not.
-                tracing::warn!(error = %lost, records = requests.len(), "resubmitting a bulk once");
+                tracing::warn!(error = %lost, records = batch.len(), "resubmitting a bulk once");
                 CallStats::add(&call.stats.retries, 1);
-                CallStats::add(&call.stats.resubmitted, requests.len() as u64);
+                CallStats::add(&call.stats.resubmitted, batch.len() as u64);
                 resubmitted = true;
             }
             // The deadline or a stop leaves the submission in the journal: the next run
@@ -231,14 +236,18 @@ async fn enrich_round(
                     stop.stop(LeadspaceError::DeadlineReached);
                     return (batch, None);
                 }
-                let requests: Vec<EnrichRequest> = batch.iter().map(|&i| companies.request(i)).collect();
                 let digests: Vec<u128> = batch.iter().map(|&i| companies.digest(i)).collect();
-                let members: HashMap<u128, usize> = digests.iter().copied().zip(batch.iter().copied()).collect();
-                let span = tracing::debug_span!("batch", first = batch[0], records = requests.len());
+                // Who is in the batch is looked up only once its results are in: a bulk waits
+                // for Leadspace holding its companies' numbers and digests alone, not their
+                // requests or a map (with a hundred bulks in flight, 16 MiB).
+                let members =
+                    || -> HashMap<u128, usize> { digests.iter().copied().zip(batch.iter().copied()).collect() };
+                let span = tracing::debug_span!("batch", first = batch[0], records = batch.len());
                 let result = async {
                     if bulk {
-                        let (id, mut results) = run_bulk(enricher, journal, &requests, &digests, call, stop).await?;
-                        let answered = read_records(std::mem::take(&mut results.records), &members);
+                        let (id, mut results) =
+                            run_bulk(enricher, journal, companies, batch, &digests, call, stop).await?;
+                        let answered = read_records(std::mem::take(&mut results.records), &members());
                         if let Err(error) = journal.answered(Some(&id), &for_journal(&answered, companies)).await {
                             stop.journal_failed(&error);
                         }
@@ -246,8 +255,8 @@ async fn enrich_round(
                         drop(results);
                         Ok::<_, LeadspaceError>(answered)
                     } else {
-                        let record = enricher.single(&requests[0], call).await?;
-                        let answered = read_records(vec![record], &members);
+                        let record = enricher.single(&companies.request(batch[0]), call).await?;
+                        let answered = read_records(vec![record], &members());
                         singles.lock().unwrap_or_else(|e| e.into_inner()).extend(for_journal(&answered, companies));
                         if let Some(group) = take_group(false)
                             && let Err(error) = journal.answered(None, &group).await
