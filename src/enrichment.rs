@@ -72,14 +72,27 @@ pub struct Enrichment {
     pub error: Option<String>,
     /// Leadspace's values in `COLUMNS[2..]` order, separated by `SEPARATOR`; empty when none.
     values: Box<str>,
+    /// No value needs quoting in a CSV cell (see `values_are_plain_csv`), learned once when the
+    /// answer is made rather than on each of its rows.
+    plain_csv: bool,
+    /// Bit `i`: value `i` starts like a formula (phone numbers: "+1-555-…").
+    formula_values: u32,
 }
+
+/// Bytes that make a CSV cell need quotes under any delimiter the reader detects.
+fn needs_quotes(byte: u8) -> bool {
+    matches!(byte, b'"' | b'\n' | b'\r' | b',' | b';' | b'\t' | b'|')
+}
+
+/// What spreadsheet programs take for the start of a formula (see the writer's neutralising).
+pub const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
 /// A control character that no value keeps (see `with_attributes`).
 const SEPARATOR: char = '\u{1f}';
 
 impl Enrichment {
     pub fn without_attributes(status: RowStatus, error: Option<String>) -> Self {
-        Enrichment { status, error, values: Box::default() }
+        Enrichment { status, error, values: Box::default(), plain_csv: true, formula_values: 0 }
     }
 
     /// An answer with Leadspace's values, in `COLUMNS[2..]` order.
@@ -89,11 +102,17 @@ impl Enrichment {
         attributes: impl IntoIterator<Item = S>,
     ) -> Self {
         let mut values = String::new();
+        let mut plain_csv = true;
+        let mut formula_values = 0_u32;
         for (i, value) in attributes.into_iter().take(ATTRIBUTE_COUNT).enumerate() {
             if i > 0 {
                 values.push(SEPARATOR);
             }
             let value = value.as_ref();
+            plain_csv &= !value.bytes().any(needs_quotes);
+            if value.starts_with(FORMULA_STARTS) {
+                formula_values |= 1 << i;
+            }
             if value.contains(SEPARATOR) {
                 values.extend(value.chars().map(|c| if c == SEPARATOR { ' ' } else { c }));
             } else {
@@ -102,8 +121,29 @@ impl Enrichment {
         }
         // Trailing empty values are implied, so equal answers are equal whatever their length.
         values.truncate(values.trim_end_matches(SEPARATOR).len());
-        Enrichment { status, error, values: values.into_boxed_str() }
+        Enrichment { status, error, values: values.into_boxed_str(), plain_csv, formula_values }
     }
+
+    /// Whether the values need no quotes as CSV cells: none holds a quote, a line break or any
+    /// delimiter the reader detects.
+    pub fn values_are_plain_csv(&self) -> bool {
+        self.plain_csv
+    }
+
+    /// Whether any value starts like a formula (and is neutralised when written).
+    pub fn has_formula_values(&self) -> bool {
+        self.formula_values != 0
+    }
+
+    /// The packed values (`SEPARATOR` between them, trailing empty ones left out) and how many
+    /// values that is (at least one, an empty one when there are none).
+    pub fn packed_values(&self) -> (&[u8], usize) {
+        let bytes = self.values.as_bytes();
+        (bytes, 1 + memchr::memchr_iter(SEPARATOR as u8, bytes).count())
+    }
+
+    /// The byte between packed values.
+    pub const PACKED_SEPARATOR: u8 = SEPARATOR as u8;
 
     /// The attribute in `COLUMNS[2 + i]`, empty when absent.
     pub fn attribute(&self, i: usize) -> &str {
