@@ -95,6 +95,12 @@ impl Enrichment {
         Enrichment { status, error, values: Box::default(), plain_csv: true, formula_values: 0 }
     }
 
+    /// One `not_attempted` answer per company (none holds memory of its own): the slots the
+    /// enrichment fills.
+    pub fn unanswered(companies: usize) -> Vec<Enrichment> {
+        vec![Enrichment::without_attributes(RowStatus::NotAttempted, None); companies]
+    }
+
     /// An answer with Leadspace's values, in `COLUMNS[2..]` order.
     pub fn with_attributes<S: AsRef<str>>(
         status: RowStatus,

@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// Top-level modules of `src/`, lowest first.
 const CRATE_LAYERS: &[&[&str]] = &[
-    &["metrics", "storage"],
+    &["memory", "metrics", "storage"],
     &["secrets"],
     &["leadspace"],
     &["company", "enrichment"],

@@ -37,7 +37,7 @@ pub struct AnswerBook {
 impl AnswerBook {
     pub fn new(companies: usize) -> Self {
         AnswerBook {
-            answers: crate::pipeline::enrich::unanswered(companies),
+            answers: Enrichment::unanswered(companies),
             known: vec![false; companies],
             bought_at: vec![0; companies],
             reused_journal: 0,

@@ -168,11 +168,6 @@ async fn run_bulk(
     }
 }
 
-/// One `not_attempted` answer per company: the slots `enrich_companies` fills.
-pub fn unanswered(companies: usize) -> Vec<Enrichment> {
-    vec![Enrichment::without_attributes(RowStatus::NotAttempted, None); companies]
-}
-
 /// Enriches `companies[i]` for every `i` in `wanted` (all companies when `None`), writing each
 /// answer into `answers[i]` (one slot per company; the caller's own, so that a file's answers
 /// are held once), whose `not_attempted` value stays where nothing was learned. The other slots
@@ -574,7 +569,7 @@ mod tests {
             &journal,
             &names[..],
             None,
-            unanswered(names.len()),
+            Enrichment::unanswered(names.len()),
             plan(Mode::Bulk, 3, 2),
             &CallContext::default(),
         )
@@ -595,7 +590,7 @@ mod tests {
             &journal,
             &names[..],
             None,
-            unanswered(names.len()),
+            Enrichment::unanswered(names.len()),
             plan(Mode::Bulk, 3, 2),
             &CallContext::default(),
         )
@@ -623,7 +618,7 @@ mod tests {
             &journal,
             &names[..],
             None,
-            unanswered(names.len()),
+            Enrichment::unanswered(names.len()),
             plan(Mode::Single, 500, 4),
             &CallContext::default(),
         )
@@ -643,7 +638,7 @@ mod tests {
             &journal,
             &names[..],
             None,
-            unanswered(names.len()),
+            Enrichment::unanswered(names.len()),
             plan(Mode::Bulk, 2, 1),
             &CallContext::default(),
         )
@@ -679,7 +674,7 @@ mod tests {
         let fake = fake(usize::MAX);
         let names = numbered(5);
         let known = Enrichment::with_attributes(RowStatus::NotMatched, None, ["kept"]);
-        let mut slots = unanswered(5);
+        let mut slots = Enrichment::unanswered(5);
         slots[1] = known.clone();
         slots[3] = known.clone();
 
@@ -713,7 +708,7 @@ mod tests {
             &MemoryJournal::default(),
             &companies(&["a", "b", "c"])[..],
             None,
-            unanswered(3),
+            Enrichment::unanswered(3),
             plan(Mode::Bulk, 3, 1),
             &CallContext::default(),
         )
@@ -730,7 +725,7 @@ mod tests {
             &MemoryJournal::default(),
             &companies(&["a", "xb", "bad"])[..],
             None,
-            unanswered(3),
+            Enrichment::unanswered(3),
             plan(Mode::Auto, 500, 4),
             &CallContext::default(),
         )
@@ -749,7 +744,7 @@ mod tests {
             &MemoryJournal::default(),
             &names[..],
             None,
-            unanswered(names.len()),
+            Enrichment::unanswered(names.len()),
             plan(Mode::Bulk, 2, 1),
             &CallContext::default(),
         )
