@@ -139,6 +139,8 @@ pub struct Journal {
     run: String,
     /// Final answers this run has written: its progress, as it buys.
     written: Arc<std::sync::atomic::AtomicU64>,
+    /// Every entry this journal read (`recall`) or wrote, for `clear_known`.
+    known: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// The name shared by a bulk's submission and its answers.
@@ -169,6 +171,7 @@ impl Journal {
             prefix: prefix.to_string(),
             run: run.to_string(),
             written: Arc::default(),
+            known: Arc::default(),
         }
     }
 
@@ -181,6 +184,7 @@ impl Journal {
             prefix: format!("{}{name}/", self.prefix),
             run: self.run.clone(),
             written: self.written.clone(),
+            known: self.known.clone(),
         }
     }
 
@@ -198,6 +202,7 @@ impl Journal {
     ) -> Result<Vec<PendingBulk>, StorageError> {
         let listed = self.store.list(&self.bucket, &self.prefix).await?;
         let keys: Vec<String> = listed.into_iter().map(|o| o.key).collect();
+        self.note(keys.iter().cloned());
         // A submission is answered when an answers entry of the same name is anywhere in the
         // version's journal (an inline run may collect a workflow batch's bulk).
         let answered: std::collections::HashSet<&str> = keys.iter().filter_map(|k| answers_name(k)).collect();
@@ -255,9 +260,24 @@ impl Journal {
         true
     }
 
-    /// Deletes the whole journal: the run it served is complete, or `force` starts a new one.
+    /// Deletes the whole journal, listing it first: `force` starts a new one.
     pub async fn clear(&self) -> Result<usize, StorageError> {
         crate::storage::delete_prefix(self.store.as_ref(), &self.bucket, &self.prefix).await.map_err(|e| e.first)
+    }
+
+    /// Deletes every entry this journal read or wrote, without listing the journal again: the
+    /// run it served is complete, and while the lease was held nothing else wrote to it. An
+    /// entry left behind (a run that lost its lease) belongs to a complete version, which no run
+    /// reads again; the lifecycle rule expires it.
+    pub async fn clear_known(&self) -> Result<usize, StorageError> {
+        let keys = std::mem::take(&mut *self.known.lock().unwrap_or_else(|e| e.into_inner()));
+        let deleted = keys.len();
+        self.store.delete_many(&self.bucket, &keys).await.map_err(|e| e.first)?;
+        Ok(deleted)
+    }
+
+    fn note(&self, keys: impl IntoIterator<Item = String>) {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).extend(keys);
     }
 
     /// Writes `answers` kept from the previous version, so that every answer this version uses
@@ -295,6 +315,7 @@ impl Journal {
             serde_json::to_writer(&mut body, &line).map_err(error)?;
             body.push(b'\n');
         }
+        self.note([key.clone()]);
         self.store.put(&self.bucket, &key, body, "application/x-ndjson").await
     }
 }
@@ -335,6 +356,7 @@ impl AnswerJournal for Journal {
             companies: companies.iter().map(|&d| external_id(d)).collect(),
         };
         let body = serde_json::to_vec(&submission).map_err(|e| serialise("PutObject", &key, &self.bucket, e))?;
+        self.note([key.clone()]);
         self.store.put(&self.bucket, &key, body, "application/json").await
     }
 
@@ -503,6 +525,28 @@ mod tests {
         assert_eq!(journal.clear().await.unwrap(), 3);
         assert_eq!(store.keys("b"), beside.iter().rev().copied().collect::<Vec<_>>());
         assert_eq!(journal.clear().await.unwrap(), 0, "an empty journal clears to nothing");
+    }
+
+    #[tokio::test]
+    async fn clear_known_deletes_what_the_journal_read_and_wrote_without_listing_it() {
+        let store = Arc::new(MemoryStore::new());
+        let companies = names(&["Contoso", "Fabrikam"]);
+        let ids = digests(&companies);
+        let earlier = journal(&store, "run-1");
+        earlier.submitted(BULK, &ids[..1]).await.unwrap();
+        earlier.answered(Some(BULK), &[(ids[0], enriched("C"))]).await.unwrap();
+        let beside = "enriched/_state/journal/x.csv/v2/s-0.json";
+        store.put("b", beside, b"{}".to_vec(), "application/json").await.unwrap();
+
+        let this = journal(&store, "run-2");
+        recall(&this, &companies).await;
+        this.submitted("/v3/enrichment/results/2", &ids[1..]).await.unwrap();
+        this.part("b0000000000").answered(None, &[(ids[1], enriched("F"))]).await.unwrap();
+        let lists = store.calls(Op::List);
+
+        assert_eq!(this.clear_known().await.unwrap(), 4, "two read, two written (one by a part)");
+        assert_eq!(store.calls(Op::List), lists, "no listing");
+        assert_eq!(store.keys("b"), [beside], "the whole journal is gone, nothing beside it");
     }
 
     #[tokio::test]

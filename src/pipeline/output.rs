@@ -53,7 +53,7 @@ pub async fn finish(
     summary.reused = reused;
     close::write_summary(run, &summary, &profile).await?;
     if status == RunStatus::Complete {
-        match journal.clear().await {
+        match journal.clear_known().await {
             Ok(entries) => tracing::debug!(entries, "answer journal deleted"),
             // The lifecycle rule expires it; a complete summary means no run reads it.
             Err(error) => tracing::warn!(error = %error, "could not delete the answer journal"),
