@@ -559,21 +559,23 @@ mod tests {
         EnrichPlan { mode, bulk_size, max_in_flight }
     }
 
+    /// `enrich_companies` for every one of `names`, into fresh slots.
+    async fn enrich_all(
+        enricher: &dyn Enricher,
+        journal: &dyn AnswerJournal,
+        names: &[CompanyQuery],
+        plan: EnrichPlan,
+    ) -> EnrichOutcome {
+        let slots = Enrichment::unanswered(names.len());
+        enrich_companies(enricher, journal, names, None, slots, plan, &CallContext::default()).await
+    }
+
     #[tokio::test]
     async fn bulk_results_in_any_order_reach_their_own_company() {
         let fake = fake(usize::MAX);
         let journal = MemoryJournal::default();
         let names = numbered(7);
-        let out = enrich_companies(
-            &fake,
-            &journal,
-            &names[..],
-            None,
-            Enrichment::unanswered(names.len()),
-            plan(Mode::Bulk, 3, 2),
-            &CallContext::default(),
-        )
-        .await;
+        let out = enrich_all(&fake, &journal, &names[..], plan(Mode::Bulk, 3, 2)).await;
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 3);
         for (i, answer) in out.answers.iter().enumerate() {
             assert_eq!(answer.attribute(1), format!("CO{i}"));
@@ -585,16 +587,7 @@ mod tests {
         let fake = fake(usize::MAX);
         let journal = MemoryJournal::default();
         let names = numbered(7);
-        enrich_companies(
-            &fake,
-            &journal,
-            &names[..],
-            None,
-            Enrichment::unanswered(names.len()),
-            plan(Mode::Bulk, 3, 2),
-            &CallContext::default(),
-        )
-        .await;
+        enrich_all(&fake, &journal, &names[..], plan(Mode::Bulk, 3, 2)).await;
         let submitted = journal.submitted.lock().unwrap().clone();
         assert_eq!(submitted.len(), 3);
         assert_eq!(submitted.iter().map(|(_, c)| c.len()).sum::<usize>(), 7);
@@ -613,16 +606,7 @@ mod tests {
         let fake = fake(usize::MAX);
         let journal = MemoryJournal::default();
         let names = numbered(25);
-        enrich_companies(
-            &fake,
-            &journal,
-            &names[..],
-            None,
-            Enrichment::unanswered(names.len()),
-            plan(Mode::Single, 500, 4),
-            &CallContext::default(),
-        )
-        .await;
+        enrich_all(&fake, &journal, &names[..], plan(Mode::Single, 500, 4)).await;
         let groups: Vec<usize> = journal.answered.lock().unwrap().iter().map(|(_, a)| a.len()).collect();
         assert_eq!(groups.iter().sum::<usize>(), 25, "{groups:?}");
         assert!(groups.len() == 3 && groups.iter().all(|&n| n <= SINGLE_ANSWERS_PER_ENTRY), "{groups:?}");
@@ -633,16 +617,7 @@ mod tests {
         let fake = fake(usize::MAX);
         let journal = MemoryJournal { fail_submissions: true, ..Default::default() };
         let names = numbered(10);
-        let out = enrich_companies(
-            &fake,
-            &journal,
-            &names[..],
-            None,
-            Enrichment::unanswered(names.len()),
-            plan(Mode::Bulk, 2, 1),
-            &CallContext::default(),
-        )
-        .await;
+        let out = enrich_all(&fake, &journal, &names[..], plan(Mode::Bulk, 2, 1)).await;
         assert!(matches!(out.stopped_by, Some(LeadspaceError::JournalUnavailable(_))), "{:?}", out.stopped_by);
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 1, "nothing more is bought once the journal fails");
         assert_eq!(out.answers[..2].iter().filter(|a| a.status == RowStatus::Enriched).count(), 2, "paid for, used");
@@ -703,14 +678,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_repeated_answer_does_not_hide_a_missing_one() {
-        let out = enrich_companies(
+        let out = enrich_all(
             &RepeatingLeadspace(fake(usize::MAX)),
             &MemoryJournal::default(),
             &companies(&["a", "b", "c"])[..],
-            None,
-            Enrichment::unanswered(3),
             plan(Mode::Bulk, 3, 1),
-            &CallContext::default(),
         )
         .await;
         let statuses: Vec<_> = out.answers.iter().map(|a| a.status).collect();
@@ -720,16 +692,9 @@ mod tests {
     #[tokio::test]
     async fn auto_mode_uses_single_calls_for_a_handful() {
         let fake = fake(usize::MAX);
-        let out = enrich_companies(
-            &fake,
-            &MemoryJournal::default(),
-            &companies(&["a", "xb", "bad"])[..],
-            None,
-            Enrichment::unanswered(3),
-            plan(Mode::Auto, 500, 4),
-            &CallContext::default(),
-        )
-        .await;
+        let out =
+            enrich_all(&fake, &MemoryJournal::default(), &companies(&["a", "xb", "bad"])[..], plan(Mode::Auto, 500, 4))
+                .await;
         assert_eq!((fake.singles.load(Ordering::SeqCst), fake.bulks.load(Ordering::SeqCst)), (3, 0));
         let statuses: Vec<_> = out.answers.iter().map(|a| a.status).collect();
         assert_eq!(statuses, [RowStatus::Enriched, RowStatus::NotMatched, RowStatus::InvalidInput]);
@@ -739,16 +704,7 @@ mod tests {
     async fn credits_running_out_stops_submissions_and_leaves_the_rest_not_attempted() {
         let fake = fake(1);
         let names = numbered(10);
-        let out = enrich_companies(
-            &fake,
-            &MemoryJournal::default(),
-            &names[..],
-            None,
-            Enrichment::unanswered(names.len()),
-            plan(Mode::Bulk, 2, 1),
-            &CallContext::default(),
-        )
-        .await;
+        let out = enrich_all(&fake, &MemoryJournal::default(), &names[..], plan(Mode::Bulk, 2, 1)).await;
         assert!(matches!(out.stopped_by, Some(LeadspaceError::CreditsExhausted)));
         assert_eq!(fake.bulks.load(Ordering::SeqCst), 2, "no submission after the 427");
         assert_eq!(out.answers[0].status, RowStatus::Enriched);
