@@ -75,13 +75,16 @@ pub struct Enrichment {
     /// No value needs quoting in a CSV cell (see `values_are_plain_csv`), learned once when the
     /// answer is made rather than on each of its rows.
     plain_csv: bool,
-    /// Bit `i`: value `i` starts like a formula (phone numbers: "+1-555-…").
-    formula_values: u32,
+    /// Some value starts like a formula (phone numbers: "+1-555-…").
+    formula_value: bool,
 }
 
-/// Bytes that make a CSV cell need quotes under any delimiter the reader detects.
+/// The delimiters a CSV file may have: what the reader detects, in the order it prefers them.
+/// A value holding none of them (nor a quote or a line break) needs no quotes in any such file.
+pub const CSV_DELIMITERS: [u8; 4] = [b',', b'\t', b';', b'|'];
+
 fn needs_quotes(byte: u8) -> bool {
-    matches!(byte, b'"' | b'\n' | b'\r' | b',' | b';' | b'\t' | b'|')
+    matches!(byte, b'"' | b'\n' | b'\r') || CSV_DELIMITERS.contains(&byte)
 }
 
 /// What spreadsheet programs take for the start of a formula (see the writer's neutralising).
@@ -92,7 +95,7 @@ const SEPARATOR: char = '\u{1f}';
 
 impl Enrichment {
     pub fn without_attributes(status: RowStatus, error: Option<String>) -> Self {
-        Enrichment { status, error, values: Box::default(), plain_csv: true, formula_values: 0 }
+        Enrichment { status, error, values: Box::default(), plain_csv: true, formula_value: false }
     }
 
     /// One `not_attempted` answer per company (none holds memory of its own): the slots the
@@ -109,16 +112,14 @@ impl Enrichment {
     ) -> Self {
         let mut values = String::new();
         let mut plain_csv = true;
-        let mut formula_values = 0_u32;
+        let mut formula_value = false;
         for (i, value) in attributes.into_iter().take(ATTRIBUTE_COUNT).enumerate() {
             if i > 0 {
                 values.push(SEPARATOR);
             }
             let value = value.as_ref();
             plain_csv &= !value.bytes().any(needs_quotes);
-            if value.starts_with(FORMULA_STARTS) {
-                formula_values |= 1 << i;
-            }
+            formula_value |= value.starts_with(FORMULA_STARTS);
             if value.contains(SEPARATOR) {
                 values.extend(value.chars().map(|c| if c == SEPARATOR { ' ' } else { c }));
             } else {
@@ -127,7 +128,7 @@ impl Enrichment {
         }
         // Trailing empty values are implied, so equal answers are equal whatever their length.
         values.truncate(values.trim_end_matches(SEPARATOR).len());
-        Enrichment { status, error, values: values.into_boxed_str(), plain_csv, formula_values }
+        Enrichment { status, error, values: values.into_boxed_str(), plain_csv, formula_value }
     }
 
     /// Whether the values need no quotes as CSV cells: none holds a quote, a line break or any
@@ -138,14 +139,12 @@ impl Enrichment {
 
     /// Whether any value starts like a formula (and is neutralised when written).
     pub fn has_formula_values(&self) -> bool {
-        self.formula_values != 0
+        self.formula_value
     }
 
-    /// The packed values (`SEPARATOR` between them, trailing empty ones left out) and how many
-    /// values that is (at least one, an empty one when there are none).
-    pub fn packed_values(&self) -> (&[u8], usize) {
-        let bytes = self.values.as_bytes();
-        (bytes, 1 + memchr::memchr_iter(SEPARATOR as u8, bytes).count())
+    /// The packed values: `PACKED_SEPARATOR` between them, trailing empty ones left out.
+    pub fn packed_values(&self) -> &[u8] {
+        self.values.as_bytes()
     }
 
     /// The byte between packed values.

@@ -374,7 +374,7 @@ struct HeaderScan {
     sep: Option<u8>,
 }
 
-const CANDIDATES: [u8; 4] = [b',', b'\t', b';', b'|'];
+const CANDIDATES: [u8; 4] = crate::enrichment::CSV_DELIMITERS;
 
 fn scan_header(bytes: &[u8]) -> HeaderScan {
     let start = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(bytes.len());

@@ -217,7 +217,10 @@ fn neutralise_formula(value: &str) -> Cow<'_, str> {
 /// Our 21 columns as CSV cells. The error may quote Leadspace's own words, so it is neutralised
 /// like its values.
 fn push_csv_cells(out: &mut Vec<u8>, enrichment: &Enrichment, delimiter: u8) {
-    if enrichment.error.is_none() && enrichment.values_are_plain_csv() && b",;\t|".contains(&delimiter) {
+    if enrichment.error.is_none()
+        && enrichment.values_are_plain_csv()
+        && enrichment::CSV_DELIMITERS.contains(&delimiter)
+    {
         return push_plain_csv_cells(out, enrichment, delimiter);
     }
     push_csv_cells_one_by_one(out, enrichment, delimiter);
@@ -240,7 +243,9 @@ fn push_csv_cells_one_by_one(out: &mut Vec<u8>, enrichment: &Enrichment, delimit
 fn push_plain_csv_cells(out: &mut Vec<u8>, enrichment: &Enrichment, delimiter: u8) {
     out.extend_from_slice(enrichment.status.as_str().as_bytes());
     out.extend_from_slice(&[delimiter, delimiter]);
-    let (values, count) = enrichment.packed_values();
+    let values = enrichment.packed_values();
+    // Values written: at least one (empty) even when none was packed.
+    let mut count = 1;
     if enrichment.has_formula_values() {
         out.reserve(values.len() + ATTRIBUTE_COUNT);
         let mut value_starts = true;
@@ -249,6 +254,7 @@ fn push_plain_csv_cells(out: &mut Vec<u8>, enrichment: &Enrichment, delimiter: u
                 out.push(b'\'');
             }
             value_starts = byte == Enrichment::PACKED_SEPARATOR;
+            count += usize::from(value_starts);
             out.push(if value_starts { delimiter } else { byte });
         }
     } else {
@@ -257,6 +263,7 @@ fn push_plain_csv_cells(out: &mut Vec<u8>, enrichment: &Enrichment, delimiter: u
         for byte in &mut out[start..] {
             if *byte == Enrichment::PACKED_SEPARATOR {
                 *byte = delimiter;
+                count += 1;
             }
         }
     }
@@ -348,7 +355,7 @@ mod tests {
         #[test]
         fn csv_fields_are_written_byte_for_byte_as_the_csv_crate_writes_them(
             fields in proptest::collection::vec("[a-c,;|\"\r\n\t 'é=]{0,6}", 2..6),
-            delimiter in proptest::sample::select(vec![b',', b';', b'\t', b'|']),
+            delimiter in proptest::sample::select(enrichment::CSV_DELIMITERS.to_vec()),
         ) {
             let mut ours = Vec::new();
             for (n, field) in fields.iter().enumerate() {
@@ -385,7 +392,7 @@ mod tests {
         fn plain_answers_are_written_as_the_cell_by_cell_encoding_writes_them(
             // Mostly plain values, some that need quotes or neutralising.
             values in proptest::collection::vec("[a-cé 1-]{0,5}|[a-c \"=+@é,;|\t-]{0,3}", 0..=enrichment::ATTRIBUTE_COUNT),
-            delimiter in proptest::sample::select(vec![b',', b';', b'\t', b'|']),
+            delimiter in proptest::sample::select(enrichment::CSV_DELIMITERS.to_vec()),
         ) {
             let answer = Enrichment::with_attributes(RowStatus::Enriched, None, &values);
             let mut fast = Vec::new();
