@@ -5,4 +5,4 @@ mod query;
 mod table;
 
 pub use query::CompanyQuery;
-pub use table::{Companies, CompanyTable, digest_of, external_id};
+pub use table::{Companies, CompanyTable, digest_of, external_id, push_external_id};

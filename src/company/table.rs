@@ -29,7 +29,16 @@ pub trait Companies: Sync {
 
 /// The external_id sent with a company: its digest in hex.
 pub fn external_id(digest: u128) -> String {
-    format!("{digest:032x}")
+    let mut id = Vec::with_capacity(32);
+    push_external_id(&mut id, digest);
+    String::from_utf8(id).unwrap_or_default()
+}
+
+/// `external_id(digest)` appended to `out`, without formatting machinery: every journal line
+/// and every kept answer starts with one.
+pub fn push_external_id(out: &mut Vec<u8>, digest: u128) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend((0..32).rev().map(|nibble| HEX[((digest >> (4 * nibble)) & 0xf) as usize]));
 }
 
 /// The digest an external_id (or a journal line) names, if it is one of ours.
