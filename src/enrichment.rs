@@ -90,6 +90,15 @@ fn needs_quotes(byte: u8) -> bool {
 /// What spreadsheet programs take for the start of a formula (see the writer's neutralising).
 pub const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
+thread_local! {
+    /// Where `with_attributes` packs an answer's values before copying them into an allocation
+    /// of their exact size: growing each answer's own string cost several reallocations.
+    static PACKING: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// An unusually long answer's packing buffer is not kept for the rest of the thread's life.
+const MAX_PACKING_CAPACITY: usize = 64 * 1024;
+
 /// A control character that no value keeps (see `with_attributes`).
 const SEPARATOR: char = '\u{1f}';
 
@@ -110,25 +119,30 @@ impl Enrichment {
         error: Option<String>,
         attributes: impl IntoIterator<Item = S>,
     ) -> Self {
-        let mut values = String::new();
-        let mut plain_csv = true;
-        let mut formula_value = false;
-        for (i, value) in attributes.into_iter().take(ATTRIBUTE_COUNT).enumerate() {
-            if i > 0 {
-                values.push(SEPARATOR);
+        PACKING.with_borrow_mut(|values| {
+            values.clear();
+            let mut plain_csv = true;
+            let mut formula_value = false;
+            for (i, value) in attributes.into_iter().take(ATTRIBUTE_COUNT).enumerate() {
+                if i > 0 {
+                    values.push(SEPARATOR);
+                }
+                let value = value.as_ref();
+                plain_csv &= !value.bytes().any(needs_quotes);
+                formula_value |= value.starts_with(FORMULA_STARTS);
+                if value.contains(SEPARATOR) {
+                    values.extend(value.chars().map(|c| if c == SEPARATOR { ' ' } else { c }));
+                } else {
+                    values.push_str(value);
+                }
             }
-            let value = value.as_ref();
-            plain_csv &= !value.bytes().any(needs_quotes);
-            formula_value |= value.starts_with(FORMULA_STARTS);
-            if value.contains(SEPARATOR) {
-                values.extend(value.chars().map(|c| if c == SEPARATOR { ' ' } else { c }));
-            } else {
-                values.push_str(value);
+            // Trailing empty values are implied, so equal answers are equal whatever their length.
+            let packed = Box::from(values.trim_end_matches(SEPARATOR));
+            if values.capacity() > MAX_PACKING_CAPACITY {
+                *values = String::new();
             }
-        }
-        // Trailing empty values are implied, so equal answers are equal whatever their length.
-        values.truncate(values.trim_end_matches(SEPARATOR).len());
-        Enrichment { status, error, values: values.into_boxed_str(), plain_csv, formula_value }
+            Enrichment { status, error, values: packed, plain_csv, formula_value }
+        })
     }
 
     /// Whether the values need no quotes as CSV cells: none holds a quote, a line break or any
