@@ -135,6 +135,7 @@ async fn write_rows(
                     upload.write(writer.take()).await?;
                 }
             }
+            stream.recycle(chunk);
         }
         Ok(())
     }

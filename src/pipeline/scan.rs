@@ -92,6 +92,7 @@ pub async fn scan(run: &Run<'_>, format: Format, mapping: Option<&FieldMapping>)
             };
             scan.row_companies.push(company);
         }
+        stream.recycle(chunk);
         if scan.rows > max_rows {
             return Err(RunError::Unusable(format!(
                 "the file has more than {max_rows} rows (MAX_INPUT_ROWS); split it into smaller files or raise \
