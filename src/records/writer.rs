@@ -62,6 +62,8 @@ enum Encoder {
         kept: Vec<usize>,
         width: usize,
         delimiter: u8,
+        /// Every input column is kept, in order (the file has no `leadspace_*` columns).
+        all_kept: bool,
     },
     Json,
 }
@@ -101,7 +103,8 @@ impl RowWriter {
                 }
                 line.push(b'\n');
                 output.write_all(&line)?;
-                Encoder::Csv { kept, width: columns.len(), delimiter: *delimiter }
+                let all_kept = kept.len() == columns.len();
+                Encoder::Csv { kept, width: columns.len(), delimiter: *delimiter, all_kept }
             }
             (Kind::JsonLines, _) => Encoder::Json,
             (Kind::Csv { .. }, Layout::JsonLines { .. }) => {
@@ -117,23 +120,16 @@ impl RowWriter {
         line.clear();
         answer.clear();
         match &self.encoder {
-            Encoder::Csv { kept, width, delimiter } => {
-                // Short rows are padded so the leadspace columns line up under their headers;
-                // fields beyond the header (ragged rows) are kept, after ours.
+            Encoder::Csv { width, delimiter, all_kept: true, .. } if let Row::Csv(record) = row => {
+                push_csv_record(line, record, *width, enrichment, *delimiter);
+            }
+            Encoder::Csv { kept, width, delimiter, .. } => {
                 let fields: &dyn Fields = match row {
                     Row::Csv(record) => record,
                     Row::Invalid(invalid) => &invalid.fields,
                     Row::Json(_) => return Err(io::Error::other("a JSON row cannot be written as CSV")),
                 };
-                for &i in kept.iter() {
-                    push_csv_field(line, fields.field(i).unwrap_or("").as_bytes(), *delimiter);
-                    line.push(*delimiter);
-                }
-                push_csv_cells(line, enrichment, *delimiter);
-                for i in *width..fields.count() {
-                    line.push(*delimiter);
-                    push_csv_field(line, fields.field(i).unwrap_or("").as_bytes(), *delimiter);
-                }
+                push_csv_row(line, fields, kept, *width, enrichment, *delimiter);
             }
             Encoder::Json => {
                 push_json_object(answer, enrichment)?;
@@ -161,6 +157,50 @@ impl RowWriter {
     /// Flushes everything and returns the bytes not yet taken.
     pub fn finish(self) -> io::Result<Vec<u8>> {
         self.output.finish()
+    }
+}
+
+/// The `kept` fields of a row, then the answer's cells. Short rows are padded so the leadspace
+/// columns line up under their headers; fields beyond the header (ragged rows) are kept, after
+/// ours.
+fn push_csv_row(
+    line: &mut Vec<u8>,
+    fields: &dyn Fields,
+    kept: &[usize],
+    width: usize,
+    answer: &Enrichment,
+    delimiter: u8,
+) {
+    for &i in kept {
+        push_csv_field(line, fields.field(i).unwrap_or("").as_bytes(), delimiter);
+        line.push(delimiter);
+    }
+    push_csv_cells(line, answer, delimiter);
+    for i in width..fields.count() {
+        line.push(delimiter);
+        push_csv_field(line, fields.field(i).unwrap_or("").as_bytes(), delimiter);
+    }
+}
+
+/// A parsed row whose columns are all kept, then the answer's cells: as `push_csv_row` writes
+/// it, with the row's fields copied as they are when none of them needs quotes (most
+/// rows), found by one scan of the whole row rather than one per field.
+fn push_csv_record(line: &mut Vec<u8>, record: &csv::StringRecord, width: usize, answer: &Enrichment, delimiter: u8) {
+    let bytes = record.as_byte_record();
+    let raw = bytes.as_slice();
+    let plain = memchr::memchr3(delimiter, b'"', b'\n', raw).is_none() && memchr::memchr(b'\r', raw).is_none();
+    let push = |line: &mut Vec<u8>, field: &[u8]| {
+        if plain { line.extend_from_slice(field) } else { push_csv_field(line, field, delimiter) }
+    };
+    let mut fields = bytes.iter();
+    for _ in 0..width {
+        push(line, fields.next().unwrap_or_default());
+        line.push(delimiter);
+    }
+    push_csv_cells(line, answer, delimiter);
+    for field in fields {
+        line.push(delimiter);
+        push(line, field);
     }
 }
 
@@ -237,35 +277,25 @@ fn push_csv_cells_one_by_one(out: &mut Vec<u8>, enrichment: &Enrichment, delimit
 }
 
 /// `push_csv_cells` for an answer without an error whose values need no quotes: its packed
-/// values, the separators turned into delimiters (and an apostrophe before each value that
+/// values copied one by one with a delimiter between them (and an apostrophe before each that
 /// starts like a formula), then a delimiter for each trailing empty value the packing left out.
 /// Most answers are such, and this runs for every row of pass 2.
 fn push_plain_csv_cells(out: &mut Vec<u8>, enrichment: &Enrichment, delimiter: u8) {
     out.extend_from_slice(enrichment.status.as_str().as_bytes());
     out.extend_from_slice(&[delimiter, delimiter]);
     let values = enrichment.packed_values();
+    let formulas = enrichment.has_formula_values();
     // Values written: at least one (empty) even when none was packed.
     let mut count = 1;
-    if enrichment.has_formula_values() {
-        out.reserve(values.len() + ATTRIBUTE_COUNT);
-        let mut value_starts = true;
-        for &byte in values {
-            if value_starts && enrichment::FORMULA_STARTS.contains(&char::from(byte)) {
-                out.push(b'\'');
-            }
-            value_starts = byte == Enrichment::PACKED_SEPARATOR;
-            count += usize::from(value_starts);
-            out.push(if value_starts { delimiter } else { byte });
+    for (n, value) in values.split(|&b| b == Enrichment::PACKED_SEPARATOR).enumerate() {
+        if n > 0 {
+            out.push(delimiter);
+            count += 1;
         }
-    } else {
-        let start = out.len();
-        out.extend_from_slice(values);
-        for byte in &mut out[start..] {
-            if *byte == Enrichment::PACKED_SEPARATOR {
-                *byte = delimiter;
-                count += 1;
-            }
+        if formulas && value.first().is_some_and(|&b| enrichment::FORMULA_STARTS.contains(&char::from(b))) {
+            out.push(b'\'');
         }
+        out.extend_from_slice(value);
     }
     out.resize(out.len() + ATTRIBUTE_COUNT.saturating_sub(count), delimiter);
 }
@@ -400,6 +430,23 @@ mod tests {
             let mut slow = Vec::new();
             push_csv_cells_one_by_one(&mut slow, &answer, delimiter);
             proptest::prop_assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(slow).unwrap());
+        }
+
+        /// A row whose columns are all kept is written as the general path writes it.
+        #[test]
+        fn a_row_with_every_column_kept_is_written_as_the_general_path_writes_it(
+            fields in proptest::collection::vec("[a-c\"\r\n,;|\t é]{0,4}|[a-z]{0,6}", 0..7),
+            width in 1_usize..5,
+            delimiter in proptest::sample::select(enrichment::CSV_DELIMITERS.to_vec()),
+        ) {
+            let record = csv::StringRecord::from(fields);
+            let answer = Enrichment::with_attributes(RowStatus::Enriched, None, ["id", "+1 555", "a,b"]);
+            let mut fast = Vec::new();
+            push_csv_record(&mut fast, &record, width, &answer, delimiter);
+            let mut general = Vec::new();
+            let kept: Vec<usize> = (0..width).collect();
+            push_csv_row(&mut general, &record, &kept, width, &answer, delimiter);
+            proptest::prop_assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(general).unwrap());
         }
 
         /// Our fields are written straight into the line; they must read back as the object
