@@ -122,8 +122,13 @@ fn read_records(records: Vec<EnrichmentResult>, members: &HashMap<u128, usize>) 
 }
 
 /// The (digest, answer) pairs the journal keeps.
-fn for_journal(answered: &[Answered], companies: &(impl Companies + ?Sized)) -> Vec<(u128, Enrichment)> {
-    answered.iter().map(|(company, answer, _)| (companies.digest(*company), answer.clone())).collect()
+fn for_journal<'a>(answered: &'a [Answered], companies: &(impl Companies + ?Sized)) -> Vec<(u128, &'a Enrichment)> {
+    answered.iter().map(|(company, answer, _)| (companies.digest(*company), answer)).collect()
+}
+
+/// A group of single answers as the journal takes them.
+fn borrowed(group: &[(u128, Enrichment)]) -> Vec<(u128, &Enrichment)> {
+    group.iter().map(|(digest, answer)| (*digest, answer)).collect()
 }
 
 /// A bulk of `batch` from submission to results. The submission is journalled before the first
@@ -252,9 +257,13 @@ async fn enrich_round(
                     } else {
                         let record = enricher.single(&companies.request(batch[0]), call).await?;
                         let answered = read_records(vec![record], &members());
-                        singles.lock().unwrap_or_else(|e| e.into_inner()).extend(for_journal(&answered, companies));
+                        singles.lock().unwrap_or_else(|e| e.into_inner()).extend(
+                            for_journal(&answered, companies)
+                                .into_iter()
+                                .map(|(digest, answer)| (digest, answer.clone())),
+                        );
                         if let Some(group) = take_group(false)
-                            && let Err(error) = journal.answered(None, &group).await
+                            && let Err(error) = journal.answered(None, &borrowed(&group)).await
                         {
                             stop.journal_failed(&error);
                         }
@@ -317,7 +326,7 @@ async fn enrich_round(
     }
     drop(results);
     if let Some(group) = take_group(true)
-        && let Err(error) = journal.answered(None, &group).await
+        && let Err(error) = journal.answered(None, &borrowed(&group)).await
     {
         stop.journal_failed(&error);
     }
@@ -532,8 +541,9 @@ mod tests {
             self.submitted.lock().unwrap().push((bulk.to_string(), companies.to_vec()));
             Ok(())
         }
-        async fn answered(&self, bulk: Option<&str>, answers: &[(u128, Enrichment)]) -> Result<(), StorageError> {
-            self.answered.lock().unwrap().push((bulk.map(str::to_string), answers.to_vec()));
+        async fn answered(&self, bulk: Option<&str>, answers: &[(u128, &Enrichment)]) -> Result<(), StorageError> {
+            let answers = answers.iter().map(|&(digest, answer)| (digest, answer.clone())).collect();
+            self.answered.lock().unwrap().push((bulk.map(str::to_string), answers));
             Ok(())
         }
         async fn forget(&self, bulk: &str) {

@@ -39,7 +39,7 @@ pub trait AnswerJournal: Send + Sync {
     /// A bulk was submitted: Leadspace bills its records from now on.
     async fn submitted(&self, bulk: &str, companies: &[u128]) -> Result<(), StorageError>;
     /// Answers arrived (from a bulk, or a group of single calls): written before they are used.
-    async fn answered(&self, bulk: Option<&str>, answers: &[(u128, Enrichment)]) -> Result<(), StorageError>;
+    async fn answered(&self, bulk: Option<&str>, answers: &[(u128, &Enrichment)]) -> Result<(), StorageError>;
     /// A bulk Leadspace lost or never finished: its companies are asked again.
     async fn forget(&self, bulk: &str);
     /// A bulk an earlier run left, given up on (wherever in the journal it was written).
@@ -400,7 +400,7 @@ impl AnswerJournal for Journal {
         self.store.put(&self.bucket, &key, body, "application/json").await
     }
 
-    async fn answered(&self, bulk: Option<&str>, answers: &[(u128, Enrichment)]) -> Result<(), StorageError> {
+    async fn answered(&self, bulk: Option<&str>, answers: &[(u128, &Enrichment)]) -> Result<(), StorageError> {
         let name = format!("a-{}.jsonl", bulk.map_or_else(random_name, entry_name));
         let header = AnswersHeader {
             run: self.run.clone(),
@@ -411,7 +411,7 @@ impl AnswerJournal for Journal {
         let lines = answers
             .iter()
             .filter(|(_, answer)| is_final(answer.status))
-            .map(|(digest, answer)| (*digest, answer, None));
+            .map(|&(digest, answer)| (digest, answer, None));
         self.write_answers(&name, &header, lines).await?;
         let finals = answers.iter().filter(|(_, answer)| is_final(answer.status)).count() as u64;
         self.written.fetch_add(finals, std::sync::atomic::Ordering::Relaxed);
@@ -525,7 +525,7 @@ mod tests {
         assert!((now_seconds() - bulk.submitted_at).abs() <= 1);
 
         let not_matched = Enrichment::without_attributes(RowStatus::NotMatched, None);
-        first.answered(Some(BULK), &[(ids[0], enriched("CONTOSO")), (ids[1], not_matched.clone())]).await.unwrap();
+        first.answered(Some(BULK), &[(ids[0], &enriched("CONTOSO")), (ids[1], &not_matched)]).await.unwrap();
         let (book, pending) = recall(&journal(&store, "run-2"), &companies).await;
         assert!(pending.is_empty(), "{pending:?}");
         assert_eq!(book.answer(0).map(|(a, _)| a), Some(&enriched("CONTOSO")));
@@ -537,7 +537,7 @@ mod tests {
     async fn answers_a_run_wrote_itself_are_known_but_not_counted_as_reused() {
         let store = Arc::new(MemoryStore::new());
         let companies = names(&["Contoso"]);
-        journal(&store, "run-1").answered(None, &[(digests(&companies)[0], enriched("C"))]).await.unwrap();
+        journal(&store, "run-1").answered(None, &[(digests(&companies)[0], &enriched("C"))]).await.unwrap();
         let (own, _) = recall(&journal(&store, "run-1"), &companies).await;
         assert_eq!((own.known(), own.reused().journal), (1, 0));
         let (other, _) = recall(&journal(&store, "run-2"), &companies).await;
@@ -550,7 +550,7 @@ mod tests {
         let companies = names(&["Contoso", "Fabrikam"]);
         let ids = digests(&companies);
         let failed = Enrichment::without_attributes(RowStatus::Failed, Some("503".into()));
-        journal(&store, "run-1").answered(None, &[(ids[0], failed), (ids[1], enriched("F"))]).await.unwrap();
+        journal(&store, "run-1").answered(None, &[(ids[0], &failed), (ids[1], &enriched("F"))]).await.unwrap();
         let entry = store.peek("b", &store.keys("b")[0]).unwrap();
         assert_eq!(entry.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), 2, "a header and one answer");
         let (book, _) = recall(&journal(&store, "run-2"), &companies).await;
@@ -581,7 +581,7 @@ mod tests {
         let ids = digests(&companies);
         let journal = journal(&store, "run-1");
         journal.submitted(BULK, &ids).await.unwrap();
-        journal.answered(Some(BULK), &[(ids[0], enriched("C"))]).await.unwrap();
+        journal.answered(Some(BULK), &[(ids[0], &enriched("C"))]).await.unwrap();
         journal.part("b0000000000").submitted("/v3/enrichment/results/2", &ids).await.unwrap();
         let beside = ["enriched/_state/journal/x.csv/v2/s-0.json", "enriched/_state/journal/x.csv/v1.json"];
         for key in beside {
@@ -599,14 +599,14 @@ mod tests {
         let ids = digests(&companies);
         let earlier = journal(&store, "run-1");
         earlier.submitted(BULK, &ids[..1]).await.unwrap();
-        earlier.answered(Some(BULK), &[(ids[0], enriched("C"))]).await.unwrap();
+        earlier.answered(Some(BULK), &[(ids[0], &enriched("C"))]).await.unwrap();
         let beside = "enriched/_state/journal/x.csv/v2/s-0.json";
         store.put("b", beside, b"{}".to_vec(), "application/json").await.unwrap();
 
         let this = journal(&store, "run-2");
         recall(&this, &companies).await;
         this.submitted("/v3/enrichment/results/2", &ids[1..]).await.unwrap();
-        this.part("b0000000000").answered(None, &[(ids[1], enriched("F"))]).await.unwrap();
+        this.part("b0000000000").answered(None, &[(ids[1], &enriched("F"))]).await.unwrap();
         let lists = store.calls(Op::List);
 
         assert_eq!(this.clear_known().await.unwrap(), 4, "two read, two written (one by a part)");
@@ -631,7 +631,7 @@ mod tests {
         let (_, elsewhere) = recall(&whole.part("b0000000001"), &companies).await;
         assert!(elsewhere.is_empty(), "another part reads only its own folder");
 
-        part.answered(Some(BULK), &[(ids[0], enriched("C"))]).await.unwrap();
+        part.answered(Some(BULK), &[(ids[0], &enriched("C"))]).await.unwrap();
         let (book, pending) = recall(&whole, &companies).await;
         assert!(pending.is_empty(), "{pending:?}");
         assert_eq!(book.missing(), [1]);
@@ -665,7 +665,7 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let companies = names(&["Contoso"]);
         let journal = journal(&store, "run-1");
-        journal.answered(None, &[(digests(&companies)[0], enriched("C"))]).await.unwrap();
+        journal.answered(None, &[(digests(&companies)[0], &enriched("C"))]).await.unwrap();
         for op in [Op::List, Op::GetSmall] {
             store.fail_next(op, 1);
             let error = journal.recall(&companies[..], &mut AnswerBook::new(1)).await.unwrap_err();
