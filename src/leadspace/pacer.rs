@@ -31,6 +31,21 @@ const PROBE_AFTER: Duration = Duration::from_secs(4);
 /// answer says the current rate works. One sent after a lull says nothing about the rate.
 const BUSY_SPACING: f64 = 1.5;
 
+/// How much of a waiter's lateness the next slot makes up, in intervals.
+const CATCH_UP: f64 = 0.1;
+
+/// The slot after a request sent at `now` for the slot `planned`. Spacing is from the actual
+/// send, so a request that goes late (after a lull, or behind a busy thread) pushes the next one
+/// back rather than letting two go close together. A waiter woken late by the timer (a
+/// millisecond or two, at every request) makes up that lateness, up to `CATCH_UP` of an
+/// interval, or the pace would fall about 8% under the rate. Any n consecutive gaps therefore
+/// span at least n intervals less one `CATCH_UP`: one more request than the rate allows never
+/// fits into a second while the rate is 5% under LEADSPACE_TPS.
+fn next_slot(now: Instant, planned: Instant, interval: Duration, waited: bool) -> Instant {
+    let late = if waited { now.saturating_duration_since(planned) } else { Duration::ZERO };
+    now + interval - late.min(interval.mul_f64(CATCH_UP))
+}
+
 /// A request's place in the pace: when it went, at what rate, and whether the pacer was busy.
 #[derive(Debug, Clone, Copy)]
 pub struct Slot {
@@ -84,15 +99,14 @@ impl Pacer {
     /// the current rate and tries again, so a slow-down applies at once to everyone waiting
     /// instead of after a queue of stale slots.
     pub async fn until_ready(&self) -> Slot {
+        let mut waited = false;
         loop {
             let wake_at = {
                 let mut state = self.lock();
                 let now = Instant::now();
                 let interval = Duration::from_secs_f64(1.0 / state.rate);
                 if now >= state.next_slot {
-                    // Spacing from the actual send, not the planned slot: two requests are never
-                    // closer than one interval, so no one-second window can hold too many.
-                    state.next_slot = now + interval;
+                    state.next_slot = next_slot(now, state.next_slot, interval, waited);
                     let busy = state.last_sent.is_some_and(|last| now - last <= interval.mul_f64(BUSY_SPACING));
                     state.last_sent = Some(now);
                     return Slot { sent_at: now, rate: state.rate, busy };
@@ -100,6 +114,7 @@ impl Pacer {
                 state.next_slot
             };
             tokio::time::sleep_until(wake_at).await;
+            waited = true;
         }
     }
 
@@ -166,6 +181,36 @@ mod tests {
         }
         // 21 requests span 20 intervals of 1.05/20 s: more than one second.
         assert!(start.elapsed() >= Duration::from_millis(1050), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_waiter_woken_late_makes_up_its_lateness_up_to_a_tenth_of_an_interval() {
+        let start = Instant::now();
+        let interval = Duration::from_millis(35);
+        let ms = Duration::from_millis;
+        assert_eq!(next_slot(start + ms(2), start, interval, true), start + ms(35));
+        assert_eq!(next_slot(start + ms(20), start, interval, true), start + ms(20) + ms(35) - ms(35) / 10);
+        // One that did not wait (it came after a lull) goes a full interval before the next.
+        assert_eq!(next_slot(start + ms(2), start, interval, false), start + ms(37));
+    }
+
+    #[test]
+    fn however_late_the_waiters_wake_n_gaps_span_n_intervals_less_a_tenth_of_one() {
+        let interval = Duration::from_millis(35);
+        let mut sent = vec![Instant::now()];
+        let mut slot = sent[0] + interval;
+        // Lateness from none to a third of an interval, in an irregular pattern.
+        for i in 0..300_u64 {
+            let now = slot + Duration::from_micros((i * 7919) % 12_000);
+            slot = next_slot(now, slot, interval, true);
+            sent.push(now);
+        }
+        for n in 1..=30 {
+            for window in sent.windows(n + 1) {
+                let span = window[n] - window[0];
+                assert!(span + interval / 10 >= interval * n as u32, "{n} gaps span {span:?}");
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
