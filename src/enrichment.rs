@@ -1,6 +1,8 @@
 //! What a row gets: its status and the `leadspace_*` values, derived from Leadspace's answer for
 //! its company.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::leadspace::model::Confidence;
@@ -212,17 +214,19 @@ impl Enrichment {
     /// The answer a row gets under `min_confidence`: a match weaker than it becomes
     /// `low_confidence` with only its confidence kept. A match without a stated confidence is
     /// accepted.
-    pub fn judged(self, min_confidence: Confidence) -> Self {
+    /// Borrowed when the answer stands as it is, so that the answers can be judged row by row
+    /// while they are also being kept, unjudged, for the next version.
+    pub fn judged(&self, min_confidence: Confidence) -> Cow<'_, Enrichment> {
         if self.status != RowStatus::Enriched {
-            return self;
+            return Cow::Borrowed(self);
         }
         let level = self.attribute(CONFIDENCE);
         if Confidence::parse(level).is_none_or(|c| c >= min_confidence) {
-            return self;
+            return Cow::Borrowed(self);
         }
         let mut attributes = vec![""; ATTRIBUTE_COUNT];
         attributes[CONFIDENCE] = level;
-        Enrichment::with_attributes(RowStatus::LowConfidence, None, attributes)
+        Cow::Owned(Enrichment::with_attributes(RowStatus::LowConfidence, None, attributes))
     }
 }
 
@@ -257,7 +261,7 @@ mod tests {
 
     #[test]
     fn matches_below_the_minimum_confidence_keep_only_their_confidence() {
-        let e = Enrichment::matched(&company("VERY LOW")).judged(Confidence::Low);
+        let e = Enrichment::matched(&company("VERY LOW")).judged(Confidence::Low).into_owned();
         assert_eq!(e.status, RowStatus::LowConfidence);
         assert_eq!(e.attribute(1), "");
         assert_eq!(e.attribute(ATTRIBUTE_COUNT - 1), "VERY LOW");
@@ -265,7 +269,7 @@ mod tests {
 
     #[test]
     fn matches_at_the_minimum_are_enriched() {
-        let e = Enrichment::matched(&company("LOW")).judged(Confidence::Low);
+        let e = Enrichment::matched(&company("LOW")).judged(Confidence::Low).into_owned();
         assert_eq!(e.status, RowStatus::Enriched);
         assert_eq!(e.attribute(1), "Contoso");
         assert_eq!(e.attributes().count(), ATTRIBUTE_COUNT);

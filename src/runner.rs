@@ -9,9 +9,7 @@ use tracing::Instrument;
 
 use crate::error::{JobError, retry_worthy};
 use crate::leadspace::CallContext;
-use crate::pipeline::answer::{
-    Answers, answer_the_rest, collect_earlier_bulks, journal_of, keep_answers, known_answers,
-};
+use crate::pipeline::answer::{Answers, answer_the_rest, collect_earlier_bulks, journal_of, known_answers};
 use crate::pipeline::close;
 use crate::pipeline::close::read_summary;
 use crate::pipeline::lease::{Acquired, Lease};
@@ -151,10 +149,9 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>, progress: &ProgressCel
     progress.stop_following();
     tracing::info!(elapsed_ms = run.elapsed_ms(), "answers ready");
     let Answers { answers, bought_at, stopped_by, leadspace_down, cache, reused } = answered;
-    keep_answers(run, &scan, &answers, &bought_at).await?;
-    drop(bought_at);
     let enriched = Enriched {
-        answers: answers.into_iter().map(|a| a.judged(config.min_confidence)).collect(),
+        answers,
+        bought_at,
         stopped: stopped_by.as_ref().map(ToString::to_string),
         leadspace: LeadspaceCounts::from(call.stats.as_ref()),
         cache,

@@ -165,8 +165,8 @@ pub async fn known_answers(
     Ok((book, pending))
 }
 
-/// Keeps this version's answers for the next one, before the output is written, so that a
-/// failure from here on still leaves them.
+/// Keeps this version's answers for the next one. Pass 2 runs beside it (`output::finish`), and
+/// a failure of pass 2 does not stop it: the answers are still there for the next version.
 pub async fn keep_answers(
     run: &Run<'_>,
     scan: &Scan,

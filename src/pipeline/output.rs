@@ -1,6 +1,9 @@
 //! Pass 2 and the end of a run: every row once, in order, with its company's answer, streamed
 //! to S3; then the summary, last, and the journal deleted once the version is complete.
 
+use std::borrow::Cow;
+
+use super::answer::keep_answers;
 use super::close;
 use super::job::{JobReport, Outcome};
 use super::journal::Journal;
@@ -17,8 +20,10 @@ use crate::storage::{OutputUpload, PART_SIZE};
 
 /// What a run learned about its companies, for pass 2 and the summary.
 pub struct Enriched {
-    /// One per company, judged against MIN_CONFIDENCE.
+    /// One per company, not yet judged against MIN_CONFIDENCE (pass 2 judges each row's).
     pub answers: Vec<Enrichment>,
+    /// When each answer was bought (seconds since the epoch; 0 where there is none).
+    pub bought_at: Vec<i64>,
     /// Why Leadspace work ended early, if it did.
     pub stopped: Option<String>,
     pub leadspace: LeadspaceCounts,
@@ -26,8 +31,9 @@ pub struct Enriched {
     pub reused: Reused,
 }
 
-/// Pass 2 and the summary: every row with its company's answer. Once the summary says the
-/// version is complete, its journal has served and is deleted.
+/// The answers kept for the next version and pass 2, side by side, then the summary: every
+/// row with its company's answer. Once the summary says the version is complete, its journal
+/// has served and is deleted.
 pub async fn finish(
     run: &Run<'_>,
     format: Format,
@@ -35,11 +41,24 @@ pub async fn finish(
     enriched: Enriched,
     journal: &Journal,
 ) -> Result<JobReport, JobError> {
-    let Enriched { answers, stopped, leadspace, cache, reused } = enriched;
-    let (rows, profile) = match write_rows(run, format, scan, answers).await {
+    let Enriched { answers, bought_at, stopped, leadspace, cache, reused } = enriched;
+    // Both read the answers; each waits on S3 while the other works. The summary waits for
+    // both, so a complete version always has its answers kept. A failed pass 2 still lets the
+    // answers be kept: they are what the next version reuses.
+    let (kept, written) =
+        tokio::join!(keep_answers(run, scan, &answers, &bought_at), write_rows(run, format, scan, &answers));
+    drop((answers, bought_at));
+    let (rows, profile) = match written {
         Ok(written) => written,
-        Err(error) => return close::stopped(run, error, Some(scan)).await,
+        Err(error) => {
+            if let Err(kept) = kept {
+                tracing::warn!(error = %kept, "could not keep the answers for the next version");
+            }
+            return close::stopped(run, error, Some(scan)).await;
+        }
     };
+    // Not kept: no summary, so Lambda's retry reads the journal and tries again.
+    kept?;
     let (status, error) = match (stopped, rows.unfinished()) {
         (Some(stop), _) => (RunStatus::Partial, Some(stop)),
         (None, 0) => (RunStatus::Complete, None),
@@ -95,8 +114,9 @@ async fn write_rows(
     run: &Run<'_>,
     format: Format,
     scan: &Scan,
-    answers: Vec<Enrichment>,
+    answers: &[Enrichment],
 ) -> Result<(RowCounts, Profile), RunError> {
+    let min_confidence = run.app.config.min_confidence;
     let mut stream = open(run, format).await?;
     let write_error = |source: std::io::Error| {
         RunError::Job(JobError::Write { bucket: run.paths.bucket.clone(), key: run.paths.output_key.clone(), source })
@@ -112,23 +132,21 @@ async fn write_rows(
         while let Some(chunk) = stream.next_chunk().await {
             let chunk = chunk.map_err(|error| read_error(run, error))?;
             for row in &chunk {
-                let own;
-                let answer = match scan.row_companies.get(rows.total as usize).copied() {
+                let answer: Cow<'_, Enrichment> = match scan.row_companies.get(rows.total as usize).copied() {
                     Some(company) if company != NO_COMPANY => {
                         let company = company as usize;
+                        let answer = answers[company].judged(min_confidence);
                         if !std::mem::replace(&mut profiled[company], true) {
-                            profile.add(&answers[company], || scan.companies.query(company).name);
+                            profile.add(&answer, || scan.companies.query(company).name);
                         }
-                        &answers[company]
+                        answer
                     }
-                    other => {
-                        own = match other.map(|_| scan.mapping.query(row)) {
-                            Some(Err(why)) => row_without_company(&why),
-                            _ => row_changed(),
-                        };
-                        &own
-                    }
+                    other => Cow::Owned(match other.map(|_| scan.mapping.query(row)) {
+                        Some(Err(why)) => row_without_company(&why),
+                        _ => row_changed(),
+                    }),
                 };
+                let answer = answer.as_ref();
                 rows.count(answer.status);
                 writer.write(row, answer).map_err(write_error)?;
                 if writer.pending_len() >= PART_SIZE {

@@ -8,7 +8,6 @@ use crate::cache::CacheCounts;
 use crate::error::JobError;
 use crate::mapping::FieldMapping;
 use crate::pipeline::App;
-use crate::pipeline::answer::keep_answers;
 use crate::pipeline::book::AnswerBook;
 use crate::pipeline::close;
 use crate::pipeline::close::read_summary;
@@ -125,20 +124,11 @@ async fn assemble_run(run: &Run<'_>, input: &ExecutionInput) -> Result<JobReport
     tracing::info!(elapsed_ms = run.elapsed_ms(), "answers read");
     let reused = book.reused();
     let (answers, bought_at) = book.finish();
-    keep_answers(run, &scan, &answers, &bought_at).await?;
-    drop(bought_at);
     let stopped = match (batch_stop, &input.map_error) {
         (Some(why), _) => Some(format!("the workflow stopped before every batch was enriched: {why}")),
         (None, map_error) => map_error.as_ref().map(MapError::describe),
     };
-    let min_confidence = run.app.config.min_confidence;
-    let enriched = Enriched {
-        answers: answers.into_iter().map(|a| a.judged(min_confidence)).collect(),
-        stopped,
-        leadspace,
-        cache,
-        reused,
-    };
+    let enriched = Enriched { answers, bought_at, stopped, leadspace, cache, reused };
     finish(run, format, &scan, enriched, &journal).await
 }
 
