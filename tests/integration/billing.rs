@@ -135,6 +135,53 @@ async fn a_process_killed_after_some_bulks_were_answered_is_redelivered_without_
     assert_eq!(summary["leadspace"]["records_sent"], 200, "{summary}");
 }
 
+/// Where the answers of a.csv are kept for its next version.
+const KEPT_ANSWERS: &str = "enriched/_state/answers/a.csv.jsonl.gz";
+
+#[tokio::test]
+async fn answers_are_kept_for_the_next_version_even_when_s3_refuses_the_output() {
+    let env = TestEnv::new().await;
+    let s3 = S3Faults::start(moto_endpoint()).await;
+    env.put("incoming/a.csv", firms_csv(30)).await;
+    let app = env.app_at(&s3.endpoint(), &[("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "10")]);
+    s3.fail(FaultRule::slow_down("PUT", "enriched/a.csv"));
+    let error = try_invoke(&app, env.s3_event("incoming/a.csv")).await.expect_err("the output is refused");
+    assert!(error.is_retryable(), "{error}");
+    assert!(env.get(KEPT_ANSWERS).await.is_some(), "pass 2 failed beside the keeping of the answers, not before it");
+
+    // A new version arrives before any retry succeeded: only its new company is bought.
+    s3.clear();
+    env.put("incoming/a.csv", format!("{}\n30,Brand New Firm", firms_csv(30))).await;
+    let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    assert_eq!(response["results"][0]["status"], "complete", "{response}");
+    assert_each_company_billed_once(&env, 31);
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert_eq!(summary["reused"]["previous_version"], 30, "{summary}");
+}
+
+#[tokio::test]
+async fn s3_refusing_the_kept_answers_leaves_no_summary_and_lambdas_retry_buys_nothing_again() {
+    let env = TestEnv::new().await;
+    let s3 = S3Faults::start(moto_endpoint()).await;
+    env.put("incoming/a.csv", firms_csv(30)).await;
+    let app = env.app_at(&s3.endpoint(), &[("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "10")]);
+    s3.fail(FaultRule::slow_down("PUT", "_state/answers/"));
+    let error = try_invoke(&app, env.s3_event("incoming/a.csv")).await.expect_err("the kept answers are refused");
+    assert!(error.is_retryable(), "{error}");
+    assert!(env.get("enriched/a.csv.summary.json").await.is_none(), "no summary says the version is done");
+    assert!(!journal_keys(&env).await.is_empty(), "the journal stays for the retry");
+
+    s3.clear();
+    let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
+
+    assert_eq!(response["results"][0]["status"], "complete", "{response}");
+    assert_each_company_billed_once(&env, 30);
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert_eq!(summary["reused"]["journal"], 30, "{summary}");
+    assert!(env.get(KEPT_ANSWERS).await.is_some());
+}
+
 #[tokio::test]
 async fn a_new_version_with_one_new_company_buys_that_company_alone() {
     let env = TestEnv::new().await;
