@@ -130,7 +130,9 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>, progress: &ProgressCel
     }
 
     let journal = journal_of(run, &scan, &format!("run-{:016x}", rand::random::<u64>()));
-    let (mut book, pending) = known_answers(run, &scan, &journal).await?;
+    // The token is read while the journal is: the first request then goes without waiting.
+    let (known, ()) = tokio::join!(known_answers(run, &scan, &journal), app.enricher.prepare());
+    let (mut book, pending) = known?;
     let call = CallContext { stats: Arc::default(), stop_at };
     progress.follow(book.known() as u64, journal.written(), call.stats.clone());
     // Before anything is bought, inline or by the workflow's batches.

@@ -298,6 +298,11 @@ impl LeadspaceClient {
 
 #[async_trait]
 impl Enricher for LeadspaceClient {
+    async fn prepare(&self) {
+        // The token is cached once read; the first request reports a secret it cannot read.
+        let _ = self.tokens.token().await;
+    }
+
     async fn single(&self, record: &EnrichRequest, call: &CallContext) -> Result<EnrichmentResult, LeadspaceError> {
         let url = self.url(SINGLE_PATH)?;
         CallStats::add(&call.stats.records_sent, 1);

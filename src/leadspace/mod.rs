@@ -159,4 +159,7 @@ pub trait Enricher: Send + Sync {
     /// Leadspace gives them: `BulkNotFound` when Leadspace no longer knows the job,
     /// `PollTimedOut` when it is still processing after the poll timeout.
     async fn collect_bulk(&self, bulk: &str, call: &CallContext) -> Result<BulkResults, LeadspaceError>;
+    /// Gets ready to be called (reads the token) while the run does something else; a failure
+    /// here is met again, and reported, by the first call.
+    async fn prepare(&self) {}
 }
