@@ -154,6 +154,8 @@ pub async fn keep(
             break;
         }
         text.clear();
+        // Pass 2 runs beside this, in the same task: it gets its turn between batches.
+        tokio::task::yield_now().await;
         if gzip.get_ref().len() >= PART_SIZE {
             // The next part's buffer is as large as this one's, rather than grown by doubling.
             let capacity = gzip.get_ref().capacity();

@@ -42,11 +42,12 @@ pub async fn finish(
     journal: &Journal,
 ) -> Result<JobReport, JobError> {
     let Enriched { answers, bought_at, stopped, leadspace, cache, reused } = enriched;
-    // Both read the answers; each waits on S3 while the other works. The summary waits for
-    // both, so a complete version always has its answers kept. A failed pass 2 still lets the
-    // answers be kept: they are what the next version reuses.
-    let (kept, written) =
-        tokio::join!(keep_answers(run, scan, &answers, &bought_at), write_rows(run, format, scan, &answers));
+    // Both read the answers; each works while the other waits on S3 (pass 2 first: its read of
+    // the file is under way while the answers are encoded). The summary waits for both, so a
+    // complete version always has its answers kept. A failed pass 2 still lets the answers be
+    // kept: they are what the next version reuses.
+    let (written, kept) =
+        tokio::join!(write_rows(run, format, scan, &answers), keep_answers(run, scan, &answers, &bought_at));
     drop((answers, bought_at));
     let (rows, profile) = match written {
         Ok(written) => written,
