@@ -157,30 +157,6 @@ impl Companies for CompanyTable {
     }
 }
 
-/// A shared table is read as the table: the kept answers are encoded on a thread of their own
-/// while pass 2 reads the same table.
-impl<T: Companies + ?Sized + Send> Companies for std::sync::Arc<T> {
-    fn count(&self) -> usize {
-        (**self).count()
-    }
-
-    fn digest(&self, company: usize) -> u128 {
-        (**self).digest(company)
-    }
-
-    fn find(&self, digest: u128) -> Option<usize> {
-        (**self).find(digest)
-    }
-
-    fn request(&self, company: usize) -> EnrichRequest {
-        (**self).request(company)
-    }
-
-    fn match_key(&self, company: usize) -> String {
-        (**self).match_key(company)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

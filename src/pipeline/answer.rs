@@ -5,7 +5,6 @@
 //! Answers stay unjudged here; MIN_CONFIDENCE is applied when they are written.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use super::App;
 use super::book::{AnswerBook, Origin};
@@ -171,8 +170,8 @@ pub async fn known_answers(
 pub async fn keep_answers(
     run: &Run<'_>,
     scan: &Scan,
-    answers: Arc<Vec<Enrichment>>,
-    bought_at: Vec<i64>,
+    answers: &[Enrichment],
+    bought_at: &[i64],
 ) -> Result<(), JobError> {
     kept::keep(
         run.app.store.clone(),
@@ -180,7 +179,7 @@ pub async fn keep_answers(
         &run.meta.etag,
         scan.mapping.description(),
         &run.app.config.base_url,
-        scan.companies.clone(),
+        &scan.companies,
         answers,
         bought_at,
     )

@@ -5,8 +5,8 @@
 //! new or old. Kept answers are used only under the field mapping and Leadspace they were bought
 //! with; otherwise they are ignored and the run starts fresh.
 //!
-//! Written once per run, gzip-compressed, once the answers are known, beside pass 2: a run whose
-//! pass 2 fails still leaves them for the next version, and the summary waits for them.
+//! Written once per run, gzip-compressed, as answers are known (before the output), so that a
+//! run that fails later still leaves them for the next version.
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -107,18 +107,17 @@ pub fn offer(
 const TEXT_BATCH: usize = 64 * 1024;
 
 /// Writes every final answer of this version with when it was bought, replacing the kept
-/// answers of the previous version. The answers are encoded and compressed on a blocking
-/// thread, the run's CPU beside pass 2, and uploaded here as the parts fill.
+/// answers of the previous version.
 #[allow(clippy::too_many_arguments)]
-pub async fn keep<C: Companies + ?Sized + Send + 'static>(
+pub async fn keep(
     store: Arc<dyn ObjectStore>,
     paths: &OutputPaths,
     etag: &str,
     mapping: &FieldMapping,
     base_url: &str,
-    companies: Arc<C>,
-    answers: Arc<Vec<Enrichment>>,
-    bought_at: Vec<i64>,
+    companies: &(impl Companies + ?Sized),
+    answers: &[Enrichment],
+    bought_at: &[i64],
 ) -> Result<(), JobError> {
     let key = paths.kept_answers_key();
     let header = Header {
@@ -128,76 +127,55 @@ pub async fn keep<C: Companies + ?Sized + Send + 'static>(
         base_url: base_url.trim_end_matches('/').to_string(),
         written_at: now_seconds(),
     };
-    let header = serde_json::to_vec(&header).map_err(|e| storage_error(paths, "PutObject", e.into()))?;
+    let io = |e: std::io::Error| storage_error(paths, "PutObject", e);
+    let json = |e: serde_json::Error| storage_error(paths, "PutObject", e.into());
     let mut upload = OutputUpload::new(store, &paths.bucket, &key, "application/gzip");
-    let (parts_to_upload, mut parts) = tokio::sync::mpsc::channel(1);
-    let encoding = tokio::task::spawn_blocking(move || {
-        encode(&header, companies.as_ref(), &answers, &bought_at, |part| {
-            parts_to_upload.blocking_send(part).map_err(|_| std::io::Error::other("the upload stopped"))
-        })
-    });
-    let mut uploaded = Ok(());
-    while let Some(part) = parts.recv().await {
-        uploaded = upload.write(part).await;
-        if uploaded.is_err() {
-            break;
-        }
-    }
-    // An encoder still sending parts stops at the next one.
-    drop(parts);
-    let encoded = encoding.await.unwrap_or_else(|panicked| Err(std::io::Error::other(panicked)));
-    let (kept, rest) = match (uploaded, encoded) {
-        (Ok(()), Ok(done)) => done,
-        (Err(error), _) => {
-            upload.abort().await;
-            return Err(error.into());
-        }
-        (Ok(()), Err(error)) => {
-            upload.abort().await;
-            return Err(storage_error(paths, "PutObject", error).into());
-        }
-    };
-    upload.finish(rest).await?;
-    tracing::info!(kept, "answers kept for the next version");
-    Ok(())
-}
-
-/// `header`, then every final answer as a JSON line, gzip-compressed; each part of `PART_SIZE`
-/// goes to `part_full` as it fills. Returns the number of answers kept and the last bytes.
-fn encode<C: Companies + ?Sized>(
-    header: &[u8],
-    companies: &C,
-    answers: &[Enrichment],
-    bought_at: &[i64],
-    mut part_full: impl FnMut(Vec<u8>) -> std::io::Result<()>,
-) -> std::io::Result<(u64, Vec<u8>)> {
     // Fast compression: the file is read back once per version; CPU is what a run pays for.
     let mut gzip =
         flate2::write::GzEncoder::new(Vec::with_capacity(PART_SIZE + PART_SIZE / 8), flate2::Compression::fast());
-    gzip.write_all(header)?;
+    serde_json::to_writer(&mut gzip, &header).map_err(json)?;
+    let mut result: Result<(), JobError> = Ok(());
     let mut kept = 0_u64;
     // Lines gather in `text` and go into the encoder some 64 KiB at a time: each small write
     // into deflate costs far more than the copy.
     let mut text = Vec::with_capacity(TEXT_BATCH + 4096);
+    let last = answers.len().saturating_sub(1);
     for (company, answer) in answers.iter().enumerate() {
         if is_final(answer.status) {
             text.push(b'\n');
             push_answer_line(&mut text, companies.digest(company), answer, Some(bought_at[company]));
             kept += 1;
         }
-        if text.len() < TEXT_BATCH {
+        if text.len() < TEXT_BATCH && company != last {
             continue;
         }
-        gzip.write_all(&text)?;
+        if let Err(error) = gzip.write_all(&text) {
+            result = Err(io(error).into());
+            break;
+        }
         text.clear();
+        // Pass 2 runs beside this, in the same task: it gets its turn between batches.
+        tokio::task::yield_now().await;
         if gzip.get_ref().len() >= PART_SIZE {
             // The next part's buffer is as large as this one's, rather than grown by doubling.
             let capacity = gzip.get_ref().capacity();
-            part_full(std::mem::replace(gzip.get_mut(), Vec::with_capacity(capacity)))?;
+            let part = std::mem::replace(gzip.get_mut(), Vec::with_capacity(capacity));
+            if let Err(error) = upload.write(part).await {
+                result = Err(error.into());
+                break;
+            }
         }
     }
-    gzip.write_all(&text)?;
-    Ok((kept, gzip.finish()?))
+    let rest = result.and_then(|()| gzip.finish().map_err(|e| io(e).into()));
+    match rest {
+        Ok(rest) => upload.finish(rest).await?,
+        Err(error) => {
+            upload.abort().await;
+            return Err(error);
+        }
+    }
+    tracing::info!(kept, "answers kept for the next version");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -232,10 +210,7 @@ mod tests {
     /// Keeps `answers` for the version "e1", read with the column "Account Name" from LEADSPACE.
     async fn kept(store: &Arc<MemoryStore>, companies: &[CompanyQuery], answers: &[Enrichment], bought_at: &[i64]) {
         let mapping = mapping("Account Name");
-        let (companies, answers): (Arc<[CompanyQuery]>, _) = (companies.into(), Arc::new(answers.to_vec()));
-        keep(store.clone(), &paths(), "\"e1\"", &mapping, LEADSPACE, companies, answers, bought_at.to_vec())
-            .await
-            .unwrap();
+        keep(store.clone(), &paths(), "\"e1\"", &mapping, LEADSPACE, companies, answers, bought_at).await.unwrap();
     }
 
     /// What a run of `etag` read under `column` from `base_url` takes from the kept answers.
@@ -274,73 +249,6 @@ mod tests {
         let reused = book.reused();
         assert_eq!((reused.previous_version, reused.journal, reused.ignored), (2, 0, None));
         assert_eq!(reused.oldest_bought_at, Some(utc_from_seconds(now - 200)));
-    }
-
-    /// Enough answers, with values that barely compress, for the kept answers to take more than
-    /// one part.
-    fn many_answers(count: usize) -> (Vec<CompanyQuery>, Vec<Enrichment>) {
-        let companies = (0..count).map(|i| CompanyQuery { name: format!("firm {i}"), ..Default::default() }).collect();
-        let mut seed = 7_u64;
-        const SYMBOLS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut value = || -> String {
-            (0..48)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                    char::from(SYMBOLS[(seed >> 58) as usize])
-                })
-                .collect()
-        };
-        let answers = (0..count)
-            .map(|_| {
-                Enrichment::with_attributes(RowStatus::Enriched, None, (0..6).map(|_| value()).collect::<Vec<_>>())
-            })
-            .collect();
-        (companies, answers)
-    }
-
-    #[tokio::test]
-    async fn answers_past_one_part_are_kept_in_several_and_all_come_back() {
-        let store = Arc::new(MemoryStore::new());
-        let (companies, answers) = many_answers(25_000);
-        let now = now_seconds();
-        kept(&store, &companies, &answers, &vec![now; answers.len()]).await;
-        assert!(store.calls(Op::UploadPart) >= 2, "more than one part: {}", store.calls(Op::UploadPart));
-        let stored = fetch(store.as_ref(), &paths()).await.unwrap().unwrap();
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&stored[..]), &mut text).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 1 + 25_000, "the header, then every answer, whole and in order");
-        for (line, company) in lines[1..].iter().zip(0..).step_by(997) {
-            let line: AnswerLine = serde_json::from_str(line).unwrap();
-            assert_eq!(line.digest(), Some(companies.digest(company)));
-            assert_eq!(line.into_answer(), answers[company]);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_part_s3_refuses_fails_the_keeping_and_leaves_the_previous_answers() {
-        let store = Arc::new(MemoryStore::new());
-        let companies = names(&["Contoso"]);
-        kept(&store, &companies, &[enriched("CONTOSO")], &[now_seconds()]).await;
-        let (many, answers) = many_answers(25_000);
-        store.fail_next(Op::UploadPart, 10);
-        let mapping = mapping("Account Name");
-        let error = keep(
-            store.clone(),
-            &paths(),
-            "\"e2\"",
-            &mapping,
-            LEADSPACE,
-            Arc::<[CompanyQuery]>::from(many),
-            Arc::new(answers),
-            vec![now_seconds(); 25_000],
-        )
-        .await
-        .expect_err("a part was refused");
-        assert!(error.to_string().contains("UploadPart"), "{error}");
-        assert_eq!(store.calls(Op::AbortMultipart), 1, "the upload is abandoned");
-        let (taken, _) = recalled(&store, &companies, "\"e1\"", "Account Name", LEADSPACE, None).await;
-        assert_eq!(taken, 1, "the previous version's answers are still there");
     }
 
     #[tokio::test]

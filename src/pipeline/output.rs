@@ -2,7 +2,6 @@
 //! to S3; then the summary, last, and the journal deleted once the version is complete.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use super::answer::keep_answers;
 use super::close;
@@ -47,10 +46,9 @@ pub async fn finish(
     // the file is under way while the answers are encoded). The summary waits for both, so a
     // complete version always has its answers kept. A failed pass 2 still lets the answers be
     // kept: they are what the next version reuses.
-    let answers = Arc::new(answers);
     let (written, kept) =
-        tokio::join!(write_rows(run, format, scan, &answers), keep_answers(run, scan, answers.clone(), bought_at));
-    drop(answers);
+        tokio::join!(write_rows(run, format, scan, &answers), keep_answers(run, scan, &answers, &bought_at));
+    drop((answers, bought_at));
     let (rows, profile) = match written {
         Ok(written) => written,
         Err(error) => {

@@ -1,8 +1,6 @@
 //! Pass 1: read every row once, resolve the mapping against the file, and number its unique
 //! companies. Nothing is sent anywhere; a dry run stops here.
 
-use std::sync::Arc;
-
 use super::run::Run;
 use crate::company::{CompanyQuery, CompanyTable};
 use crate::error::{JobError, RunError};
@@ -12,8 +10,7 @@ use crate::records::{Format, Layout, ReadError, RowStream, TextEncoding, TextOri
 /// What pass 1 learns about the file.
 pub struct Scan {
     pub mapping: ResolvedMapping,
-    /// Shared: the kept answers are encoded on a thread of their own beside pass 2.
-    pub companies: Arc<CompanyTable>,
+    pub companies: CompanyTable,
     /// Each row's company number, or `NO_COMPANY`: pass 2 reads the same bytes (pinned to the
     /// ETag), so it reuses these rather than building and hashing every row's query again.
     /// Four bytes a row: 4 MB for a million rows.
@@ -68,7 +65,7 @@ pub async fn scan(run: &Run<'_>, format: Format, mapping: Option<&FieldMapping>)
     let origin = stream.origin();
     let mut scan = Scan {
         mapping,
-        companies: Arc::default(),
+        companies: CompanyTable::default(),
         row_companies: Vec::new(),
         rows: 0,
         rows_without_company: 0,
@@ -78,7 +75,6 @@ pub async fn scan(run: &Run<'_>, format: Format, mapping: Option<&FieldMapping>)
     let max_rows = run.app.config.max_input_rows;
     let mut company_field_seen = false;
     let mut query = CompanyQuery::default();
-    let mut companies = CompanyTable::default();
     while let Some(chunk) = stream.next_chunk().await {
         let chunk = chunk.map_err(|error| read_error(run, error))?;
         for row in &chunk {
@@ -86,7 +82,7 @@ pub async fn scan(run: &Run<'_>, format: Format, mapping: Option<&FieldMapping>)
             let company = match scan.mapping.query_into(row, &mut query) {
                 Ok(()) => {
                     company_field_seen = true;
-                    companies.intern(&query)
+                    scan.companies.intern(&query)
                 }
                 Err(why) => {
                     company_field_seen |= !matches!(why, NoQuery::CompanyFieldAbsent | NoQuery::Unparsed(_));
@@ -104,7 +100,6 @@ pub async fn scan(run: &Run<'_>, format: Format, mapping: Option<&FieldMapping>)
             )));
         }
     }
-    scan.companies = Arc::new(companies);
     scan.encoding = stream.encoding();
     if scan.rows > 0 && !company_field_seen {
         return Err(RunError::Unusable(match &stream.layout {
