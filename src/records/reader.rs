@@ -25,8 +25,11 @@ const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 const CHANNEL_CHUNKS: usize = 4;
 /// Chunks handed back for their records to be read into again (`RowStream::recycle`).
 const SPARE_CHUNKS: usize = 2;
-/// A record that held a row longer than this is not reused: its buffers would stay that large.
-const MAX_REUSED_RECORD_BYTES: usize = 64 * 1024;
+/// A record that held a row longer than this, or with more fields, is not reused: its buffers
+/// would stay that large. A reused record holds at most about twice this whatever row it holds
+/// now, so a chunk of `CHUNK_ROWS` reused records holds about what `CHUNK_BYTES` allows.
+const MAX_REUSED_RECORD_BYTES: usize = 4 * 1024;
+const MAX_REUSED_RECORD_FIELDS: usize = 256;
 /// JSON Lines auto-detection looks for the first object within this many lines.
 const FIRST_OBJECT_SCAN_LINES: u64 = 1000;
 /// The most of the header record read to sniff a CSV's delimiter.
@@ -212,7 +215,10 @@ impl Parser<'_> {
             && let Some(chunk) = self.spare.lock().ok().and_then(|mut spare| spare.pop())
         {
             records.extend(chunk.into_iter().filter_map(|row| match row {
-                Row::Csv(record) if record.as_byte_record().as_slice().len() <= MAX_REUSED_RECORD_BYTES => {
+                Row::Csv(record)
+                    if record.as_byte_record().as_slice().len() <= MAX_REUSED_RECORD_BYTES
+                        && record.len() <= MAX_REUSED_RECORD_FIELDS =>
+                {
                     Some(record.into_byte_record())
                 }
                 _ => None,
@@ -540,6 +546,7 @@ mod tests {
         let rows: Vec<Vec<String>> = (0..5000)
             .map(|i| match i % 7 {
                 0 => vec![format!("a{i}")],
+                5 => (0..MAX_REUSED_RECORD_FIELDS + 1).map(|f| f.to_string()).collect(),
                 3 => vec![format!("b{i}"), long.clone(), String::new()],
                 _ => (0..i % 5 + 2).map(|f| format!("c{i}-{f}")).collect(),
             })
