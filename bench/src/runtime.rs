@@ -87,13 +87,20 @@ async fn init_error(State(api): State<Arc<Api>>, body: String) -> &'static str {
 /// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`: on a
 /// shared machine, wall time alone cannot tell the function's cost from its neighbours'.
 pub fn cpu_seconds(pid: &str) -> f64 {
+    let (user, system) = user_and_system_seconds(pid);
+    user + system
+}
+
+/// User and system CPU seconds of a process so far: system time is mostly the kernel moving
+/// socket bytes, which the function's own code cannot make cheaper except by moving fewer.
+pub fn user_and_system_seconds(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    (ticks(11) as f64 / 100.0, ticks(12) as f64 / 100.0)
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -147,6 +154,8 @@ pub struct Answer {
     /// The process's CPU seconds during this invocation, and this harness's (the emulator, the
     /// S3 proxy) meanwhile.
     pub function_cpu: f64,
+    /// The part of `function_cpu` spent in the kernel.
+    pub function_system_cpu: f64,
     pub harness_cpu: f64,
     /// The process's peak RSS so far (`VmHWM`), when it answered.
     pub peak_rss_kib: u64,
@@ -224,7 +233,7 @@ impl Function {
         let (tx, mut rx) = oneshot::channel();
         lock(&self.api).waiting.insert(id.clone(), tx);
         let pid = self.child.id().to_string();
-        let cpu_before = cpu_seconds(&pid);
+        let (user_before, system_before) = user_and_system_seconds(&pid);
         let harness_before = cpu_seconds("self");
         self.events.send((id.clone(), event)).map_err(|_| "the Runtime API is gone")?;
         let (answered_at, response) = loop {
@@ -238,10 +247,12 @@ impl Function {
             }
         };
         let peak_rss_kib = peak_rss_kib(self.child.id());
-        let function_cpu = cpu_seconds(&pid) - cpu_before;
+        let (user_after, system_after) = user_and_system_seconds(&pid);
+        let function_system_cpu = system_after - system_before;
+        let function_cpu = user_after - user_before + function_system_cpu;
         let harness_cpu = cpu_seconds("self") - harness_before;
         let delivered_at = lock(&self.api).delivered.get(&id).copied().unwrap_or(answered_at);
-        Ok(Answer { response, delivered_at, answered_at, function_cpu, harness_cpu, peak_rss_kib })
+        Ok(Answer { response, delivered_at, answered_at, function_cpu, function_system_cpu, harness_cpu, peak_rss_kib })
     }
 }
 

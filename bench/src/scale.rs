@@ -309,9 +309,11 @@ async fn run_once(bench: &Bench, scenario: &Scale, body: &[u8], run: usize) -> R
     println!("    {}", limited_by(scenario.mode, &scenario.knobs, &stats, &answer));
     let targets = match scenario.targets {
         Some((rss, cpu)) => format!(
-            "; peak RSS {:.1} MiB (target <= {rss:.0} MiB), function CPU {:.1} CPU-s (target <= {cpu})",
+            "; peak RSS {:.1} MiB (target <= {rss:.0} MiB), function CPU {:.1} CPU-s (target <= {cpu}; {:.1} of it \
+             in the kernel)",
             mib(answer.peak_rss_kib),
-            answer.function_cpu
+            answer.function_cpu,
+            answer.function_system_cpu
         ),
         None => String::new(),
     };
