@@ -79,6 +79,9 @@ pub struct Enrichment {
     plain_csv: bool,
     /// Some value starts like a formula (phone numbers: "+1-555-…").
     formula_value: bool,
+    /// The confidence value read once, when the answer is made: pass 2 judges every row's
+    /// answer against MIN_CONFIDENCE, a million times for a million rows.
+    confidence: Option<Confidence>,
 }
 
 /// The delimiters a CSV file may have: what the reader detects, in the order it prefers them.
@@ -106,7 +109,7 @@ const SEPARATOR: char = '\u{1f}';
 
 impl Enrichment {
     pub fn without_attributes(status: RowStatus, error: Option<String>) -> Self {
-        Enrichment { status, error, values: Box::default(), plain_csv: true, formula_value: false }
+        Enrichment { status, error, values: Box::default(), plain_csv: true, formula_value: false, confidence: None }
     }
 
     /// One `not_attempted` answer per company (none holds memory of its own): the slots the
@@ -125,11 +128,15 @@ impl Enrichment {
             values.clear();
             let mut plain_csv = true;
             let mut formula_value = false;
+            let mut confidence = None;
             for (i, value) in attributes.into_iter().take(ATTRIBUTE_COUNT).enumerate() {
                 if i > 0 {
                     values.push(SEPARATOR);
                 }
                 let value = value.as_ref();
+                if i == CONFIDENCE {
+                    confidence = Confidence::parse(value);
+                }
                 plain_csv &= !value.bytes().any(needs_quotes);
                 formula_value |= value.starts_with(FORMULA_STARTS);
                 if value.contains(SEPARATOR) {
@@ -143,7 +150,7 @@ impl Enrichment {
             if values.capacity() > MAX_PACKING_CAPACITY {
                 *values = String::new();
             }
-            Enrichment { status, error, values: packed, plain_csv, formula_value }
+            Enrichment { status, error, values: packed, plain_csv, formula_value, confidence }
         })
     }
 
@@ -180,7 +187,7 @@ impl Enrichment {
     /// A matched company, `enriched` with every value Leadspace gave; `judged` applies
     /// MIN_CONFIDENCE later, so that the cache keeps the whole answer whatever the threshold.
     pub fn matched(company: &EnrichedCompany) -> Self {
-        let level = company.matching_confidence.as_ref().and_then(|c| c.level.clone()).unwrap_or_default();
+        let level = company.matching_confidence.as_ref().and_then(|c| c.level.as_deref()).unwrap_or_default();
         // Read in place: an answer's values are copied once, into the packed string.
         let address = company.address.as_ref();
         let (employees, revenue) = (company.employees.as_ref(), company.revenue_dollar.as_ref());
@@ -206,7 +213,7 @@ impl Enrichment {
             scalar_text(company.sic.as_ref()),
             scalar_text(company.naics.as_ref()),
             scalar_text(company.linkedin_profile.as_ref()),
-            level.as_str(),
+            level,
         ];
         Enrichment::with_attributes(RowStatus::Enriched, None, attributes)
     }
@@ -220,12 +227,11 @@ impl Enrichment {
         if self.status != RowStatus::Enriched {
             return Cow::Borrowed(self);
         }
-        let level = self.attribute(CONFIDENCE);
-        if Confidence::parse(level).is_none_or(|c| c >= min_confidence) {
+        if self.confidence.is_none_or(|c| c >= min_confidence) {
             return Cow::Borrowed(self);
         }
-        let mut attributes = vec![""; ATTRIBUTE_COUNT];
-        attributes[CONFIDENCE] = level;
+        let mut attributes = [""; ATTRIBUTE_COUNT];
+        attributes[CONFIDENCE] = self.attribute(CONFIDENCE);
         Cow::Owned(Enrichment::with_attributes(RowStatus::LowConfidence, None, attributes))
     }
 }

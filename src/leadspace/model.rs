@@ -6,7 +6,7 @@
 //! No value of an unexpected type fails a record, and no record fails the answers beside it
 //! (`read_bulk_results`).
 
-use compact_str::CompactString;
+use compact_str::{CompactString, ToCompactString};
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
@@ -293,13 +293,14 @@ impl<'de> serde::de::Visitor<'de> for ScalarVisitor {
         Ok(Scalar::from(if b { "true" } else { "false" }))
     }
 
-    // Numbers are written as `serde_json::Number` displays them.
+    // Numbers are written as `serde_json::Number` displays them; whole numbers (ids, employee
+    // counts) without a `String` on the way, as they fit inline.
     fn visit_u64<E>(self, n: u64) -> Result<Scalar, E> {
-        Ok(Scalar::from(serde_json::Number::from(n).to_string()))
+        Ok(Scalar(n.to_compact_string()))
     }
 
     fn visit_i64<E>(self, n: i64) -> Result<Scalar, E> {
-        Ok(Scalar::from(serde_json::Number::from(n).to_string()))
+        Ok(Scalar(n.to_compact_string()))
     }
 
     fn visit_f64<E>(self, n: f64) -> Result<Scalar, E> {
@@ -323,8 +324,8 @@ impl<'de> serde::de::Visitor<'de> for ScalarVisitor {
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 pub struct MatchingConfidence {
-    #[serde(default, deserialize_with = "lenient_string")]
-    pub level: Option<String>,
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub level: Option<CompactString>,
 }
 
 /// What an object field of a record means when Leadspace sends something else in its place.
@@ -388,7 +389,7 @@ impl FromOther for Measure {
 /// `"matching_confidence": "HIGH"` is the level.
 impl FromOther for MatchingConfidence {
     fn from_text(text: &str) -> Option<Self> {
-        Some(MatchingConfidence { level: Some(text.to_string()) })
+        Some(MatchingConfidence { level: Some(text.into()) })
     }
 }
 
@@ -538,14 +539,21 @@ pub enum Confidence {
 }
 
 impl Confidence {
+    /// Reads a level however it is spaced or cased ("very low", "VERY_LOW"), without
+    /// allocating.
     pub fn parse(text: &str) -> Option<Self> {
-        let normalised: String =
-            text.chars().filter(|c| c.is_ascii_alphabetic()).map(|c| c.to_ascii_uppercase()).collect();
-        match normalised.as_str() {
-            "HIGH" => Some(Self::High),
-            "MEDIUM" => Some(Self::Medium),
-            "LOW" => Some(Self::Low),
-            "VERYLOW" => Some(Self::VeryLow),
+        // The longest level, "VERYLOW", has seven letters; anything longer is none of them.
+        let mut letters = [0u8; 7];
+        let mut len = 0;
+        for byte in text.bytes().filter(u8::is_ascii_alphabetic) {
+            *letters.get_mut(len)? = byte.to_ascii_uppercase();
+            len += 1;
+        }
+        match &letters[..len] {
+            b"HIGH" => Some(Self::High),
+            b"MEDIUM" => Some(Self::Medium),
+            b"LOW" => Some(Self::Low),
+            b"VERYLOW" => Some(Self::VeryLow),
             _ => None,
         }
     }
@@ -1021,5 +1029,27 @@ mod tests {
         assert!(Confidence::High > Confidence::Medium && Confidence::Low > Confidence::VeryLow);
         assert_eq!(Confidence::parse("very low"), Some(Confidence::VeryLow));
         assert_eq!(Confidence::parse("VERY_LOW"), Some(Confidence::VeryLow));
+        assert_eq!(Confidence::parse(" Medium "), Some(Confidence::Medium));
+        assert_eq!(Confidence::parse("VERY LOWEST"), None);
+        assert_eq!(Confidence::parse("H1GH"), Some(Confidence::High));
+        assert_eq!(Confidence::parse(""), None);
+    }
+
+    proptest::proptest! {
+        /// The letters-only reading, spelled out with a `String`, as it was before parsing
+        /// stopped allocating.
+        #[test]
+        fn confidence_parses_as_its_letters_uppercased(text in "(?i)[ _-]{0,2}(very|low|medium|high|x|é){0,3}[ 1]{0,2}") {
+            let letters: String =
+                text.chars().filter(|c| c.is_ascii_alphabetic()).map(|c| c.to_ascii_uppercase()).collect();
+            let expected = match letters.as_str() {
+                "HIGH" => Some(Confidence::High),
+                "MEDIUM" => Some(Confidence::Medium),
+                "LOW" => Some(Confidence::Low),
+                "VERYLOW" => Some(Confidence::VeryLow),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(Confidence::parse(&text), expected);
+        }
     }
 }

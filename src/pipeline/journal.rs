@@ -110,7 +110,7 @@ pub fn push_answer_line(out: &mut Vec<u8>, digest: u128, answer: &Enrichment, bo
     out.push(b'"');
     if let Some(at) = bought_at {
         out.extend_from_slice(b",\"t\":");
-        out.extend_from_slice(at.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(at).as_bytes());
     }
     out.extend_from_slice(b",\"s\":\"");
     out.extend_from_slice(answer.status.as_str().as_bytes());
