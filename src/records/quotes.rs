@@ -91,18 +91,25 @@ impl<R: Read> Read for QuoteTracker<R> {
         let mut seen = self.seen.get();
         let mut at = 0;
         while at < n {
-            // Inside a value only a few bytes can change anything (outside quotes a delimiter or
-            // a line break, inside them a quote or a line break): runs of other bytes are skipped
-            // at once rather than stepped through, which halves the cost of reading a file.
+            // Only a few bytes can change anything: a quote or a line break. Runs of other bytes
+            // are skipped at once rather than stepped through. Outside quotes that includes the
+            // delimiters: after such a run a field has just started exactly when its last byte
+            // is a delimiter, which is all a quote that follows needs to know. Stopping at every
+            // delimiter too cost as much as the parsing itself.
             let interesting = match seen.state {
-                State::Unquoted => memchr::memchr3(self.delimiter, b'\r', b'\n', &buf[at..n]),
-                State::Quoted => memchr::memchr3(b'"', b'\r', b'\n', &buf[at..n]),
-                State::StartOfField | State::QuoteInQuoted => Some(0),
+                State::StartOfField | State::Unquoted | State::Quoted => {
+                    memchr::memchr3(b'"', b'\r', b'\n', &buf[at..n])
+                }
+                State::QuoteInQuoted => Some(0),
             };
             let run = interesting.unwrap_or(n - at);
             if run > 0 {
-                seen.previous = buf[at + run - 1];
+                let last = buf[at + run - 1];
+                seen.previous = last;
                 seen.record_bytes += run as u64;
+                if seen.state != State::Quoted {
+                    seen.state = if last == self.delimiter { State::StartOfField } else { State::Unquoted };
+                }
                 at += run;
             } else {
                 seen = step(seen, buf[at], self.delimiter);

@@ -23,11 +23,15 @@ const CHUNK_ROWS: usize = 1024;
 /// that a file of huge cells cannot fill memory with a thousand of them.
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 const CHANNEL_CHUNKS: usize = 4;
-/// Chunks handed back for their records to be read into again (`RowStream::recycle`).
-const SPARE_CHUNKS: usize = 2;
+/// Records handed back to be read into again (`RowStream::recycle`): as many as can be in use
+/// at once (the chunks in the channel, the one the consumer holds and the one being filled),
+/// so that none is dropped when the consumer hands several chunks back in a burst. Dropping
+/// them made a third of a million-row file's rows allocate a record, grown in six steps.
+const MAX_SPARE_RECORDS: usize = CHUNK_ROWS * (CHANNEL_CHUNKS + 2);
+/// ... and at most about this many bytes of rows: spare records of long rows are not kept.
+const MAX_SPARE_BYTES: usize = 4 * 1024 * 1024;
 /// A record that held a row longer than this, or with more fields, is not reused: its buffers
-/// would stay that large. A reused record holds at most about twice this whatever row it holds
-/// now, so a chunk of `CHUNK_ROWS` reused records holds about what `CHUNK_BYTES` allows.
+/// would stay that large.
 const MAX_REUSED_RECORD_BYTES: usize = 4 * 1024;
 const MAX_REUSED_RECORD_FIELDS: usize = 256;
 /// JSON Lines auto-detection looks for the first object within this many lines.
@@ -88,13 +92,20 @@ pub struct RowStream {
     legacy: Arc<OnceLock<&'static encoding_rs::Encoding>>,
     rx: mpsc::Receiver<Message>,
     ended: bool,
-    /// Chunks whose rows have been used, for the parser to read its next rows into.
+    /// Records whose rows have been used, for the parser to read its next rows into.
     spare: Spare,
 }
 
 /// Records the parser reads into again: each row read allocated a record and the consumer freed
 /// it on another thread, twice per row of a file (both passes), about a tenth of a run's CPU.
-type Spare = Arc<std::sync::Mutex<Vec<Vec<Row>>>>;
+type Spare = Arc<std::sync::Mutex<SpareRecords>>;
+
+#[derive(Default)]
+struct SpareRecords {
+    records: Vec<csv::ByteRecord>,
+    /// The bytes of the rows they held.
+    bytes: usize,
+}
 
 impl RowStream {
     /// Starts parsing `body` on a blocking thread and waits for the layout (the CSV header, or
@@ -165,10 +176,17 @@ impl RowStream {
 
     /// Hands a chunk back once its rows have been used, for the parser to read into again.
     pub fn recycle(&self, chunk: Vec<Row>) {
-        if let Ok(mut spare) = self.spare.lock()
-            && spare.len() < SPARE_CHUNKS
-        {
-            spare.push(chunk);
+        let Ok(mut spare) = self.spare.lock() else { return };
+        for row in chunk {
+            let Row::Csv(record) = row else { continue };
+            let bytes = record.as_byte_record().as_slice().len();
+            if spare.records.len() >= MAX_SPARE_RECORDS || spare.bytes + bytes > MAX_SPARE_BYTES {
+                break;
+            }
+            if bytes <= MAX_REUSED_RECORD_BYTES && record.len() <= MAX_REUSED_RECORD_FIELDS {
+                spare.bytes += bytes;
+                spare.records.push(record.into_byte_record());
+            }
         }
     }
 
@@ -209,22 +227,23 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    /// A record to read the next row into: one the consumer handed back, or a new one.
-    fn spare_record(&self, records: &mut Vec<csv::ByteRecord>) -> csv::ByteRecord {
+    /// A record to read the next row into: one the consumer handed back (all of them are taken
+    /// at once), or a new one sized for a row like the last one read (`last`: its bytes and
+    /// fields), so that it is not grown step by step as the row is read.
+    fn spare_record(&self, records: &mut Vec<csv::ByteRecord>, last: (usize, usize)) -> csv::ByteRecord {
         if records.is_empty()
-            && let Some(chunk) = self.spare.lock().ok().and_then(|mut spare| spare.pop())
+            && let Ok(mut spare) = self.spare.lock()
         {
-            records.extend(chunk.into_iter().filter_map(|row| match row {
-                Row::Csv(record)
-                    if record.as_byte_record().as_slice().len() <= MAX_REUSED_RECORD_BYTES
-                        && record.len() <= MAX_REUSED_RECORD_FIELDS =>
-                {
-                    Some(record.into_byte_record())
-                }
-                _ => None,
-            }));
+            std::mem::swap(&mut spare.records, records);
+            spare.bytes = 0;
         }
-        records.pop().unwrap_or_default()
+        records.pop().unwrap_or_else(|| {
+            let (bytes, fields) = last;
+            csv::ByteRecord::with_capacity(
+                (2 * bytes).clamp(64, MAX_REUSED_RECORD_BYTES),
+                fields.min(MAX_REUSED_RECORD_FIELDS) + 1,
+            )
+        })
     }
 
     fn send(&self, message: Message) -> io::Result<()> {
@@ -284,12 +303,15 @@ impl Parser<'_> {
 
         let mut chunk = Chunk::default();
         let mut records = Vec::new();
+        // The header is the first row a new record is sized like.
+        let mut last = (record.as_slice().len(), record.len());
         loop {
-            let mut record = self.spare_record(&mut records);
+            let mut record = self.spare_record(&mut records, last);
             if !reader.read_byte_record(&mut record).map_err(csv_error)? {
                 break;
             }
             let size = record.as_slice().len();
+            last = (size, record.len());
             let row = match csv::StringRecord::from_byte_record(record) {
                 Ok(row) => row,
                 Err(not_utf8) => {
@@ -384,6 +406,10 @@ struct Chunk {
 impl Chunk {
     /// Adds a row holding `cost` bytes; returns the chunk to send once it is full.
     fn push(&mut self, row: Row, cost: usize) -> Option<Vec<Row>> {
+        if self.rows.capacity() == 0 {
+            // Whole from the start: grown by doubling, the rows were copied about twice.
+            self.rows.reserve_exact(CHUNK_ROWS);
+        }
         self.rows.push(row);
         self.cost += cost;
         if self.rows.len() < CHUNK_ROWS && self.cost < CHUNK_BYTES {
@@ -563,6 +589,38 @@ mod tests {
             stream.recycle(chunk);
         }
         assert_eq!(read, rows);
+    }
+
+    #[tokio::test]
+    async fn every_record_in_use_is_kept_when_chunks_come_back_in_a_burst_but_long_rows_are_not() {
+        // A stream read to its end: its parser takes no more records.
+        let ended = || async {
+            let mut stream =
+                RowStream::open(Box::new(std::io::Cursor::new(b"h1,h2\n".to_vec())), CSV, u64::MAX).await.unwrap();
+            assert!(stream.next_chunk().await.is_none());
+            stream
+        };
+        let stream = ended().await;
+        let chunk = |fields: &[&str]| -> Vec<Row> {
+            (0..CHUNK_ROWS).map(|_| Row::Csv(csv::StringRecord::from(fields.to_vec()))).collect()
+        };
+        // The most chunks that can be in use at once, handed back one after another.
+        for _ in 0..CHANNEL_CHUNKS + 2 {
+            stream.recycle(chunk(&["Contoso", "Paris"]));
+        }
+        let kept = |stream: &RowStream| stream.spare.lock().unwrap().records.len();
+        assert_eq!(kept(&stream), MAX_SPARE_RECORDS);
+        stream.recycle(chunk(&["Contoso", "Paris"]));
+        assert_eq!(kept(&stream), MAX_SPARE_RECORDS, "no more than can be in use");
+
+        let stream = ended().await;
+        let long = "x".repeat(MAX_REUSED_RECORD_BYTES + 1);
+        stream.recycle(chunk(&[&long]));
+        assert_eq!(kept(&stream), 0, "a record that held a long row is not reused");
+        let big = "x".repeat(MAX_REUSED_RECORD_BYTES / 2);
+        stream.recycle(chunk(&[&big, &big]));
+        let spare = stream.spare.lock().unwrap();
+        assert!(spare.bytes <= MAX_SPARE_BYTES && spare.records.len() == MAX_SPARE_BYTES / (2 * big.len()));
     }
 
     #[tokio::test]
