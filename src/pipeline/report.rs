@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::summary::{RowCounts, RunStatus, Summary};
-use crate::enrichment::{COLUMNS, Enrichment, RowStatus};
+use crate::enrichment::{ATTRIBUTE_COUNT, COLUMNS, Enrichment, RowStatus};
 
 /// Companies shown with their answers.
 const SAMPLE_COMPANIES: usize = 10;
@@ -34,33 +34,49 @@ struct Sample {
     answer: [String; 4],
 }
 
-/// The attribute of `column` in an answer (attributes are the columns after status and error).
-fn attribute<'a>(answer: &'a Enrichment, column: &str) -> &'a str {
-    COLUMNS.iter().position(|c| *c == column).and_then(|i| i.checked_sub(2)).map_or("", |i| answer.attribute(i))
+/// The attribute of `column` among an answer's attributes (the columns after status and error).
+fn attribute<'a>(attributes: &[&'a str; ATTRIBUTE_COUNT], column: &str) -> &'a str {
+    COLUMNS.iter().position(|c| *c == column).and_then(|i| i.checked_sub(2)).map_or("", |i| attributes[i])
+}
+
+/// One more company with `value` ("unknown" when empty); a value's text is copied only the
+/// first time it is seen (a file has hundreds of thousands of companies and a few dozen
+/// industries).
+fn count(counts: &mut BTreeMap<String, u64>, value: &str) {
+    let value = if value.is_empty() { "unknown" } else { value };
+    match counts.get_mut(value) {
+        Some(count) => *count += 1,
+        None => {
+            counts.insert(value.to_owned(), 1);
+        }
+    }
 }
 
 impl Profile {
     /// Counts one company's answer, once per company; `company` names it, for the first few.
     pub fn add(&mut self, answer: &Enrichment, company: impl FnOnce() -> String) {
+        let mut attributes = [""; ATTRIBUTE_COUNT];
+        for (slot, value) in attributes.iter_mut().zip(answer.attributes()) {
+            *slot = value;
+        }
+        let value = |column| attribute(&attributes, column);
         if matches!(answer.status, RowStatus::Enriched | RowStatus::LowConfidence) {
-            let known = |value: &str| if value.is_empty() { "unknown".to_string() } else { value.to_string() };
-            *self.confidence.entry(known(attribute(answer, "leadspace_confidence"))).or_default() += 1;
+            count(&mut self.confidence, value("leadspace_confidence"));
             if answer.status == RowStatus::Enriched {
-                *self.industries.entry(known(attribute(answer, "leadspace_industry"))).or_default() += 1;
-                *self.employee_ranges.entry(known(attribute(answer, "leadspace_employees_range"))).or_default() += 1;
-                *self.countries.entry(known(attribute(answer, "leadspace_country"))).or_default() += 1;
+                count(&mut self.industries, value("leadspace_industry"));
+                count(&mut self.employee_ranges, value("leadspace_employees_range"));
+                count(&mut self.countries, value("leadspace_country"));
             }
         }
         if self.samples.len() < SAMPLE_COMPANIES {
-            let value = |column| attribute(answer, column).to_string();
             self.samples.push(Sample {
                 company: company(),
                 status: answer.status,
                 answer: [
-                    value("leadspace_name"),
-                    value("leadspace_industry"),
-                    value("leadspace_employees_range"),
-                    value("leadspace_country"),
+                    value("leadspace_name").to_owned(),
+                    value("leadspace_industry").to_owned(),
+                    value("leadspace_employees_range").to_owned(),
+                    value("leadspace_country").to_owned(),
                 ],
             });
         }
