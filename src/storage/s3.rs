@@ -122,6 +122,10 @@ impl ObjectStore for S3Store {
             .key(key)
             .content_type(content_type)
             .body(ByteStream::from(body))
+            // As for parts (see `upload_part`): the journal writes every answer bought, tens of
+            // MiB for a large file, and SHA-256 over each body adds nothing to the checksum.
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| classify("PutObject", bucket, key, e))?;
