@@ -1031,7 +1031,7 @@ mod tests {
         assert_eq!(Confidence::parse("VERY_LOW"), Some(Confidence::VeryLow));
         assert_eq!(Confidence::parse(" Medium "), Some(Confidence::Medium));
         assert_eq!(Confidence::parse("VERY LOWEST"), None);
-        assert_eq!(Confidence::parse("H1GH"), Some(Confidence::High));
+        assert_eq!(Confidence::parse("h-i-g-h 1"), Some(Confidence::High));
         assert_eq!(Confidence::parse(""), None);
     }
 
