@@ -18,6 +18,7 @@ pub struct OutputUpload {
     uploading: tokio::task::JoinSet<Result<(i32, String), StorageError>>,
     parts: Vec<(i32, String)>,
     next_part: i32,
+    parts_in_flight: usize,
 }
 
 /// Parts uploaded at once, beside the one being written: two keep S3 busy while rows are
@@ -36,7 +37,15 @@ impl OutputUpload {
             uploading: tokio::task::JoinSet::new(),
             parts: Vec::new(),
             next_part: 1,
+            parts_in_flight: PARTS_IN_FLIGHT,
         }
+    }
+
+    /// At most `parts` uploaded at once (at least one): for an object written beside another
+    /// one, whose parts already keep S3 busy and memory full.
+    pub fn with_parts_in_flight(mut self, parts: usize) -> Self {
+        self.parts_in_flight = parts.max(1);
+        self
     }
 
     pub async fn write(&mut self, bytes: Vec<u8>) -> Result<(), StorageError> {
@@ -61,7 +70,7 @@ impl OutputUpload {
                 id
             }
         };
-        while self.uploading.len() >= PARTS_IN_FLIGHT {
+        while self.uploading.len() >= self.parts_in_flight {
             self.wait_for_one().await?;
         }
         let (store, bucket, key, number) = (self.store.clone(), self.bucket.clone(), self.key.clone(), self.next_part);
