@@ -129,9 +129,7 @@ pub async fn keep(
     };
     let io = |e: std::io::Error| storage_error(paths, "PutObject", e);
     let json = |e: serde_json::Error| storage_error(paths, "PutObject", e.into());
-    // One part in flight: the answers are kept while pass 2 uploads the output, and c's peak
-    // is where both hold their parts.
-    let mut upload = OutputUpload::new(store, &paths.bucket, &key, "application/gzip").with_parts_in_flight(1);
+    let mut upload = OutputUpload::new(store, &paths.bucket, &key, "application/gzip");
     // Fast compression: the file is read back once per version; CPU is what a run pays for.
     let mut gzip =
         flate2::write::GzEncoder::new(Vec::with_capacity(PART_SIZE + PART_SIZE / 8), flate2::Compression::fast());
