@@ -23,10 +23,11 @@ const CHUNK_ROWS: usize = 1024;
 /// that a file of huge cells cannot fill memory with a thousand of them.
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 const CHANNEL_CHUNKS: usize = 4;
-/// Records handed back to be read into again (`RowStream::recycle`): two chunks' worth. Room for
-/// every record that can be in use (six chunks) made a third fewer rows allocate a record on
-/// scenario c, but raised its peak by 2.5 MiB; a new record is sized like the last row
-/// instead, so that it costs one allocation rather than six steps of growth.
+/// Records handed back to be read into again (`RowStream::recycle`): two chunks' worth, as
+/// before. When a burst of handed-back chunks overflows it, the parser makes new records, each
+/// sized like the last row (one allocation rather than six steps of growth). Room for every
+/// record that can be in use (six chunks) was tried in a build whose higher peak turned out to
+/// come from the output parts in flight; it has not been measured on its own since.
 const MAX_SPARE_RECORDS: usize = CHUNK_ROWS * 2;
 /// ... and at most about this many bytes of rows: spare records of long rows are not kept.
 const MAX_SPARE_BYTES: usize = 4 * 1024 * 1024;
