@@ -79,6 +79,8 @@ pub struct Enrichment {
     plain_csv: bool,
     /// Some value starts like a formula (phone numbers: "+1-555-…").
     formula_value: bool,
+    /// No value needs escaping in a JSON string (see `values_are_plain_json`).
+    plain_json: bool,
     /// The confidence value read once, when the answer is made: pass 2 judges every row's
     /// answer against MIN_CONFIDENCE, a million times for a million rows.
     confidence: Option<Confidence>,
@@ -88,8 +90,44 @@ pub struct Enrichment {
 /// A value holding none of them (nor a quote or a line break) needs no quotes in any such file.
 pub const CSV_DELIMITERS: [u8; 4] = [b',', b'\t', b';', b'|'];
 
-fn needs_quotes(byte: u8) -> bool {
-    matches!(byte, b'"' | b'\n' | b'\r') || CSV_DELIMITERS.contains(&byte)
+/// What a byte asks of a value that holds it, as flags of `BYTE_CLASSES`.
+const QUOTED_IN_CSV: u8 = 1;
+const ESCAPED_IN_JSON: u8 = 2;
+const IS_SEPARATOR: u8 = 4;
+
+/// Every byte's flags: a value's are found in one pass over its bytes, a table lookup each,
+/// rather than a search for each kind of byte.
+const BYTE_CLASSES: [u8; 256] = {
+    let mut classes = [0_u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        let mut class = 0;
+        let mut d = 0;
+        while d < CSV_DELIMITERS.len() {
+            if b == CSV_DELIMITERS[d] {
+                class |= QUOTED_IN_CSV;
+            }
+            d += 1;
+        }
+        if matches!(b, b'"' | b'\n' | b'\r') {
+            class |= QUOTED_IN_CSV;
+        }
+        // What serde_json escapes: control characters, the quote and the backslash.
+        if b < 0x20 || b == b'"' || b == b'\\' {
+            class |= ESCAPED_IN_JSON;
+        }
+        if b == SEPARATOR as u8 {
+            class |= IS_SEPARATOR;
+        }
+        classes[byte] = class;
+        byte += 1;
+    }
+    classes
+};
+
+fn byte_classes(value: &str) -> u8 {
+    value.bytes().fold(0, |classes, b| classes | BYTE_CLASSES[b as usize])
 }
 
 /// What spreadsheet programs take for the start of a formula (see the writer's neutralising).
@@ -109,7 +147,15 @@ const SEPARATOR: char = '\u{1f}';
 
 impl Enrichment {
     pub fn without_attributes(status: RowStatus, error: Option<String>) -> Self {
-        Enrichment { status, error, values: Box::default(), plain_csv: true, formula_value: false, confidence: None }
+        Enrichment {
+            status,
+            error,
+            values: Box::default(),
+            plain_csv: true,
+            formula_value: false,
+            plain_json: true,
+            confidence: None,
+        }
     }
 
     /// One `not_attempted` answer per company (none holds memory of its own): the slots the
@@ -126,7 +172,7 @@ impl Enrichment {
     ) -> Self {
         PACKING.with_borrow_mut(|values| {
             values.clear();
-            let mut plain_csv = true;
+            let mut classes = 0;
             let mut formula_value = false;
             let mut confidence = None;
             for (i, value) in attributes.into_iter().take(ATTRIBUTE_COUNT).enumerate() {
@@ -137,9 +183,10 @@ impl Enrichment {
                 if i == CONFIDENCE {
                     confidence = Confidence::parse(value);
                 }
-                plain_csv &= !value.bytes().any(needs_quotes);
+                let class = byte_classes(value);
+                classes |= class;
                 formula_value |= value.starts_with(FORMULA_STARTS);
-                if value.contains(SEPARATOR) {
+                if class & IS_SEPARATOR != 0 {
                     values.extend(value.chars().map(|c| if c == SEPARATOR { ' ' } else { c }));
                 } else {
                     values.push_str(value);
@@ -150,7 +197,10 @@ impl Enrichment {
             if values.capacity() > MAX_PACKING_CAPACITY {
                 *values = String::new();
             }
-            Enrichment { status, error, values: packed, plain_csv, formula_value, confidence }
+            // (A separator, turned into a space, still counts: rare, and only slower.)
+            let plain_json = classes & ESCAPED_IN_JSON == 0;
+            let plain_csv = classes & QUOTED_IN_CSV == 0;
+            Enrichment { status, error, values: packed, plain_csv, formula_value, plain_json, confidence }
         })
     }
 
@@ -158,6 +208,12 @@ impl Enrichment {
     /// delimiter the reader detects.
     pub fn values_are_plain_csv(&self) -> bool {
         self.plain_csv
+    }
+
+    /// Whether no value holds a byte that a JSON string escapes (a control character, a quote or
+    /// a backslash): such values go into a JSON string as they are.
+    pub fn values_are_plain_json(&self) -> bool {
+        self.plain_json
     }
 
     /// Whether any value starts like a formula (and is neutralised when written).

@@ -123,12 +123,24 @@ pub fn push_answer_line(out: &mut Vec<u8>, digest: u128, answer: &Enrichment, bo
     let values = answer.packed_values();
     if !values.is_empty() {
         out.extend_from_slice(b",\"v\":[");
-        for (n, value) in values.split(|&b| b == Enrichment::PACKED_SEPARATOR).enumerate() {
-            if n > 0 {
-                out.push(b',');
+        if answer.values_are_plain_json() {
+            // Nothing to escape: each value goes between quotes as it is.
+            out.push(b'"');
+            for (n, value) in values.split(|&b| b == Enrichment::PACKED_SEPARATOR).enumerate() {
+                if n > 0 {
+                    out.extend_from_slice(b"\",\"");
+                }
+                out.extend_from_slice(value);
             }
-            // The packed values are one `str` split at an ASCII byte, so each is UTF-8.
-            push_json_string(out, std::str::from_utf8(value).unwrap_or_default());
+            out.push(b'"');
+        } else {
+            for (n, value) in values.split(|&b| b == Enrichment::PACKED_SEPARATOR).enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                // The packed values are one `str` split at an ASCII byte, so each is UTF-8.
+                push_json_string(out, std::str::from_utf8(value).unwrap_or_default());
+            }
         }
         out.push(b']');
     }
@@ -452,7 +464,8 @@ mod tests {
             bought_at in proptest::option::of(proptest::num::i64::ANY),
             status in proptest::sample::select(vec![RowStatus::Enriched, RowStatus::NotMatched, RowStatus::InvalidInput]),
             error in proptest::option::of("[a-z\"\\\n\u{1}é ]{0,8}"),
-            values in proptest::collection::vec("[a-c\"\\\t\n\u{7f}\u{1f}é+ ]{0,5}", 0..21),
+            // Mostly values with nothing to escape (the shortcut), some with something.
+            values in proptest::collection::vec("[a-c\u{7f}é+ ]{0,5}|[a-c\"\\\t\n\u{7f}\u{1f}é+ ]{0,5}", 0..21),
         ) {
             let answer = Enrichment::with_attributes(status, error, values);
             let mut ours = Vec::new();
