@@ -149,6 +149,11 @@ fn check_length(value: &str, role: Role) -> Result<(), NoQuery> {
 /// place of what `out` held.
 fn clean_into(value: &str, out: &mut String) {
     out.clear();
+    if is_clean_ascii(value.as_bytes()) {
+        // Most values: nothing to trim or collapse.
+        out.push_str(value);
+        return;
+    }
     if value.is_ascii() {
         // The same split without decoding characters: in ASCII, whitespace and control
         // characters are the bytes up to the space, and DEL. Pass 1 cleans every mapped value
@@ -172,6 +177,23 @@ fn clean_into(value: &str, out: &mut String) {
         }
         out.push_str(word);
     }
+}
+
+/// Printable ASCII with single spaces between words and none at either end: what `clean_into`
+/// leaves as it is, found in one pass.
+fn is_clean_ascii(bytes: &[u8]) -> bool {
+    if bytes.first() == Some(&b' ') || bytes.last() == Some(&b' ') {
+        return false;
+    }
+    let mut after_space = false;
+    for &b in bytes {
+        let space = b == b' ';
+        if !(b' '..=b'~').contains(&b) || (space && after_space) {
+            return false;
+        }
+        after_space = space;
+    }
+    true
 }
 
 #[cfg(test)]

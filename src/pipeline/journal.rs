@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::book::{AnswerBook, Origin};
 use crate::company::{Companies, digest_of, external_id, push_external_id};
-use crate::enrichment::{Enrichment, RowStatus};
+use crate::enrichment::{Enrichment, RowStatus, Separators};
 use crate::storage::{ObjectStore, StorageError};
 
 /// The journal's format, in every version id: a change to it, or to how companies are digested
@@ -126,12 +126,13 @@ pub fn push_answer_line(out: &mut Vec<u8>, digest: u128, answer: &Enrichment, bo
         if answer.values_are_plain_json() {
             // Nothing to escape: each value goes between quotes as it is.
             out.push(b'"');
-            for (n, value) in values.split(|&b| b == Enrichment::PACKED_SEPARATOR).enumerate() {
-                if n > 0 {
-                    out.extend_from_slice(b"\",\"");
-                }
-                out.extend_from_slice(value);
+            let mut start = 0;
+            for separator in Separators::new(values) {
+                out.extend_from_slice(&values[start..separator]);
+                out.extend_from_slice(b"\",\"");
+                start = separator + 1;
             }
+            out.extend_from_slice(&values[start..]);
             out.push(b'"');
         } else {
             for (n, value) in values.split(|&b| b == Enrichment::PACKED_SEPARATOR).enumerate() {
