@@ -201,8 +201,13 @@ fn website_host(website: &str) -> Cow<'_, str> {
         return Cow::Owned(website_key(website));
     }
     let trimmed = website.trim();
-    let without_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
-    let host = without_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    // `split_once("://")` and `split(['/', '?', '#'])`, found with memchr: pattern searchers
+    // set up for every row cost pass 1 more than hashing the key.
+    let bytes = trimmed.as_bytes();
+    let scheme_end = memchr::memchr_iter(b':', bytes).find(|&colon| bytes[colon + 1..].starts_with(b"//"));
+    let without_scheme = scheme_end.map_or(trimmed, |colon| &trimmed[colon + 3..]);
+    let host_end = memchr::memchr3(b'/', b'?', b'#', without_scheme.as_bytes()).unwrap_or(without_scheme.len());
+    let host = &without_scheme[..host_end];
     match host.get(..4) {
         Some(www) if www.eq_ignore_ascii_case("www.") => Cow::Borrowed(&host[4..]),
         _ => Cow::Borrowed(host),
@@ -248,6 +253,17 @@ mod tests {
                 };
                 assert_eq!(query.key_digest(), digest_of(&query.key()), "{name:?} {website:?}");
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// The host found without allocating is the one the key takes, whatever the scheme,
+        /// path, port or spacing around it.
+        #[test]
+        fn a_websites_host_is_found_as_the_key_finds_it(
+            website in "[ ]?(https?|ftp|HTTP)?[:]{0,2}[/]{0,3}([wW]{3}[.])?[a-cW:./?#]{0,12}[ ]?",
+        ) {
+            proptest::prop_assert_eq!(website_host(&website).to_lowercase(), website_key(&website));
         }
     }
 }

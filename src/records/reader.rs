@@ -23,12 +23,12 @@ const CHUNK_ROWS: usize = 1024;
 /// that a file of huge cells cannot fill memory with a thousand of them.
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 const CHANNEL_CHUNKS: usize = 4;
-/// Records handed back to be read into again (`RowStream::recycle`): two chunks' worth, as
-/// before. When a burst of handed-back chunks overflows it, the parser makes new records, each
-/// sized like the last row (one allocation rather than six steps of growth). Room for every
-/// record that can be in use (six chunks) was tried in a build whose higher peak turned out to
-/// come from the output parts in flight; it has not been measured on its own since.
-const MAX_SPARE_RECORDS: usize = CHUNK_ROWS * 2;
+/// Records handed back to be read into again (`RowStream::recycle`): as many as can be in use
+/// at once (the chunks in the channel, the one being filled and the one being used), so that a
+/// burst of handed-back chunks is kept rather than dropped. With two chunks, 43% of c's rows
+/// were read into new records (callgrind, where threads take turns and bursts are the rule).
+/// They are the records in flight anyway: keeping them holds no more than reading did.
+const MAX_SPARE_RECORDS: usize = CHUNK_ROWS * (CHANNEL_CHUNKS + 2);
 /// ... and at most about this many bytes of rows: spare records of long rows are not kept.
 const MAX_SPARE_BYTES: usize = 4 * 1024 * 1024;
 /// A record that held a row longer than this, or with more fields, is not reused: its buffers
