@@ -188,9 +188,24 @@ fn push_csv_row(
 fn push_csv_record(line: &mut Vec<u8>, record: &csv::StringRecord, width: usize, answer: &Enrichment, delimiter: u8) {
     let bytes = record.as_byte_record();
     let raw = bytes.as_slice();
-    let plain = memchr::memchr3(delimiter, b'"', b'\n', raw).is_none() && memchr::memchr(b'\r', raw).is_none();
-    let push = |line: &mut Vec<u8>, field: &[u8]| {
-        if plain { line.extend_from_slice(field) } else { push_csv_field(line, field, delimiter) }
+    // Where the bytes that need quotes are in the row's fields, end to end: a field is quoted
+    // only if one of them falls inside it. Most rows have one or two, in one field; looking
+    // through every field of every row for them cost as much as parsing the row.
+    let carriage_return = memchr::memchr(b'\r', raw).is_some();
+    let mut specials = memchr::memchr3_iter(delimiter, b'"', b'\n', raw);
+    let mut next_special = specials.next();
+    let mut start = 0;
+    let mut push = |line: &mut Vec<u8>, field: &[u8]| {
+        let end = start + field.len();
+        if carriage_return || next_special.is_some_and(|at| at < end) {
+            push_csv_field(line, field, delimiter);
+            while next_special.is_some_and(|at| at < end) {
+                next_special = specials.next();
+            }
+        } else {
+            line.extend_from_slice(field);
+        }
+        start = end;
     };
     let mut fields = bytes.iter();
     for _ in 0..width {
