@@ -366,7 +366,8 @@ impl Journal {
         // Room for the lines up front rather than grown by copying: a bulk's entry is some
         // 160 KiB, beyond the allocator's mmap threshold, where pages that are never written
         // cost no memory.
-        body.reserve(lines.size_hint().1.unwrap_or(0).saturating_mul(LINE_BYTES_RESERVED));
+        let room = lines.size_hint().1.unwrap_or(0).saturating_mul(LINE_BYTES_RESERVED);
+        body.reserve(room.min(MAX_ENTRY_BYTES_RESERVED));
         body.push(b'\n');
         for (digest, answer, bought_at) in lines {
             push_answer_line(&mut body, digest, answer, bought_at);
@@ -380,6 +381,8 @@ impl Journal {
 /// What an answers entry reserves for each of its lines (a line with every value is about 330
 /// bytes; a longer one grows the entry as usual).
 const LINE_BYTES_RESERVED: usize = 512;
+/// ... up to this much: a carried-over entry can hold every company of a file.
+const MAX_ENTRY_BYTES_RESERVED: usize = 1024 * 1024;
 
 /// The bulk name of a submission entry (`s-<name>.json`).
 fn submission_name(key: &str) -> Option<&str> {
