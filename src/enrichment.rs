@@ -271,11 +271,6 @@ impl Enrichment {
         self.plain_json
     }
 
-    /// Whether any value starts like a formula (and is neutralised when written).
-    pub fn has_formula_values(&self) -> bool {
-        self.formula_values != 0
-    }
-
     /// Which values start like a formula: bit `i` for the attribute in `COLUMNS[2 + i]`.
     pub fn formula_values(&self) -> u32 {
         self.formula_values
@@ -296,18 +291,22 @@ impl Enrichment {
 
     /// All `ATTRIBUTE_COUNT` attributes, in `COLUMNS[2..]` order.
     pub fn attributes(&self) -> impl Iterator<Item = &str> {
+        self.packed().chain(std::iter::repeat("")).take(ATTRIBUTE_COUNT)
+    }
+
+    /// The packed values alone, without the trailing empty ones the packing left out.
+    pub fn packed(&self) -> impl Iterator<Item = &str> {
         // `str::split` with a char costs several times as much for values this short, and the
-        // report splits every answer.
+        // report, the journal and the kept answers split every answer.
         let values: &str = &self.values;
         let ends = Separators::new(values.as_bytes()).chain((!values.is_empty()).then_some(values.len()));
         let mut start = 0;
-        let present = ends.map(move |end| {
+        ends.map(move |end| {
             // Separators are ASCII: every end is a character boundary.
             let value = values.get(start..end).unwrap_or_default();
             start = end + 1;
             value
-        });
-        present.chain(std::iter::repeat("")).take(ATTRIBUTE_COUNT)
+        })
     }
 
     /// A matched company, `enriched` with every value Leadspace gave; `judged` applies

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::book::{AnswerBook, Origin};
 use crate::company::{Companies, digest_of, external_id, push_external_id};
-use crate::enrichment::{Enrichment, RowStatus, Separators};
+use crate::enrichment::{Enrichment, RowStatus};
 use crate::storage::{ObjectStore, StorageError};
 
 /// The journal's format, in every version id: a change to it, or to how companies are digested
@@ -120,27 +120,20 @@ pub fn push_answer_line(out: &mut Vec<u8>, digest: u128, answer: &Enrichment, bo
         push_json_string(out, error);
     }
     // Packed values have no trailing empty ones, as the line's `v` has none.
-    let values = answer.packed_values();
-    if !values.is_empty() {
+    if !answer.packed_values().is_empty() {
         out.extend_from_slice(b",\"v\":[");
-        if answer.values_are_plain_json() {
-            // Nothing to escape: each value goes between quotes as it is.
-            out.push(b'"');
-            let mut start = 0;
-            for separator in Separators::new(values) {
-                out.extend_from_slice(&values[start..separator]);
-                out.extend_from_slice(b"\",\"");
-                start = separator + 1;
+        // Without anything to escape, each value goes between quotes as it is.
+        let plain = answer.values_are_plain_json();
+        for (n, value) in answer.packed().enumerate() {
+            if n > 0 {
+                out.push(b',');
             }
-            out.extend_from_slice(&values[start..]);
-            out.push(b'"');
-        } else {
-            for (n, value) in values.split(|&b| b == Enrichment::PACKED_SEPARATOR).enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                // The packed values are one `str` split at an ASCII byte, so each is UTF-8.
-                push_json_string(out, std::str::from_utf8(value).unwrap_or_default());
+            if plain {
+                out.push(b'"');
+                out.extend_from_slice(value.as_bytes());
+                out.push(b'"');
+            } else {
+                push_json_string(out, value);
             }
         }
         out.push(b']');
