@@ -8,9 +8,7 @@ source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
 
 ensure_cargo_lambda
-if ! python3 -c "import ziglang" >/dev/null 2>&1; then
-  pip_install ziglang
-fi
+ensure_zig
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
   log "adding the aarch64-unknown-linux-gnu Rust target"
   rustup target add aarch64-unknown-linux-gnu

@@ -14,9 +14,7 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-if ! command -v cfn-lint >/dev/null 2>&1; then
-  pip_install cfn-lint
-fi
+ensure_cfn_lint
 log "cfn-lint template.yaml"
 cfn-lint template.yaml
 

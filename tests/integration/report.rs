@@ -1,7 +1,7 @@
-//! The HTML report beside each summary, rendered by a real headless Chromium (Debian's package;
-//! `scripts/test.sh` installs it): it must draw its charts, log no console error and make no
-//! request (its Content Security Policy turns any request into a console error). The screenshot
-//! is kept in `target/tmp/report/` as the test's artifact.
+//! The HTML report beside each summary, rendered by a real headless Chromium or Chrome
+//! (`scripts/test.sh` finds one or installs Debian's package): it must draw its charts, log no
+//! console error and make no request (its Content Security Policy turns any request into a
+//! console error). The screenshot is kept in `target/tmp/report/` as the test's artifact.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,17 +10,26 @@ use crate::harness::{TestEnv, invoke};
 
 const CUSTOMERS: &str = include_str!("../data/customers.csv");
 
+/// The browser: `CHROMIUM` (scripts/test.sh sets it), else Chromium or Chrome under the names
+/// they have on PATH, else the macOS application bundles. Missing, the test fails with one line
+/// naming what to install: a browser test that skips would pass without having looked.
 fn chromium() -> PathBuf {
-    ["chromium", "chromium-browser", "google-chrome"]
+    if let Some(path) = std::env::var_os("CHROMIUM").map(PathBuf::from).filter(|path| path.is_file()) {
+        return path;
+    }
+    let on_path = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"].iter().find_map(|name| {
+        std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|path| path.is_file())
+    });
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let bundles = ["Chromium.app/Contents/MacOS/Chromium", "Google Chrome.app/Contents/MacOS/Google Chrome"]
         .iter()
-        .find_map(|name| {
-            std::env::var_os("PATH")?
-                .to_str()?
-                .split(':')
-                .map(|dir| Path::new(dir).join(name))
-                .find(|path| path.is_file())
-        })
-        .expect("a headless Chromium: install Debian's chromium package (scripts/test.sh does)")
+        .flat_map(|bundle| [Path::new("/Applications").join(bundle), home.join("Applications").join(bundle)]);
+    on_path.into_iter().chain(bundles).find(|path| path.is_file()).unwrap_or_else(|| {
+        panic!(
+            "no Chromium or Chrome found: install Debian's chromium package (scripts/test.sh does where apt \
+             exists) or Chromium/Google Chrome on macOS, or set CHROMIUM to the browser's path"
+        )
+    })
 }
 
 /// Runs Chromium headless on `page` with `args`; its stdout and its console lines.
