@@ -4,7 +4,7 @@
 # Invoke API on a local port; the function is built once, by scripts/local-stack.sh).
 # Creates a bucket and the token secret, uploads a customers file, invokes the function with
 # the sample S3 event, then prints the summary and the first enriched rows.
-# Installs moto, the AWS CLI and cargo-lambda with pip when they are missing.
+# Installs moto, the AWS CLI and cargo-lambda into the project's .venv/ when they are missing.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check the project has: formatting, clippy, cfn-lint, unit tests, the integration
 # tests against a real moto server and the Leadspace emulator, the end-to-end run through
-# `cargo lambda watch` and the AWS CLI (scripts/e2e.sh), and the arm64 release build. Installs moto, cfn-lint, the AWS CLI
-# and cargo-lambda when they are missing, and Debian's chromium (the report is checked in a real
-# headless browser).
+# `cargo lambda watch` and the AWS CLI (scripts/e2e.sh), and the arm64 release build. Installs
+# moto, cfn-lint, the AWS CLI and cargo-lambda into the project's .venv/ when they are missing,
+# and finds or installs a Chromium (the report is checked in a real headless browser).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
