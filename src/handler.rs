@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::delete::{DeleteReport, delete_enrichment};
 use crate::error::HandlerError;
-use crate::pipeline::{App, JobReport};
+use crate::pipeline::{App, Job, JobReport};
 use crate::refresh::refresh;
 use crate::runner::run_in_time;
 use crate::status::{EnrichmentStatus, enrichments};
@@ -41,12 +41,23 @@ pub enum Response {
 /// transient failure returns an error so Lambda retries; jobs finished before it are skipped on
 /// the retry, because their summaries are complete for the same ETag.
 pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Result<Response, HandlerError> {
+    handle_request(app, event, deadline, None).await
+}
+
+/// `handle` for the Lambda request `request_id`: Lambda retries an asynchronous invocation
+/// under the same id, which is how a retried force knows it was spent.
+pub async fn handle_request(
+    app: &App,
+    event: Value,
+    deadline: Option<Instant>,
+    request_id: Option<&str>,
+) -> Result<Response, HandlerError> {
     let stop_at = deadline.map(|deadline| stop_time(deadline, app.config.deadline_margin));
     let invocation = parse_event(&event).map_err(|e| HandlerError::InvalidEvent(e.to_string()));
     let response = match invocation {
         // Boxed: the whole run nested in the runtime's future overflows rustc's layout query
         // depth, and one allocation per invocation costs nothing.
-        Ok(invocation) => Box::pin(answer(app, invocation, stop_at)).await,
+        Ok(invocation) => Box::pin(answer(app, invocation, stop_at, request_id)).await,
         Err(error) => Err(error),
     };
     if let Err(error) = &response {
@@ -56,12 +67,18 @@ pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Resul
     response
 }
 
-async fn answer(app: &App, invocation: Invocation, stop_at: Option<Instant>) -> Result<Response, HandlerError> {
+async fn answer(
+    app: &App,
+    invocation: Invocation,
+    stop_at: Option<Instant>,
+    request_id: Option<&str>,
+) -> Result<Response, HandlerError> {
     match invocation {
         Invocation::Jobs(jobs) => {
             let mut results = Vec::with_capacity(jobs.len());
-            for job in &jobs {
-                results.push(run_in_time(app, job, stop_at).await.map_err(HandlerError::job)?);
+            for job in jobs {
+                let job = Job { request_id: request_id.map(str::to_string), ..job };
+                results.push(run_in_time(app, &job, stop_at).await.map_err(HandlerError::job)?);
             }
             Ok(Response::Reports { results })
         }
@@ -76,8 +93,10 @@ async fn answer(app: &App, invocation: Invocation, stop_at: Option<Instant>) -> 
             };
             let prefix = prefix.unwrap_or_else(|| config.input_prefix.clone());
             let span = tracing::info_span!("refresh", bucket = %bucket, prefix = %prefix);
-            let results =
-                refresh(app, &bucket, &prefix, force, stop_at).instrument(span).await.map_err(HandlerError::job)?;
+            let results = refresh(app, &bucket, &prefix, force, stop_at, request_id)
+                .instrument(span)
+                .await
+                .map_err(HandlerError::job)?;
             Ok(Response::Reports { results })
         }
         Invocation::Batch(batch) => {

@@ -2,7 +2,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use leadspace_enrich::{
     bootstrap::build_app,
     config::Config,
-    handler::{deadline_of, handle},
+    handler::{deadline_of, handle_request},
     memory, metrics,
 };
 use serde_json::Value;
@@ -28,7 +28,7 @@ async fn serve(started: std::time::Instant, large_allocations_mapped: bool) -> R
             metrics::cold_start(started.elapsed().as_millis() as u64);
         }
         let deadline = deadline_of(&event.context);
-        handle(app, event.payload, deadline).await
+        handle_request(app, event.payload, deadline, Some(&event.context.request_id)).await
     }))
     .await
 }

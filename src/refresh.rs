@@ -20,13 +20,20 @@ pub async fn refresh(
     prefix: &str,
     force: bool,
     stop_at: Option<Instant>,
+    request_id: Option<&str>,
 ) -> Result<Vec<JobReport>, JobError> {
     let objects = app.store.list(bucket, prefix).await?;
     tracing::info!(objects = objects.len(), "refreshing");
     let mut reports = Vec::with_capacity(objects.len());
     let mut retry = Vec::new();
     for object in objects.into_iter().filter(|o| !o.key.ends_with('/')) {
-        let job = Job { bucket: bucket.to_string(), key: object.key, force, ..Job::default() };
+        let job = Job {
+            bucket: bucket.to_string(),
+            key: object.key,
+            force,
+            request_id: request_id.map(str::to_string),
+            ..Job::default()
+        };
         match run_in_time(app, &job, stop_at).await {
             Ok(report) => reports.push(report),
             // A retry of a forced refresh would force again what this one finished, paying for

@@ -8,7 +8,6 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{JobError, retry_worthy};
-use crate::leadspace::CallContext;
 use crate::pipeline::answer::{Answers, answer_the_rest, collect_earlier_bulks, journal_of, known_answers};
 use crate::pipeline::close;
 use crate::pipeline::close::read_summary;
@@ -46,6 +45,14 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<Instant>) -> Result<J
     };
     let paths = OutputPaths::for_object(config, &job.bucket, &job.key);
     tracing::info!(size = meta.size, "starting");
+    let unforced;
+    let job = if job.force && force_spent(app, &paths, &meta.etag, job).await? {
+        tracing::info!("a retry of a forced request whose force is spent: what it bought is collected");
+        unforced = Job { force: false, ..job.clone() };
+        &unforced
+    } else {
+        job
+    };
 
     // A complete run of this very version means nothing to do; checked before the lease so a
     // redelivery costs one GET, and again once the lease is held (another run may just have
@@ -57,7 +64,7 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<Instant>) -> Result<J
         }
     }
 
-    let run = Run::new(app, job, meta, paths, None);
+    let mut run = Run::new(app, job, meta, paths, None);
     let progress = Arc::new(ProgressCell::new(&job.bucket, &job.key));
     if job.dry_run {
         return process(&run, stop_at, &progress).await;
@@ -67,7 +74,13 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<Instant>) -> Result<J
     let lease =
         Lease::acquire(app.store.clone(), bucket, &lease_key, &run.meta.etag, heartbeat, progress.clone()).await?;
     let lease = match lease {
-        Acquired::Held(lease) => lease,
+        Acquired::Held(lease) => {
+            run.lease = lease.watch();
+            lease
+        }
+        Acquired::SameVersionBusy if job.force => {
+            return Ok(JobReport::force_refused(job, FORCE_WHILE_RUNNING.into(), None));
+        }
         Acquired::SameVersionBusy => {
             tracing::info!("a live invocation is enriching this very version; skipping");
             return Ok(JobReport {
@@ -79,16 +92,53 @@ pub async fn run_job(app: &App, job: &Job, stop_at: Option<Instant>) -> Result<J
             return Err(JobError::Busy { bucket: job.bucket.clone(), key: job.key.clone(), why });
         }
     };
-    // Another invocation may have finished this version between our first look and the lease.
-    let result = match read_summary(app.store.as_ref(), &run.paths).await {
-        Ok(Some(done)) if !job.force && done.is_complete_for(&run.meta.etag) => {
-            Ok(JobReport::already_done(job, &run.paths, done, ALREADY_ENRICHED))
-        }
-        Ok(_) => process(&run, stop_at, &progress).await,
-        Err(error) => Err(error),
-    };
+    let result = run_held(&run, stop_at, &progress).await;
     lease.release().await;
     result
+}
+
+const FORCE_WHILE_RUNNING: &str = "force refused: another invocation is enriching this version of the object right now, \
+                                   and forcing would throw away what it buys; force again once it has finished";
+
+/// The run once the lease is held: unless another run has finished or owns this version.
+async fn run_held(run: &Run<'_>, stop_at: Option<Instant>, progress: &ProgressCell) -> Result<JobReport, JobError> {
+    let (app, job) = (run.app, run.job);
+    // Another invocation may have finished this version between our first look and the lease.
+    if !job.force
+        && let Some(done) = read_summary(app.store.as_ref(), &run.paths).await?
+        && done.is_complete_for(&run.meta.etag)
+    {
+        return Ok(JobReport::already_done(job, &run.paths, done, ALREADY_ENRICHED));
+    }
+    // A running execution owns its version until it ends, whatever the journal holds: its last
+    // step builds the output from the journal as its batches left it.
+    if let Some(step_functions) = &app.step_functions
+        && let Some(arn) =
+            workflow::hand_off::running_execution(step_functions, &job.bucket, &job.key, &run.meta.etag).await?
+    {
+        if job.force {
+            let why = format!(
+                "force refused: the Step Functions execution {arn} is enriching this version of the object, and \
+                 forcing would throw away the answers its batches bought; force again once it has ended (status \
+                 shows it running)"
+            );
+            return Ok(JobReport::force_refused(job, why, Some(arn)));
+        }
+        return Ok(workflow::hand_off::being_enriched_by(job, arn));
+    }
+    if job.force {
+        // The old results stop speaking for this version before anything replaces them: a run
+        // stopped halfway leaves no complete summary beside a new, partial output.
+        close::invalidate(run).await?;
+    }
+    process(run, stop_at, progress).await
+}
+
+/// Whether `job` is Lambda's retry of a forced request that already cleared this version's
+/// journal (`known_answers` records it).
+async fn force_spent(app: &App, paths: &OutputPaths, etag: &str, job: &Job) -> Result<bool, JobError> {
+    let Some(request) = &job.request_id else { return Ok(false) };
+    Ok(app.store.head(&paths.bucket, &paths.force_spent_key(etag, request)).await?.is_some())
 }
 
 /// Reads, enriches and writes the object. Answers an earlier run bought are collected before
@@ -133,7 +183,7 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>, progress: &ProgressCel
     // The token is read while the journal is: the first request then goes without waiting.
     let (known, ()) = tokio::join!(known_answers(run, &scan, &journal), app.enricher.prepare());
     let (mut book, pending) = known?;
-    let call = CallContext { stats: Arc::default(), stop_at };
+    let call = run.call_context(stop_at);
     progress.follow(book.known() as u64, journal.written(), call.stats.clone());
     // Before anything is bought, inline or by the workflow's batches.
     let collected = collect_earlier_bulks(app, &journal, &scan.companies, pending, &call, &mut book).await;
@@ -177,6 +227,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::leadspace::CallContext;
     use crate::leadspace::model::{EnrichRequest, EnrichmentResult};
     use crate::leadspace::{BulkResults, Enricher, LeadspaceError};
     use crate::storage::{MemoryStore, ObjectStore, Op};
@@ -325,10 +376,10 @@ mod tests {
         let app = app(store.clone());
         let past = Some(Instant::now() - std::time::Duration::from_secs(1));
 
-        let error = crate::refresh::refresh(&app, BUCKET, "incoming/", false, past).await.expect_err("retried");
+        let error = crate::refresh::refresh(&app, BUCKET, "incoming/", false, past, None).await.expect_err("retried");
         assert!(matches!(&error, JobError::RefreshIncomplete { keys } if keys.len() == 2) && error.is_transient());
 
-        let reports = crate::refresh::refresh(&app, BUCKET, "incoming/", true, past).await.expect("not retried");
+        let reports = crate::refresh::refresh(&app, BUCKET, "incoming/", true, past, None).await.expect("not retried");
         assert!(reports.iter().all(|r| r.outcome == Outcome::Skipped), "{reports:?}");
         assert!(reports.iter().all(|r| r.message.as_deref().is_some_and(|m| m.contains("\"force\": true"))));
         assert_eq!(store.calls(Op::Head), 0, "nothing was started");

@@ -176,6 +176,7 @@ fn direct(action: &Value, event: &Value) -> Result<Invocation, TriggerError> {
                 force: flag("force")?,
                 dry_run: flag("dry_run")?,
                 field_mapping,
+                request_id: None,
             }]))
         }
         Some(other) => Err(problem(format!("unknown action {other:?}"))),

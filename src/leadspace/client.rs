@@ -91,18 +91,14 @@ impl LeadspaceClient {
         let paced_endpoint = billed || self.count_polls;
         loop {
             attempt += 1;
-            if call.would_overrun(Duration::ZERO) {
-                return Err(LeadspaceError::DeadlineReached);
-            }
+            call.check(Duration::ZERO, billed)?;
             let queued = Instant::now();
             // Polls skip the pace only where the contract does not count them.
             let slot = if paced_endpoint { Some(self.pacer.until_ready().await) } else { None };
             // Waiting for our own pacer is not Leadspace failing: it does not use up the budget.
             paced += queued.elapsed();
             // The pacer may have held us long after the check above.
-            if call.would_overrun(Duration::ZERO) {
-                return Err(LeadspaceError::DeadlineReached);
-            }
+            call.check(Duration::ZERO, billed)?;
             let token = self.tokens.token().await?;
             CallStats::add(&stats.requests, 1);
             let sent_at = Instant::now();

@@ -57,6 +57,10 @@ pub enum LeadspaceError {
     JournalUnavailable(String),
     #[error("the run stopped before the Lambda deadline, leaving time to write what is done")]
     DeadlineReached,
+    #[error(
+        "the run lost its lease on the object to another invocation, which enriches it now; this run stopped buying"
+    )]
+    LeaseLost,
     #[error(transparent)]
     Secret(#[from] SecretError),
 }
@@ -69,6 +73,7 @@ impl LeadspaceError {
             LeadspaceError::CreditsExhausted
                 | LeadspaceError::TokenRejected
                 | LeadspaceError::DeadlineReached
+                | LeadspaceError::LeaseLost
                 | LeadspaceError::JournalUnavailable(_)
                 | LeadspaceError::Secret(_)
         )
@@ -118,9 +123,23 @@ pub struct CallContext {
     /// Shared: a run's progress reads the requests as they are made.
     pub stats: std::sync::Arc<CallStats>,
     pub stop_at: Option<tokio::time::Instant>,
+    /// Set when the run lost its lease on the object: no further purchase is made.
+    pub lease_lost: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl CallContext {
+    /// Why no request that takes `wait` may start now, if none may: the lease is lost (checked
+    /// only for `purchase`s; a poll of what is bought is still collected) or the stop time is near.
+    pub fn check(&self, wait: std::time::Duration, purchase: bool) -> Result<(), LeadspaceError> {
+        if purchase && self.lease_lost.as_ref().is_some_and(|lost| lost.load(Ordering::SeqCst)) {
+            return Err(LeadspaceError::LeaseLost);
+        }
+        if self.would_overrun(wait) {
+            return Err(LeadspaceError::DeadlineReached);
+        }
+        Ok(())
+    }
+
     /// Whether something taking `wait` from now would end past the stop time.
     pub fn would_overrun(&self, wait: std::time::Duration) -> bool {
         self.stop_at.is_some_and(|stop| tokio::time::Instant::now() + wait >= stop)

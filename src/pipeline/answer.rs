@@ -146,6 +146,11 @@ pub async fn known_answers(
     if run.job.force {
         let cleared = journal.clear().await?;
         tracing::info!(cleared, "force: a new answer journal, nothing reused");
+        // From here on the force is spent: Lambda's retry of this request reuses what it buys.
+        if let Some(request) = &run.job.request_id {
+            let key = run.paths.force_spent_key(&run.meta.etag, request);
+            run.app.store.put(&run.paths.bucket, &key, Vec::new(), "application/octet-stream").await?;
+        }
         return Ok((book, Vec::new()));
     }
     // Both reads at once: the journal is read first only in what it offers the book.

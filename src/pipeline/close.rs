@@ -53,6 +53,7 @@ pub fn summary(
 /// The report, then the summary, last. The report is a view of the summary: if it cannot be
 /// written, the summary still is (and says what happened), and the next run writes both.
 pub async fn write_summary(run: &Run<'_>, summary: &Summary, profile: &Profile) -> Result<(), JobError> {
+    run.ensure_lease()?;
     let report = render(summary, profile).into_bytes();
     let report_key = format!("{}{REPORT_SUFFIX}", run.paths.output_key);
     if let Err(error) = run.app.store.put(&run.paths.bucket, &report_key, report, "text/html; charset=utf-8").await {
@@ -64,6 +65,14 @@ pub async fn write_summary(run: &Run<'_>, summary: &Summary, profile: &Profile) 
     let status = status.as_ref().and_then(serde_json::Value::as_str).unwrap_or_default();
     let about = [("Bucket", summary.source.bucket.as_str()), ("Key", summary.source.key.as_str()), ("Status", status)];
     crate::metrics::emit_about(&summary.metrics(run.elapsed_ms()), &about);
+    Ok(())
+}
+
+/// Removes the summary of the results a forced run is about to replace, before anything is
+/// cleared or bought: until the new summary is written, no delivery takes the old one for this
+/// version's.
+pub async fn invalidate(run: &Run<'_>) -> Result<(), JobError> {
+    run.app.store.delete(&run.paths.bucket, &run.paths.summary_key).await?;
     Ok(())
 }
 

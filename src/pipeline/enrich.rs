@@ -232,8 +232,8 @@ async fn enrich_round(
                 if stop.is_stopped() {
                     return (batch, None);
                 }
-                if call.would_overrun(Duration::ZERO) {
-                    stop.stop(LeadspaceError::DeadlineReached);
+                if let Err(stop_now) = call.check(Duration::ZERO, true) {
+                    stop.stop(stop_now);
                     return (batch, None);
                 }
                 let digests: Vec<u128> = batch.iter().map(|&i| companies.digest(i)).collect();

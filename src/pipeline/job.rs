@@ -16,6 +16,10 @@ pub struct Job {
     pub dry_run: bool,
     /// Overrides FIELD_MAPPING for this job (direct invocations).
     pub field_mapping: Option<FieldMapping>,
+    /// The Lambda request that asked for the job. Lambda retries an asynchronous invocation
+    /// under the same id, so a forced job records it once its journal is cleared: the retry
+    /// finds the force spent and collects what the first attempt bought.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -92,6 +96,13 @@ impl JobReport {
     /// `failed`: the job stopped on an error (which the summary, if one was written, also says).
     pub fn could_not_run(job: &Job, error: &JobError) -> Self {
         JobReport { message: Some(error_chain(error)), ..Self::new(job, Outcome::Failed) }
+    }
+
+    /// `failed`, without a summary: a force refused while another run owns the version, whose
+    /// results stay as they are.
+    pub fn force_refused(job: &Job, why: String, execution_arn: Option<String>) -> Self {
+        tracing::info!("force refused: another run owns this version");
+        JobReport { message: Some(why), execution_arn, ..Self::new(job, Outcome::Failed) }
     }
 
     pub fn not_started(job: &Job, why: &str) -> Self {

@@ -6,11 +6,17 @@
 //! "Skipped" is a success: Lambda will not retry it, and nothing reaches the on-failure queue.
 //! So another delivery answers `skipped` only when the holder is alive and enriching exactly the
 //! same version. The holder proves it is alive: the marker names the ETag it is enriching and a
-//! heartbeat renewed every LEASE_HEARTBEAT_SECONDS; a marker not renewed for three intervals
-//! belongs to a run that died (a crash, an out-of-memory kill, a timeout) and is taken over. A
-//! delivery for another version, or one that cannot read the marker, is retried later.
+//! heartbeat renewed every LEASE_HEARTBEAT_SECONDS; a marker S3 last modified three intervals
+//! ago belongs to a run that died (a crash, an out-of-memory kill, a timeout) and is taken over.
+//! Its age is S3's `LastModified`, not the writer's clock, so two instances' clocks never need
+//! to agree. A delivery for another version, or one that cannot read the marker, is retried.
+//!
+//! A lease can be lost: a holder whose renewals fail or arrive late for long enough may be
+//! taken over. Its `LeaseWatch` then says so, the run stops buying and writes no output or
+//! summary, and `release` deletes the marker only if it is still the holder's (If-Match).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -43,11 +49,6 @@ fn dead_after(heartbeat: Duration) -> u64 {
 }
 
 impl Marker {
-    /// Whether its holder renewed it within the heartbeats a lease may miss.
-    fn is_alive(&self, heartbeat: Duration) -> bool {
-        now_seconds().saturating_sub(self.renewed_at_epoch_seconds) < dead_after(heartbeat)
-    }
-
     /// A marker renewed now, with the run's progress, written as a `Value`, whose encoding
     /// cannot fail.
     fn now(etag: &str, progress: &ProgressCell) -> Vec<u8> {
@@ -77,7 +78,30 @@ pub struct Lease {
     store: Arc<dyn ObjectStore>,
     bucket: String,
     key: String,
+    /// The marker's current version, as the last renewal left it.
+    version: Arc<Mutex<String>>,
+    watch: LeaseWatch,
     heartbeat: tokio::task::JoinHandle<()>,
+}
+
+/// Whether a run still holds its lease, shared by the run and its heartbeat. Lost means another
+/// delivery took the object over, or may have: renewals failed for two heartbeats in a row.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseWatch(Arc<AtomicBool>);
+
+impl LeaseWatch {
+    pub fn is_lost(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// The flag itself, for the Leadspace client, which checks it before every purchase.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+
+    fn lose(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 fn now_seconds() -> u64 {
@@ -124,7 +148,11 @@ impl Lease {
             return Ok(Attempt::Released);
         };
         let marker = read_marker(store.as_ref(), bucket, key).await?;
-        let silent_for = marker.as_ref().map(|m| now_seconds().saturating_sub(m.renewed_at_epoch_seconds));
+        // S3's clock, not the holder's: renewals are judged by when S3 took them.
+        let silent_for = current
+            .last_modified_epoch_seconds
+            .or(marker.as_ref().map(|m| m.renewed_at_epoch_seconds))
+            .map(|at| now_seconds().saturating_sub(at));
         let dead_after = dead_after(heartbeat);
         match (marker, silent_for) {
             (Some(marker), Some(silent)) if silent < dead_after => {
@@ -138,12 +166,9 @@ impl Lease {
                 // only a renewal seen now proves it is alive.
                 return watch_for_renewal(store.as_ref(), bucket, key, &current.etag, etag, heartbeat).await;
             }
-            (None, _) | (_, None) => {
-                // Unreadable: it cannot say whether its holder lives; only its age can.
-                let age = current.last_modified_epoch_seconds.map(|at| now_seconds().saturating_sub(at));
-                if age.is_none_or(|age| age < dead_after) {
-                    return Ok(Attempt::Done(Acquired::OtherBusy("the object's lease cannot be read")));
-                }
+            // Unreadable: it cannot say whether its holder lives; only its age can.
+            (None, age) if age.is_none_or(|age| age < dead_after) => {
+                return Ok(Attempt::Done(Acquired::OtherBusy("the object's lease cannot be read")));
             }
             _ => {}
         }
@@ -164,23 +189,40 @@ impl Lease {
         heartbeat: Duration,
         progress: &Arc<ProgressCell>,
     ) -> Lease {
-        let heartbeat = tokio::spawn(renew(
-            store.clone(),
-            bucket.to_string(),
-            key.to_string(),
-            etag.to_string(),
-            version,
-            heartbeat,
-            progress.clone(),
-        ));
-        Lease { store, bucket: bucket.to_string(), key: key.to_string(), heartbeat }
+        let version = Arc::new(Mutex::new(version));
+        let watch = LeaseWatch::default();
+        let renewal = Renewal {
+            store: store.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            etag: etag.to_string(),
+            version: version.clone(),
+            interval: heartbeat,
+            progress: progress.clone(),
+            watch: watch.clone(),
+        };
+        let heartbeat = tokio::spawn(renewal.run());
+        Lease { store, bucket: bucket.to_string(), key: key.to_string(), version, watch, heartbeat }
     }
 
-    /// Best effort: a lease left behind is taken over once its heartbeats stop.
+    /// What the run checks before it buys or writes.
+    pub fn watch(&self) -> LeaseWatch {
+        self.watch.clone()
+    }
+
+    /// Best effort: a lease left behind is taken over once its heartbeats stop. A lease that
+    /// was lost is not ours to delete: only the version this holder last wrote is deleted.
     pub async fn release(self) {
         self.heartbeat.abort();
-        if let Err(error) = self.store.delete(&self.bucket, &self.key).await {
-            tracing::warn!(error = %error, "could not release the lease");
+        if self.watch.is_lost() {
+            tracing::warn!("the lease was lost while the run held it; the new holder's marker is left alone");
+            return;
+        }
+        let version = self.version.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match self.store.delete_if_match(&self.bucket, &self.key, &version).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("the lease had changed hands before its release; it is left to its holder"),
+            Err(error) => tracing::warn!(error = %crate::error::error_chain(&error), "could not release the lease"),
         }
     }
 }
@@ -203,13 +245,13 @@ enum Attempt {
 /// miss. A marker that cannot be read counts as held: what asks (a delete) waits rather than
 /// pull the ground from under a run.
 pub async fn is_held(store: &dyn ObjectStore, bucket: &str, key: &str, heartbeat: Duration) -> Result<bool, JobError> {
-    let Some(bytes) = store.get_small(bucket, key).await? else {
+    let Some(meta) = store.head(bucket, key).await? else {
         return Ok(false);
     };
-    let Ok(marker) = serde_json::from_slice::<Marker>(&bytes) else {
+    let Some(modified) = meta.last_modified_epoch_seconds else {
         return Ok(true);
     };
-    Ok(marker.is_alive(heartbeat))
+    Ok(now_seconds().saturating_sub(modified) < dead_after(heartbeat))
 }
 
 /// The run a live lease says is in progress: its object and progress, when it carries them.
@@ -219,12 +261,12 @@ pub async fn running(
     key: &str,
     heartbeat: Duration,
 ) -> Result<Option<(Source, Progress)>, JobError> {
+    if !is_held(store, bucket, key, heartbeat).await? {
+        return Ok(None);
+    }
     let Some(marker) = read_marker(store, bucket, key).await? else {
         return Ok(None);
     };
-    if !marker.is_alive(heartbeat) {
-        return Ok(None);
-    }
     Ok(marker.source.zip(marker.progress))
 }
 
@@ -265,28 +307,51 @@ async fn watch_for_renewal(
 /// How long past one heartbeat interval a renewal is waited for (S3's latency, clock skew).
 const RENEWAL_GRACE: Duration = Duration::from_secs(2);
 
-/// Renews the marker every `interval` while the run works.
-async fn renew(
+/// The heartbeat of one held lease.
+struct Renewal {
     store: Arc<dyn ObjectStore>,
     bucket: String,
     key: String,
     etag: String,
-    mut version: String,
+    version: Arc<Mutex<String>>,
     interval: Duration,
     progress: Arc<ProgressCell>,
-) {
-    loop {
-        tokio::time::sleep(interval).await;
-        match store.put_if_match(&bucket, &key, Marker::now(&etag, &progress), &version).await {
-            Ok(Some(next)) => version = next,
-            Ok(None) => {
-                // Another invocation took it over: this run was presumed dead (its heartbeats did
-                // not reach S3). The journal keeps what it buys from being bought twice.
-                tracing::warn!("the lease was taken over by another invocation");
-                return;
+    watch: LeaseWatch,
+}
+
+impl Renewal {
+    /// Renews the marker every `interval` while the run works, and says when the lease is lost:
+    /// taken over, or unrenewed for two intervals, after which another delivery may take it
+    /// over at the third (the run stops a whole interval before anyone can).
+    async fn run(self) {
+        let mut renewed = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.interval).await;
+            let version = self.version.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let marker = Marker::now(&self.etag, &self.progress);
+            match self.store.put_if_match(&self.bucket, &self.key, marker, &version).await {
+                Ok(Some(next)) => {
+                    *self.version.lock().unwrap_or_else(|e| e.into_inner()) = next;
+                    renewed = tokio::time::Instant::now();
+                }
+                Ok(None) => {
+                    // Another invocation took it over: this run was presumed dead (its heartbeats
+                    // did not reach S3). It stops buying; the journal keeps what it bought.
+                    tracing::warn!("the lease was taken over by another invocation; this run stops");
+                    self.watch.lose();
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %crate::error::error_chain(&error), "could not renew the lease");
+                    if renewed.elapsed() >= self.interval * (MISSED_HEARTBEATS - 1) {
+                        tracing::warn!(
+                            "the lease went unrenewed for two heartbeats; this run stops before it is taken over"
+                        );
+                        self.watch.lose();
+                        return;
+                    }
+                }
             }
-            // A missed heartbeat; three in a row and the lease is taken over.
-            Err(error) => tracing::warn!(error = %error, "could not renew the lease"),
         }
     }
 }
@@ -394,11 +459,19 @@ mod tests {
         assert!(found(&unnamed).contains("another version"), "{}", found(&unnamed));
     }
 
+    /// A marker that says it was renewed at `renewed_at` (the holder's clock), which S3 last
+    /// modified at `modified_at` (S3's clock, the store's here).
+    async fn put_marker(store: &MemoryStore, etag: &str, renewed_at: u64, modified_at: u64) {
+        store.set_now(modified_at);
+        store.put("b", KEY, marker(Some(etag), renewed_at), "application/json").await.unwrap();
+        store.set_now(now_seconds());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_marker_not_renewed_for_three_heartbeats_is_taken_over() {
         let store = Arc::new(MemoryStore::new());
-        let dead = marker(Some("\"e0\""), now_seconds() - DEAD_AFTER);
-        store.put("b", KEY, dead, "application/json").await.unwrap();
+        let dead = now_seconds() - DEAD_AFTER;
+        put_marker(&store, "\"e0\"", dead, dead).await;
         let taken = acquire(&store, "\"e1\"").await;
         assert_eq!(found(&taken), "held");
         assert_eq!(marker_in(&store).unwrap().etag.as_deref(), Some("\"e1\""));
@@ -421,7 +494,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn of_deliveries_taking_over_the_same_dead_marker_only_one_replaces_it() {
         let store = Arc::new(MemoryStore::new());
-        store.put("b", KEY, marker(Some("\"e0\""), now_seconds() - DEAD_AFTER), "application/json").await.unwrap();
+        let dead = now_seconds() - DEAD_AFTER;
+        put_marker(&store, "\"e0\"", dead, dead).await;
         let winner = marker(Some("\"e1\""), now_seconds());
         store.write_before_next(Op::PutIfMatch, "b", KEY, winner.clone());
         let late = acquire(&store, "\"e1\"").await;
@@ -441,14 +515,57 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_holder_whose_lease_was_taken_over_stops_renewing_it() {
+    async fn a_holder_whose_lease_was_taken_over_stops_renewing_it_and_knows_it_is_lost() {
         let store = Arc::new(MemoryStore::new());
-        let _first = acquire(&store, "\"e1\"").await;
+        let Acquired::Held(first) = acquire(&store, "\"e1\"").await else { panic!("a free object is held") };
         let successor = marker(Some("\"e2\""), now_seconds());
         store.put("b", KEY, successor.clone(), "application/json").await.unwrap();
+        assert!(!first.watch().is_lost(), "not known before the next renewal");
         tokio::time::sleep(HEARTBEAT * MISSED_HEARTBEATS + Duration::from_secs(1)).await;
         assert_eq!(store.calls(Op::PutIfMatch), 1, "one renewal refused, then no more");
-        assert_eq!(store.peek("b", KEY), Some(successor));
+        assert!(first.watch().is_lost(), "the run learns it lost the lease");
+        first.release().await;
+        assert_eq!(store.peek("b", KEY), Some(successor), "a lost lease is not the holder's to release");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn release_deletes_only_the_holders_own_marker() {
+        // Taken over between two renewals: the holder has not noticed yet when it releases.
+        let store = Arc::new(MemoryStore::new());
+        let Acquired::Held(first) = acquire(&store, "\"e1\"").await else { panic!("a free object is held") };
+        let successor = marker(Some("\"e2\""), now_seconds());
+        store.put("b", KEY, successor.clone(), "application/json").await.unwrap();
+        first.release().await;
+        assert_eq!(store.peek("b", KEY), Some(successor), "the successor's lease stays");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_whose_renewals_fail_for_two_heartbeats_stops_before_it_can_be_taken_over() {
+        let store = Arc::new(MemoryStore::new());
+        let Acquired::Held(held) = acquire(&store, "\"e1\"").await else { panic!("a free object is held") };
+        store.fail_next(Op::PutIfMatch, 10);
+        tokio::time::sleep(HEARTBEAT + Duration::from_secs(1)).await;
+        assert!(!held.watch().is_lost(), "one missed renewal is not a lost lease");
+        tokio::time::sleep(HEARTBEAT).await;
+        assert!(held.watch().is_lost(), "two are: a third would let another delivery take over");
+        tokio::time::sleep(HEARTBEAT * 3).await;
+        assert_eq!(store.calls(Op::PutIfMatch), 2, "no renewal after the lease is given up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_is_judged_by_when_s3_last_modified_it_not_by_the_holders_clock() {
+        let now = now_seconds();
+        // A holder whose clock runs an hour fast wrote "renewed now" long ago: it is dead.
+        let fast = Arc::new(MemoryStore::new());
+        put_marker(&fast, "\"e0\"", now + 3600, now - DEAD_AFTER).await;
+        assert_eq!(found(&acquire(&fast, "\"e1\"").await), "held");
+        // A holder whose clock runs an hour slow renewed a moment ago: it lives.
+        let slow = Arc::new(MemoryStore::new());
+        put_marker(&slow, "\"e0\"", now - 3600, now).await;
+        let other = acquire(&slow, "\"e1\"").await;
+        assert!(found(&other).contains("another version"), "{}", found(&other));
+        assert!(is_held(slow.as_ref(), "b", KEY, HEARTBEAT).await.unwrap());
+        assert!(!is_held(fast.as_ref(), "b", "enriched/_state/leases/none.lease", HEARTBEAT).await.unwrap());
     }
 
     #[tokio::test(start_paused = true)]

@@ -41,6 +41,7 @@ pub async fn finish(
     enriched: Enriched,
     journal: &Journal,
 ) -> Result<JobReport, JobError> {
+    run.ensure_lease()?;
     let Enriched { answers, bought_at, stopped, leadspace, cache, reused } = enriched;
     // Both read the answers; each works while the other waits on S3 (pass 2 first: its read of
     // the file is under way while the answers are encoded). The summary waits for both, so a

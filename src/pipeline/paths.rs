@@ -71,6 +71,16 @@ impl OutputPaths {
         format!("{}journal/{}/", self.state, self.name)
     }
 
+    /// Where a forced job records, once it has cleared the journal of the object's version
+    /// `etag`, that its request's force is spent: Lambda's retry of that request finds it and
+    /// collects what the first attempt bought instead of clearing it. Expired with the journals.
+    pub fn force_spent_key(&self, etag: &str, request_id: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new().chain_update(etag).chain_update([0]).chain_update(request_id).finalize();
+        let digest: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("{}journal/{}/forced-{digest}", self.state, self.name)
+    }
+
     /// The answers behind the latest output, kept for the object's next version.
     pub fn kept_answers_key(&self) -> String {
         format!("{}answers/{}.jsonl.gz", self.state, self.name)

@@ -3,9 +3,11 @@
 
 use super::App;
 use super::job::Job;
+use super::lease::LeaseWatch;
 use super::paths::OutputPaths;
 use super::summary::now_utc;
-use crate::error::RunError;
+use crate::error::{JobError, RunError};
+use crate::leadspace::CallContext;
 use crate::records::Format;
 use crate::storage::ObjectMeta;
 
@@ -21,6 +23,8 @@ pub struct Run<'a> {
     clock: std::time::Instant,
     /// The Step Functions execution this run assembles, for a large file.
     pub execution: Option<String>,
+    /// Whether the run still holds the object's lease (never lost until a lease is taken).
+    pub lease: LeaseWatch,
 }
 
 impl<'a> Run<'a> {
@@ -35,7 +39,26 @@ impl<'a> Run<'a> {
             started_at: now_utc(),
             clock: std::time::Instant::now(),
             execution,
+            lease: LeaseWatch::default(),
         }
+    }
+
+    /// An error to retry when the lease was lost: another delivery owns the object now, and
+    /// what this run would write could replace what that one writes.
+    pub fn ensure_lease(&self) -> Result<(), JobError> {
+        if self.lease.is_lost() {
+            return Err(JobError::Busy {
+                bucket: self.job.bucket.clone(),
+                key: self.job.key.clone(),
+                why: "this run lost its lease to another invocation before it could write its results",
+            });
+        }
+        Ok(())
+    }
+
+    /// The Leadspace calls' context: until `stop_at`, and only while the lease is held.
+    pub fn call_context(&self, stop_at: Option<tokio::time::Instant>) -> CallContext {
+        CallContext { stats: std::sync::Arc::default(), stop_at, lease_lost: Some(self.lease.flag()) }
     }
 
     pub fn elapsed_ms(&self) -> u64 {

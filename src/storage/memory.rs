@@ -349,6 +349,18 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_if_match(&self, bucket: &str, key: &str, etag: &str) -> Result<bool, StorageError> {
+        let mut state = self.state();
+        state.call(Op::Delete, bucket, key)?;
+        if state.object(bucket, key).is_none_or(|o| o.etag != etag) {
+            return Ok(false);
+        }
+        if let Some(objects) = state.buckets.get_mut(bucket) {
+            objects.remove(key);
+        }
+        Ok(true)
+    }
+
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
         let mut state = self.state();
         state.call(Op::List, bucket, prefix)?;

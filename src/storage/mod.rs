@@ -90,6 +90,9 @@ pub trait ObjectStore: Send + Sync {
         etag: &str,
     ) -> Result<Option<String>, StorageError>;
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StorageError>;
+    /// Deletes the object only if it is still the version `etag` (`If-Match`): `false` when
+    /// another version has replaced it or it is gone.
+    async fn delete_if_match(&self, bucket: &str, key: &str, etag: &str) -> Result<bool, StorageError>;
     /// Deletes `keys` of `bucket`, each tried even when another fails. One request each here;
     /// S3 deletes up to 1,000 in one.
     async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<(), DeleteFailed> {

@@ -198,6 +198,16 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
+    async fn delete_if_match(&self, bucket: &str, key: &str, etag: &str) -> Result<bool, StorageError> {
+        match self.client.delete_object().bucket(bucket).key(key).if_match(etag).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match classify("DeleteObject", bucket, key, e) {
+                StorageError::Changed { .. } | StorageError::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, StorageError> {
         let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
         let mut objects = Vec::new();

@@ -72,17 +72,19 @@ async fn assemble_job(app: &App, job: &Job, input: &ExecutionInput) -> Result<Jo
             source: "another invocation holds the lease on this object; the step is retried".into(),
         });
     };
-    // A retried or redriven last step finds its own summary: the journal it was built from is
-    // deleted by now, and the output must not be replaced by one of not_attempted rows.
+    // A retried or redriven last step finds its own summary, and any step may find the version
+    // completed by another run: either way the journal behind it is deleted by now, and the
+    // output must not be replaced by one of not_attempted rows.
     let done = read_summary(app.store.as_ref(), &paths).await;
     if let Ok(Some(done)) = done
         && done.source.etag == input.etag
-        && done.execution.as_deref() == Some(input.run.as_str())
+        && (done.execution.as_deref() == Some(input.run.as_str()) || done.is_complete_for(&input.etag))
     {
         lease.release().await;
-        return Ok(JobReport::already_done(job, &paths, done, "already assembled by this execution"));
+        return Ok(JobReport::already_done(job, &paths, done, "this version's results are already written"));
     }
-    let run = Run::new(app, job, meta, paths, Some(input.run.clone()));
+    let mut run = Run::new(app, job, meta, paths, Some(input.run.clone()));
+    run.lease = lease.watch();
     let result = assemble_run(&run, input).await;
     lease.release().await;
     result

@@ -67,7 +67,8 @@ pub async fn enrich_batch(
     let pending = journal.recall(&companies, &mut book).await.map_err(JobError::from)?;
     let earlier = book.known();
 
-    let call = CallContext { stats: std::sync::Arc::default(), stop_at };
+    // A batch holds no lease: the execution that started it owns the file version.
+    let call = CallContext { stats: std::sync::Arc::default(), stop_at, lease_lost: None };
     let Answers { answers, stopped_by, leadspace_down, cache, .. } =
         answer_companies(app, app.batch_enricher.as_ref(), &journal, &companies, book, pending, &call).await;
 

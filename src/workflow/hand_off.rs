@@ -13,7 +13,7 @@ use crate::enrichment::Enrichment;
 use crate::error::JobError;
 use crate::pipeline::StepFunctions;
 use crate::pipeline::book::AnswerBook;
-use crate::pipeline::job::{JobReport, Outcome};
+use crate::pipeline::job::{Job, JobReport, Outcome};
 use crate::pipeline::journal::Journal;
 use crate::pipeline::journal::now_seconds;
 use crate::pipeline::paths::work_prefix;
@@ -96,6 +96,34 @@ pub async fn find_slot(workflow: &StepFunctions, base: &str) -> Result<Slot, Job
     })
 }
 
+/// The execution enriching this file version, if one is running: it owns the version until it
+/// ends, since its last step builds the output from the journal as its batches left it.
+pub async fn running_execution(
+    workflow: &StepFunctions,
+    bucket: &str,
+    key: &str,
+    etag: &str,
+) -> Result<Option<String>, JobError> {
+    match find_slot(workflow, &execution_base_name(bucket, key, etag)).await {
+        Ok(Slot::Running(arn)) => Ok(Some(arn)),
+        Ok(Slot::Free(_)) => Ok(None),
+        // Every attempt is used and none is running: nothing owns the version.
+        Err(JobError::Workflow { transient: false, action: "start an execution", .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// What a delivery of a version that an execution is enriching answers: it is certainly being
+/// done.
+pub fn being_enriched_by(job: &Job, arn: String) -> JobReport {
+    tracing::info!("a workflow execution for this file version is already running");
+    JobReport {
+        message: Some(format!("already being enriched by the Step Functions execution {arn}")),
+        execution_arn: Some(arn),
+        ..JobReport::new(job, Outcome::Skipped)
+    }
+}
+
 /// A large file leaving the inline path for the workflow.
 pub struct HandOff<'r, 'a> {
     pub run: &'r Run<'a>,
@@ -115,17 +143,11 @@ impl HandOff<'_, '_> {
     ) -> Result<JobReport, JobError> {
         let (run, scan) = (self.run, self.scan);
         let (app, job) = (run.app, run.job);
+        run.ensure_lease()?;
         let base = execution_base_name(&job.bucket, &job.key, &run.meta.etag);
         let name = match find_slot(self.step_functions, &base).await? {
             Slot::Free(name) => name,
-            Slot::Running(arn) => {
-                tracing::info!("a workflow execution for this file version is already running");
-                return Ok(JobReport {
-                    message: Some(format!("already being enriched by the Step Functions execution {arn}")),
-                    execution_arn: Some(arn),
-                    ..JobReport::new(job, Outcome::Skipped)
-                });
-            }
+            Slot::Running(arn) => return Ok(being_enriched_by(job, arn)),
         };
         let work = work_prefix(&app.config, &name);
         let input = ExecutionInput {

@@ -8,9 +8,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use leadspace_emulator::Knobs;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::harness::{TestEnv, column, expected, firms_csv, invoke, moto_endpoint, parse_csv, try_invoke};
+use crate::harness::{
+    TestEnv, column, expected, firms_csv, invoke, moto_endpoint, parse_csv, try_invoke, try_invoke_as,
+};
 use crate::lambda_process::{Answer, LambdaProcess};
 use crate::s3_faults::{FaultRule, S3Faults};
 
@@ -325,4 +327,57 @@ async fn a_result_url_on_another_origin_never_gets_the_token() {
 
     assert!(matches!(result, Err(LeadspaceError::ForeignResultUrl { .. })), "{result:?}");
     assert_eq!(elsewhere.emulator.stats().requests, 0, "nothing was sent to the other origin");
+}
+
+fn forced(env: &TestEnv, key: &str) -> Value {
+    json!({"action": "enrich", "bucket": env.bucket, "key": key, "force": true})
+}
+
+#[tokio::test]
+async fn a_forced_run_that_cannot_write_its_output_leaves_no_complete_summary_behind() {
+    let env = TestEnv::new().await;
+    let s3 = S3Faults::start(moto_endpoint()).await;
+    env.put("incoming/a.csv", firms_csv(30)).await;
+    let app = env.app_at(&s3.endpoint(), &[("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "10")]);
+    invoke(&app, env.s3_event("incoming/a.csv")).await;
+    assert_eq!(env.summary("enriched/a.csv.summary.json").await["status"], "complete");
+
+    // The forced run buys again (that is what force is for), then cannot write the output.
+    s3.fail(FaultRule::slow_down("PUT", "enriched/a.csv"));
+    let error = try_invoke(&app, forced(&env, "incoming/a.csv")).await.expect_err("the output was refused");
+    assert!(error.is_retryable(), "{error}");
+    s3.clear();
+    let after_force = env.emulator.stats().records_received;
+    assert_eq!(after_force, 60, "the force bought every company once more");
+
+    // The old summary no longer speaks for this version: the next delivery finishes the forced
+    // run's work from its journal instead of skipping on the old results.
+    assert!(env.get("enriched/a.csv.summary.json").await.is_none(), "the superseded summary is gone");
+    let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
+    assert_eq!(response["results"][0]["status"], "complete", "{response}");
+    assert_eq!(env.emulator.stats().records_received, after_force, "nothing bought a third time");
+    let summary = env.summary("enriched/a.csv.summary.json").await;
+    assert_eq!(summary["reused"]["journal"], 30, "{summary}");
+}
+
+#[tokio::test]
+async fn lambdas_retry_of_a_forced_request_collects_what_its_first_attempt_bought() {
+    let env = TestEnv::new().await;
+    let s3 = S3Faults::start(moto_endpoint()).await;
+    env.put("incoming/a.csv", firms_csv(30)).await;
+    let app = env.app_at(&s3.endpoint(), &[("LEADSPACE_MODE", "bulk"), ("BATCH_SIZE", "10")]);
+    s3.fail(FaultRule::slow_down("PUT", "enriched/a.csv"));
+    let error = try_invoke_as(&app, forced(&env, "incoming/a.csv"), "request-1").await.expect_err("refused output");
+    assert!(error.is_retryable(), "{error}");
+    s3.clear();
+    assert_eq!(env.emulator.stats().records_received, 30);
+
+    // Lambda retries the asynchronous invocation under the same request id.
+    let response = try_invoke_as(&app, forced(&env, "incoming/a.csv"), "request-1").await.expect("the retry");
+
+    assert_eq!(response["results"][0]["status"], "complete", "{response}");
+    assert_each_company_billed_once(&env, 30);
+    // A new forced request is a new force: it buys again.
+    try_invoke_as(&app, forced(&env, "incoming/a.csv"), "request-2").await.expect("a new force");
+    assert_eq!(env.emulator.stats().records_received, 60, "a new request forces anew");
 }

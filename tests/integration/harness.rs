@@ -266,6 +266,17 @@ pub async fn try_invoke_until(
     Ok(serde_json::to_value(response).expect("a response serialises"))
 }
 
+/// The response to `event` delivered as the Lambda request `request_id` (Lambda retries an
+/// asynchronous invocation under the same id).
+pub async fn try_invoke_as(
+    app: &App,
+    event: Value,
+    request_id: &str,
+) -> Result<Value, leadspace_enrich::error::HandlerError> {
+    let response = leadspace_enrich::handler::handle_request(app, event, None, Some(request_id)).await?;
+    Ok(serde_json::to_value(response).expect("a response serialises"))
+}
+
 /// The position of the column `name` in a CSV header.
 pub fn column(header: &[String], name: &str) -> usize {
     header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {header:?}"))

@@ -265,6 +265,9 @@ async fn a_lease_left_by_a_dead_invocation_is_taken_over_and_a_live_one_is_respe
     env.put("incoming/a.csv", firms_csv(2)).await;
     env.put("enriched/_state/leases/a.csv.lease", r#"{"taken_at_epoch_seconds": 1}"#).await;
     let app = env.app(&[("LEASE_HEARTBEAT_SECONDS", "1")]);
+    // A lease's age is when S3 last modified it (whatever its holder's clock wrote): three
+    // heartbeats of one second, and S3's whole seconds.
+    tokio::time::sleep(Duration::from_secs(4)).await;
 
     let response = invoke(&app, env.s3_event("incoming/a.csv")).await;
     assert_eq!(response["results"][0]["outcome"], "enriched", "a stale lease is taken over: {response}");
@@ -486,4 +489,39 @@ async fn polls_left_out_of_the_pace_are_sent_at_once_and_a_contract_that_counts_
     invoke(&not_counted, env.enrich_event("incoming/b.csv")).await;
     assert!(env.emulator.stats().throttled > 0, "{:?}", env.emulator.stats());
     assert_nothing_lost(&env, &firms_csv(80), "enriched/b.csv").await;
+}
+
+#[tokio::test]
+async fn a_run_whose_lease_is_taken_over_stops_buying_and_leaves_the_new_holder_alone() {
+    let env = TestEnv::with_knobs(Knobs { latency_ms: 250, ..Default::default() }).await;
+    env.put("incoming/slow.csv", firms_csv(40)).await;
+    let app = env.app(&[("LEADSPACE_MODE", "single"), ("MAX_IN_FLIGHT", "1"), ("LEASE_HEARTBEAT_SECONDS", "1")]);
+    let lease_key = "enriched/_state/leases/slow.csv.lease";
+    let new_holder = serde_json::json!({
+        "renewed_at_epoch_seconds": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        "etag": "\"the new holder's version\"",
+    })
+    .to_string();
+
+    // Another delivery presumed the run dead and took the object over, while the run buys.
+    let take_over = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(env.get(lease_key).await.is_some(), "the run holds the lease by now");
+        env.put(lease_key, new_holder.clone()).await;
+        env.emulator.stats().records_received
+    };
+    let (result, bought_at_takeover) = tokio::join!(try_invoke(&app, env.enrich_event("incoming/slow.csv")), take_over);
+
+    let error = result.expect_err("a run that lost its lease writes no result");
+    assert!(error.is_retryable(), "its delivery is retried, never dropped: {error}");
+    let bought = env.emulator.stats().records_received;
+    // The renewal that finds the marker replaced comes within a heartbeat: a few more singles
+    // at 250 ms each, then nothing.
+    assert!(bought < 40 && bought <= bought_at_takeover + 6, "{bought} bought, {bought_at_takeover} at the takeover");
+    assert!(env.get("enriched/slow.csv").await.is_none(), "no output written over the new holder's");
+    assert!(env.get("enriched/slow.csv.summary.json").await.is_none(), "no summary either");
+    assert_eq!(env.get(lease_key).await, Some(new_holder.into_bytes()), "the new holder's lease is not released");
 }

@@ -509,3 +509,86 @@ async fn status_shows_a_large_file_running_while_its_batches_buy() {
     let after = status().await;
     assert_eq!(after["enrichments"][0]["status"], "complete", "the last step ends it: {after}");
 }
+
+// One owner per file version: the inline path and a running execution never undo each other's
+// paid answers (issue 27's races, from outside: moto's Step Functions and the emulator).
+
+fn force_event(env: &TestEnv) -> Value {
+    json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/big.csv.gz", "force": true})
+}
+
+#[tokio::test]
+async fn a_redelivery_after_every_batch_bought_leaves_the_file_to_its_execution() {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+    let response = invoke(&app, env.s3_event("incoming/big.csv.gz")).await;
+    let execution = response["results"][0]["execution_arn"].as_str().expect("handed off").to_string();
+    let (_, assemble_payload) = play_map(&env, &app, execution_input(&env, &execution).await).await;
+    assert_eq!(env.emulator.stats().records_received, 210, "the batches bought every company");
+
+    // The same event again, before the last step has taken the lease: every answer is in the
+    // journal, but the execution owns the version until it ends.
+    let again = invoke(&app, env.s3_event("incoming/big.csv.gz")).await;
+    assert_eq!(again["results"][0]["outcome"], "skipped", "{again}");
+    assert_eq!(again["results"][0]["execution_arn"].as_str(), Some(execution.as_str()), "{again}");
+
+    let assembled = invoke(&app, assemble_payload).await;
+    assert_eq!(assembled["results"][0]["status"], "complete", "{assembled}");
+    let summary = env.summary("enriched/big.csv.gz.summary.json").await;
+    assert_eq!((summary["rows"]["not_attempted"].as_u64(), summary["rows"]["total"].as_u64()), (Some(0), Some(300)));
+    stop(&env, &execution).await;
+
+    let refreshed = invoke(&app, json!({"action": "refresh", "bucket": env.bucket, "prefix": "incoming/"})).await;
+    assert!(refreshed["results"].as_array().unwrap().iter().all(|r| r["outcome"] == "skipped"), "{refreshed}");
+    assert_each_company_billed_once(&env, 210);
+}
+
+#[tokio::test]
+async fn a_last_step_that_finds_the_version_complete_keeps_that_output() {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+    let response = invoke(&app, env.s3_event("incoming/big.csv.gz")).await;
+    let execution = response["results"][0]["execution_arn"].as_str().expect("handed off").to_string();
+    let (_, assemble_payload) = play_map(&env, &app, execution_input(&env, &execution).await).await;
+    // Another path completed this version meanwhile (here: the same function without the
+    // workflow configured, as an older deploy would run it), and cleared the journal.
+    let inline = App { step_functions: None, ..app_with(&env, &workflow_vars(&state_machine)) };
+    let done = invoke(&inline, env.enrich_event("incoming/big.csv.gz")).await;
+    assert_eq!(done["results"][0]["status"], "complete", "{done}");
+    let output = env.get("enriched/big.csv.gz").await;
+
+    let assembled = invoke(&app, assemble_payload).await;
+
+    assert_eq!(assembled["results"][0]["outcome"], "skipped", "{assembled}");
+    assert_eq!(env.get("enriched/big.csv.gz").await, output, "the complete output stays");
+    let summary = env.summary("enriched/big.csv.gz.summary.json").await;
+    assert_eq!((summary["status"].as_str(), summary["rows"]["not_attempted"].as_u64()), (Some("complete"), Some(0)));
+    assert_each_company_billed_once(&env, 210);
+}
+
+#[tokio::test]
+async fn a_force_while_the_batches_run_is_refused_and_clears_nothing() {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+    let input = handed_off(&env, &app).await;
+    invoke(&app, first_batch(&env, &input, 40).await).await;
+    assert_eq!(env.emulator.stats().records_received, 40);
+
+    let forced = invoke(&app, force_event(&env)).await;
+
+    let report = &forced["results"][0];
+    assert_eq!(report["outcome"], "failed", "a refused force is not a skip: {forced}");
+    let message = report["message"].as_str().unwrap_or_default();
+    assert!(message.contains("force") && message.contains("execution"), "it says why and what to do: {forced}");
+    let played = run_execution(&env, &app, input).await;
+    let summary = env.summary("enriched/big.csv.gz.summary.json").await;
+    assert_eq!(played.assembled["results"][0]["status"], "complete", "{summary}");
+    assert_eq!(summary["rows"]["not_attempted"], 0, "{summary}");
+    assert_each_company_billed_once(&env, 210);
+}
