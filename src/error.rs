@@ -132,14 +132,22 @@ pub mod error_type {
     pub const CONFIGURATION_OR_PERMISSIONS: &str = "NonRetryable.ConfigurationOrPermissions";
 }
 
-/// When Leadspace work ended on a failure that a later attempt may get past (Secrets Manager
-/// unavailable, the journal unwritable), the error to return once everything bought is safe;
-/// otherwise the stop, if any, for the caller to judge.
-pub fn retry_worthy(stop: Option<LeadspaceError>) -> Result<Option<LeadspaceError>, JobError> {
+/// How a run's Leadspace work ended, for what the invocation answers once everything bought
+/// is safe.
+pub enum Ended {
+    /// It finished, or stopped on something the summary states (credits, a refused token, the
+    /// deadline): the stop, if any, for the caller to judge.
+    Done(Option<LeadspaceError>),
+    /// It stopped on a failure a later attempt may get past (Secrets Manager unavailable, the
+    /// journal unwritable): the error that gets the invocation retried.
+    Retry(JobError),
+}
+
+pub fn judge_stop(stop: Option<LeadspaceError>) -> Ended {
     match stop {
-        Some(LeadspaceError::Secret(secret)) if secret.is_transient() => Err(JobError::Secret(secret)),
-        Some(LeadspaceError::JournalUnavailable(why)) => Err(JobError::JournalUnavailable(why)),
-        other => Ok(other),
+        Some(LeadspaceError::Secret(secret)) if secret.is_transient() => Ended::Retry(JobError::Secret(secret)),
+        Some(LeadspaceError::JournalUnavailable(why)) => Ended::Retry(JobError::JournalUnavailable(why)),
+        other => Ended::Done(other),
     }
 }
 
@@ -166,17 +174,7 @@ impl HandlerError {
     }
 }
 
-/// "outer: inner: root", so the Lambda response keeps the cause chain rather than its top line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use crate::chain::error_chain;
 
 impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Self {

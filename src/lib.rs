@@ -6,6 +6,7 @@
 
 pub mod bootstrap;
 pub mod cache;
+pub mod chain;
 pub mod company;
 pub mod config;
 pub mod delete;

@@ -19,7 +19,8 @@ async fn serve(started: std::time::Instant, large_allocations_mapped: bool) -> R
     if !large_allocations_mapped {
         tracing::warn!("glibc refused the mmap threshold: large buffers may stay in the heap and raise peak memory");
     }
-    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let config = Config::from_env()
+        .inspect_err(|e| tracing::error!(error = %leadspace_enrich::chain::error_chain(e), "invalid configuration"))?;
     let app = build_app(config).await?;
     let app = &app;
     let cold = &std::sync::atomic::AtomicBool::new(true);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::error::{JobError, retry_worthy};
+use crate::error::{Ended, JobError, judge_stop};
 use crate::pipeline::answer::{Answers, answer_the_rest, collect_earlier_bulks, journal_of, known_answers};
 use crate::pipeline::close;
 use crate::pipeline::close::read_summary;
@@ -212,7 +212,9 @@ async fn process(run: &Run<'_>, stop_at: Option<Instant>, progress: &ProgressCel
     let report = finish(run, format, &scan, enriched, &journal).await?;
     // Everything is written (answers kept, summary partial); when the cause is passing,
     // Lambda's retry collects what was bought and sends only the rows without an answer.
-    retry_worthy(stopped_by)?;
+    if let Ended::Retry(error) = judge_stop(stopped_by) {
+        return Err(error);
+    }
     if leadspace_down {
         return Err(JobError::LeadspaceUnavailable(report.message.unwrap_or_default()));
     }

@@ -6,6 +6,7 @@
 //! No value of an unexpected type fails a record, and no record fails the answers beside it
 //! (`read_bulk_results`).
 
+use crate::chain::error_chain;
 use compact_str::{CompactString, ToCompactString};
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -143,7 +144,7 @@ struct IdOnly {
 /// code, so the pipeline marks its company `failed` without sending it again in this run (an
 /// answer Leadspace billed, that it would likely write the same way again).
 fn unreadable(external_id: Option<CompactString>, error: &serde_json::Error) -> EnrichmentResult {
-    tracing::warn!(external_id = external_id.as_deref(), error = %error, "a Leadspace record could not be read");
+    tracing::warn!(external_id = external_id.as_deref(), error = %error_chain(&error), "a Leadspace record could not be read");
     EnrichmentResult {
         status: Some("failure".into()),
         external_id,

@@ -9,6 +9,7 @@ use super::scan::Scan;
 use super::summary::{
     LeadspaceCounts, OutputInfo, Reused, RowCounts, RunStatus, SourceInfo, Summary, billing_guarantee, now_utc,
 };
+use crate::chain::error_chain;
 use crate::error::{JobError, RunError};
 use crate::storage::ObjectStore;
 
@@ -57,7 +58,7 @@ pub async fn write_summary(run: &Run<'_>, summary: &Summary, profile: &Profile) 
     let report = render(summary, profile).into_bytes();
     let report_key = format!("{}{REPORT_SUFFIX}", run.paths.output_key);
     if let Err(error) = run.app.store.put(&run.paths.bucket, &report_key, report, "text/html; charset=utf-8").await {
-        tracing::warn!(error = %error, "could not write the report; the summary follows");
+        tracing::warn!(error = %error_chain(&error), "could not write the report; the summary follows");
     }
     let body = summary.to_json()?;
     run.app.store.put(&run.paths.bucket, &run.paths.summary_key, body, "application/json").await?;

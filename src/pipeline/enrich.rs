@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use super::book::{AnswerBook, Origin};
 use super::journal::{AnswerJournal, PendingBulk, now_seconds};
+use crate::chain::error_chain;
 use crate::company::{Companies, digest_of};
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::leadspace::Mode;
@@ -161,7 +162,7 @@ async fn run_bulk(
                     return Err(lost);
                 }
                 // One more submission is worth its credits, a loop of them is not.
-                tracing::warn!(error = %lost, records = batch.len(), "resubmitting a bulk once");
+                tracing::warn!(error = %error_chain(&lost), records = batch.len(), "resubmitting a bulk once");
                 CallStats::add(&call.stats.retries, 1);
                 CallStats::add(&call.stats.resubmitted, batch.len() as u64);
                 resubmitted = true;
@@ -316,7 +317,7 @@ async fn enrich_round(
                     LeadspaceError::Rejected { .. } if !bulk => RowStatus::InvalidInput,
                     _ => RowStatus::Failed,
                 };
-                tracing::warn!(error = %error, companies = batch.len(), "Leadspace batch failed");
+                tracing::warn!(error = %error_chain(&error), companies = batch.len(), "Leadspace batch failed");
                 let message = error.to_string();
                 for &i in batch {
                     answers[i] = Enrichment::without_attributes(status, Some(message.clone()));
@@ -408,7 +409,7 @@ pub async fn collect_pending(
             None => held.extend(members.values().copied()),
             Some(Err(error)) => {
                 // Leadspace may still answer it: its companies wait for the next run.
-                tracing::warn!(error = %error, companies = members.len(), "an earlier bulk could not be collected");
+                tracing::warn!(error = %error_chain(&error), companies = members.len(), "an earlier bulk could not be collected");
                 held.extend(members.values().copied());
             }
         }

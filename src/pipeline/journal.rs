@@ -22,6 +22,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::book::{AnswerBook, Origin};
+use crate::chain::error_chain;
 use crate::company::{Companies, digest_of, external_id, push_external_id};
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::storage::{ObjectStore, StorageError};
@@ -344,7 +345,7 @@ impl Journal {
     async fn delete_submission(&self, key: &str) {
         if let Err(error) = self.store.delete(&self.bucket, key).await {
             // Left behind, it is polled again next time, finds nothing and is forgotten then.
-            tracing::warn!(error = %error, "could not remove a lost bulk from the journal");
+            tracing::warn!(error = %error_chain(&error), "could not remove a lost bulk from the journal");
         }
     }
 

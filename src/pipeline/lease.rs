@@ -222,7 +222,7 @@ impl Lease {
         match self.store.delete_if_match(&self.bucket, &self.key, &version).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!("the lease had changed hands before its release; it is left to its holder"),
-            Err(error) => tracing::warn!(error = %crate::error::error_chain(&error), "could not release the lease"),
+            Err(error) => tracing::warn!(error = %crate::chain::error_chain(&error), "could not release the lease"),
         }
     }
 }
@@ -342,7 +342,7 @@ impl Renewal {
                     return;
                 }
                 Err(error) => {
-                    tracing::warn!(error = %crate::error::error_chain(&error), "could not renew the lease");
+                    tracing::warn!(error = %crate::chain::error_chain(&error), "could not renew the lease");
                     if renewed.elapsed() >= self.interval * (MISSED_HEARTBEATS - 1) {
                         tracing::warn!(
                             "the lease went unrenewed for two heartbeats; this run stops before it is taken over"

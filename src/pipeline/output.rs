@@ -12,6 +12,7 @@ use super::run::Run;
 use super::scan::{NO_COMPANY, Scan, open, read_error};
 use super::summary::{LeadspaceCounts, Reused, RowCounts, RunStatus};
 use crate::cache::CacheCounts;
+use crate::chain::error_chain;
 use crate::enrichment::{Enrichment, RowStatus};
 use crate::error::{JobError, RunError};
 use crate::mapping::NoQuery;
@@ -54,7 +55,7 @@ pub async fn finish(
         Ok(written) => written,
         Err(error) => {
             if let Err(kept) = kept {
-                tracing::warn!(error = %kept, "could not keep the answers for the next version");
+                tracing::warn!(error = %error_chain(&kept), "could not keep the answers for the next version");
             }
             return close::stopped(run, error, Some(scan)).await;
         }
@@ -77,7 +78,7 @@ pub async fn finish(
         match journal.clear_known().await {
             Ok(entries) => tracing::debug!(entries, "answer journal deleted"),
             // The lifecycle rule expires it; a complete summary means no run reads it.
-            Err(error) => tracing::warn!(error = %error, "could not delete the answer journal"),
+            Err(error) => tracing::warn!(error = %error_chain(&error), "could not delete the answer journal"),
         }
     }
     tracing::info!(

@@ -34,10 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::{Body, ListedObject, ObjectMeta, ObjectStore, StorageError};
-
-/// S3's smallest part but the last of a multipart upload.
-pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+use super::{Body, ListedObject, MIN_PART_SIZE, ObjectMeta, ObjectStore, StorageError};
 
 /// S3's part numbers run from 1 to 10,000.
 const MAX_PART_NUMBER: i32 = 10_000;

@@ -1,6 +1,8 @@
 //! Objects in S3 behind a narrow trait, so the pipeline can run on an in-memory store in unit
 //! tests and on the real SDK (against S3 or moto) everywhere else.
 
+// The in-memory store is the unit tests' S3: it is not compiled into the function.
+#[cfg(test)]
 mod memory;
 mod s3;
 mod upload;
@@ -10,6 +12,7 @@ use std::error::Error as StdError;
 use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
+#[cfg(test)]
 pub use memory::{MemoryStore, Op};
 pub use s3::S3Store;
 pub use upload::OutputUpload;
@@ -20,7 +23,9 @@ pub use upload::OutputUpload;
 /// a time, 17 MiB less at the peak; one at a time since, see `upload.rs`). 10,000 parts still
 /// allow a 48 GiB output.
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
-const _: () = assert!(PART_SIZE >= memory::MIN_PART_SIZE, "S3 refuses a part under 5 MiB but the last");
+/// S3 refuses a multipart part under 5 MiB, but the last.
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+const _: () = assert!(PART_SIZE >= MIN_PART_SIZE, "S3 refuses a part under 5 MiB but the last");
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {

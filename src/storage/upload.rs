@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::{ObjectStore, PART_SIZE, StorageError};
+use crate::chain::error_chain;
 
 /// Writes one output object from a sequence of chunks: a single PutObject when it stays under
 /// a part, a multipart upload otherwise (aborted if the job fails, so no orphan parts bill).
@@ -138,7 +139,7 @@ impl OutputUpload {
 
 async fn abort_upload(store: &dyn ObjectStore, bucket: &str, key: &str, id: &str) {
     if let Err(error) = store.abort_multipart(bucket, key, id).await {
-        tracing::warn!(error = %error, "could not abort a multipart upload; the bucket's lifecycle rule removes it");
+        tracing::warn!(error = %error_chain(&error), "could not abort a multipart upload; the bucket's lifecycle rule removes it");
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::input::{ExecutionInput, MapError, PartStats};
 use crate::cache::CacheCounts;
+use crate::chain::error_chain;
 use crate::error::JobError;
 use crate::mapping::FieldMapping;
 use crate::pipeline::App;
@@ -158,7 +159,7 @@ async fn read_batch_figures(
 async fn delete_work_files(store: &dyn ObjectStore, bucket: &str, prefix: &str) {
     if let Err(error) = delete_prefix(store, bucket, prefix).await {
         let first = &error.first;
-        tracing::warn!(failed = error.failed, error = %first, "some of the workflow's files could not be deleted; the lifecycle rule expires them");
+        tracing::warn!(failed = error.failed, error = %error_chain(first), "some of the workflow's files could not be deleted; the lifecycle rule expires them");
     }
 }
 

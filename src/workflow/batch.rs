@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::input::{BatchEvent, PartStats, write_stats};
 use crate::company::CompanyTable;
-use crate::error::{JobError, retry_worthy};
+use crate::error::{Ended, JobError, judge_stop};
 use crate::leadspace::{CallContext, LeadspaceError};
 use crate::pipeline::App;
 use crate::pipeline::answer::{Answers, answer_companies};
@@ -90,8 +90,9 @@ pub async fn enrich_batch(
     write_stats(store, &input.work_bucket, &stats_key, &stats).await?;
     tracing::info!(companies = answers.len(), earlier, requests = stats.leadspace.requests, "batch answered");
 
-    match retry_worthy(stopped_by)? {
-        Some(stop) if !matches!(stop, LeadspaceError::DeadlineReached) => {
+    match judge_stop(stopped_by) {
+        Ended::Retry(error) => Err(error.into()),
+        Ended::Done(Some(stop)) if !matches!(stop, LeadspaceError::DeadlineReached) => {
             Err(BatchError::LeadspaceStopped(stop.to_string()))
         }
         _ if leadspace_down => Err(JobError::LeadspaceUnavailable("every request of this batch failed".into()).into()),

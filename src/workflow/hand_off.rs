@@ -8,6 +8,7 @@ use super::input::{
     BULKS_PER_BATCH, ExecutionInput, PartStats, RUNNING_RECORD, RunningRecord, StagedCompany, internal_error,
     write_stats,
 };
+use crate::chain::error_chain;
 use crate::company::Companies;
 use crate::enrichment::Enrichment;
 use crate::error::JobError;
@@ -234,7 +235,7 @@ impl HandOff<'_, '_> {
             Err(_) => None,
         };
         if let Some(error) = written {
-            tracing::warn!(error = %error, "could not record the running execution for status");
+            tracing::warn!(error = %error_chain(&error), "could not record the running execution for status");
         }
         tracing::info!(
             companies = staged,
