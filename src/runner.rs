@@ -1,27 +1,13 @@
-//! One job from start to end: whether the object is for this function, whether its version is
-//! already done, the lease, then the run: pass 1, the answers earlier runs left, and either the
-//! Step Functions hand-off (a large file) or Leadspace and pass 2 here.
-
-use std::sync::Arc;
+//! One job as an invocation asks for it: the deadline, the job's span, and the large-file
+//! workflow when there is one. The run itself is `pipeline::flow`'s.
 
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::error::{Ended, JobError, judge_stop};
-use crate::pipeline::answer::{Answers, answer_the_rest, collect_earlier_bulks, journal_of, known_answers};
-use crate::pipeline::close;
-use crate::pipeline::close::read_summary;
-use crate::pipeline::lease::{Acquired, Lease};
-use crate::pipeline::output::{Enriched, finish};
-use crate::pipeline::paths::{OutputPaths, ignore_reason};
-use crate::pipeline::progress::ProgressCell;
-use crate::pipeline::run::Run;
-use crate::pipeline::scan::scan;
-use crate::pipeline::summary::LeadspaceCounts;
-use crate::pipeline::{App, Job, JobReport, Outcome};
-use crate::workflow::{self, hand_off::HandOff};
-
-const ALREADY_ENRICHED: &str = "already enriched: the summary is complete for this ETag; pass force to redo";
+use crate::error::JobError;
+use crate::pipeline::flow::{LargeFiles, Source, run_file};
+use crate::pipeline::{App, Job, JobReport};
+use crate::workflow::Workflow;
 
 /// Runs `job` unless the invocation is already past `stop_at`. A job not started is a
 /// retryable error, never a `skipped` that Lambda would take as done.
@@ -34,191 +20,12 @@ pub async fn run_in_time(app: &App, job: &Job, stop_at: Option<Instant>) -> Resu
 }
 
 /// Runs one job. `stop_at` is when to stop starting Leadspace work (the Lambda deadline less a
-/// margin for writing); `None` runs to completion.
+/// margin for writing); `None` runs to completion. A large file goes to the workflow, when
+/// STATE_MACHINE_ARN is set.
 pub async fn run_job(app: &App, job: &Job, stop_at: Option<Instant>) -> Result<JobReport, JobError> {
-    let config = &app.config;
-    if let Some(why) = ignore_reason(config, &job.bucket, &job.key) {
-        return Ok(JobReport::ignored(job, why));
-    }
-    let Some(meta) = app.store.head(&job.bucket, &job.key).await? else {
-        return Ok(JobReport::ignored(job, "the object no longer exists"));
-    };
-    let paths = OutputPaths::for_object(config, &job.bucket, &job.key);
-    tracing::info!(size = meta.size, "starting");
-    let unforced;
-    let job = if job.force && force_spent(app, &paths, &meta.etag, job).await? {
-        tracing::info!("a retry of a forced request whose force is spent: what it bought is collected");
-        unforced = Job { force: false, ..job.clone() };
-        &unforced
-    } else {
-        job
-    };
-
-    // A complete run of this very version means nothing to do; checked before the lease so a
-    // redelivery costs one GET, and again once the lease is held (another run may just have
-    // finished).
-    if !job.force && !job.dry_run {
-        let previous = read_summary(app.store.as_ref(), &paths).await?;
-        if let Some(done) = previous.filter(|p| p.is_complete_for(&meta.etag)) {
-            return Ok(JobReport::already_done(job, &paths, done, ALREADY_ENRICHED));
-        }
-    }
-
-    let mut run = Run::new(app, job, meta, paths, None);
-    let progress = Arc::new(ProgressCell::new(&job.bucket, &job.key));
-    if job.dry_run {
-        return process(&run, stop_at, &progress).await;
-    }
-    let (bucket, lease_key) = (&run.paths.bucket, run.paths.lease_key());
-    let heartbeat = config.lease_heartbeat;
-    let lease =
-        Lease::acquire(app.store.clone(), bucket, &lease_key, &run.meta.etag, heartbeat, progress.clone()).await?;
-    let lease = match lease {
-        Acquired::Held(lease) => {
-            run.lease = lease.watch();
-            lease
-        }
-        Acquired::SameVersionBusy if job.force => {
-            return Ok(JobReport::force_refused(job, FORCE_WHILE_RUNNING.into(), None));
-        }
-        Acquired::SameVersionBusy => {
-            tracing::info!("a live invocation is enriching this very version; skipping");
-            return Ok(JobReport {
-                message: Some("another invocation is enriching this version of the object right now".into()),
-                ..JobReport::new(job, Outcome::Skipped)
-            });
-        }
-        Acquired::OtherBusy(why) => {
-            return Err(JobError::Busy { bucket: job.bucket.clone(), key: job.key.clone(), why });
-        }
-    };
-    let result = run_held(&run, stop_at, &progress).await;
-    lease.release().await;
-    result
-}
-
-const FORCE_WHILE_RUNNING: &str = "force refused: another invocation is enriching this version of the object right now, \
-                                   and forcing would throw away what it buys; force again once it has finished";
-
-/// The run once the lease is held: unless another run has finished or owns this version.
-async fn run_held(run: &Run<'_>, stop_at: Option<Instant>, progress: &ProgressCell) -> Result<JobReport, JobError> {
-    let (app, job) = (run.app, run.job);
-    // Another invocation may have finished this version between our first look and the lease.
-    if !job.force
-        && let Some(done) = read_summary(app.store.as_ref(), &run.paths).await?
-        && done.is_complete_for(&run.meta.etag)
-    {
-        return Ok(JobReport::already_done(job, &run.paths, done, ALREADY_ENRICHED));
-    }
-    // A running execution owns its version until it ends, whatever the journal holds: its last
-    // step builds the output from the journal as its batches left it.
-    if let Some(step_functions) = &app.step_functions
-        && let Some(arn) =
-            workflow::hand_off::running_execution(step_functions, &job.bucket, &job.key, &run.meta.etag).await?
-    {
-        if job.force {
-            let why = format!(
-                "force refused: the Step Functions execution {arn} is enriching this version of the object, and \
-                 forcing would throw away the answers its batches bought; force again once it has ended (status \
-                 shows it running)"
-            );
-            return Ok(JobReport::force_refused(job, why, Some(arn)));
-        }
-        return Ok(workflow::hand_off::being_enriched_by(job, arn));
-    }
-    if job.force {
-        // The old results stop speaking for this version before anything replaces them: a run
-        // stopped halfway leaves no complete summary beside a new, partial output.
-        close::invalidate(run).await?;
-    }
-    process(run, stop_at, progress).await
-}
-
-/// Whether `job` is Lambda's retry of a forced request that already cleared this version's
-/// journal (`known_answers` records it).
-async fn force_spent(app: &App, paths: &OutputPaths, etag: &str, job: &Job) -> Result<bool, JobError> {
-    let Some(request) = &job.request_id else { return Ok(false) };
-    Ok(app.store.head(&paths.bucket, &paths.force_spent_key(etag, request)).await?.is_some())
-}
-
-/// Reads, enriches and writes the object. Answers an earlier run bought are collected before
-/// anything is bought (unless `force`).
-async fn process(run: &Run<'_>, stop_at: Option<Instant>, progress: &ProgressCell) -> Result<JobReport, JobError> {
-    let (app, job, config) = (run.app, run.job, &run.app.config);
-    let format = match run.format() {
-        Ok(format) => format,
-        Err(error) => return close::stopped(run, error, None).await,
-    };
-    if run.meta.size > config.max_input_bytes {
-        let why = format!(
-            "the object is {} bytes, more than MAX_INPUT_BYTES ({}); split it into smaller files or raise \
-             MAX_INPUT_BYTES",
-            run.meta.size, config.max_input_bytes
-        );
-        return close::fail(run, &why, None).await;
-    }
-    let mapping = job.field_mapping.as_ref().or(config.field_mapping.as_ref());
-    let scan = match scan(run, format, mapping).await {
-        Ok(scan) => scan,
-        Err(error) => return close::stopped(run, error, None).await,
-    };
-    tracing::info!(
-        rows = scan.rows,
-        unique_companies = scan.companies.len(),
-        rows_without_company = scan.rows_without_company,
-        elapsed_ms = run.elapsed_ms(),
-        "scanned"
-    );
-    progress.scanned(scan.rows, scan.companies.len() as u64);
-    if job.dry_run {
-        return Ok(close::estimate(run, &scan));
-    }
-    if !config.data_sharing_consent {
-        let why = "DATA_SHARING_CONSENT is not set to true: no customer data was sent to Leadspace. \
-                   Set DATA_SHARING_CONSENT=true to record consent to send the mapped fields outside this AWS account";
-        return close::fail(run, why, Some(&scan)).await;
-    }
-
-    let journal = journal_of(run, &scan, &format!("run-{:016x}", rand::random::<u64>()));
-    // The token is read while the journal is: the first request then goes without waiting.
-    let (known, ()) = tokio::join!(known_answers(run, &scan, &journal), app.enricher.prepare());
-    let (mut book, pending) = known?;
-    let call = run.call_context(stop_at);
-    progress.follow(book.known() as u64, journal.written(), call.stats.clone());
-    // Before anything is bought, inline or by the workflow's batches.
-    let collected = collect_earlier_bulks(app, &journal, &scan.companies, pending, &call, &mut book).await;
-
-    if let Some(step_functions) = &app.step_functions
-        && workflow::is_large(config, run.meta.size, scan.rows)
-        && collected.stopped_by.is_none()
-        && book.known() < book.len()
-    {
-        let hand_off = HandOff { run, step_functions, scan: &scan, journal: &journal };
-        return hand_off.start(book, &collected.held, LeadspaceCounts::from(call.stats.as_ref())).await;
-    }
-
-    let answered = answer_the_rest(app, app.enricher.as_ref(), &journal, &scan.companies, book, collected, &call).await;
-    progress.stop_following();
-    tracing::info!(elapsed_ms = run.elapsed_ms(), "answers ready");
-    let Answers { answers, bought_at, stopped_by, leadspace_down, cache, reused } = answered;
-    let enriched = Enriched {
-        answers,
-        bought_at,
-        stopped: stopped_by.as_ref().map(ToString::to_string),
-        leadspace: LeadspaceCounts::from(call.stats.as_ref()),
-        cache,
-        reused,
-    };
-    let report = finish(run, format, &scan, enriched, &journal).await?;
-    // Everything is written (answers kept, summary partial); when the cause is passing,
-    // Lambda's retry collects what was bought and sends only the rows without an answer.
-    if let Ended::Retry(error) = judge_stop(stopped_by) {
-        return Err(error);
-    }
-    if leadspace_down {
-        return Err(JobError::LeadspaceUnavailable(report.message.unwrap_or_default()));
-    }
-    Ok(report)
+    let large = app.step_functions.as_ref().map(|step_functions| Workflow { config: &app.config, step_functions });
+    let large = large.as_ref().map(|workflow| workflow as &dyn LargeFiles);
+    run_file(app, job, Source::Buy { stop_at, large }).await
 }
 
 #[cfg(test)]
@@ -229,9 +36,11 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::error::JobError;
     use crate::leadspace::CallContext;
     use crate::leadspace::model::{EnrichRequest, EnrichmentResult};
     use crate::leadspace::{BulkResults, Enricher, LeadspaceError};
+    use crate::pipeline::Outcome;
     use crate::storage::{MemoryStore, ObjectStore, Op};
 
     const BUCKET: &str = "b";

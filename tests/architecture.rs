@@ -39,6 +39,7 @@ const PIPELINE_LAYERS: &[&[&str]] = &[
     &["close"],
     &["answer"],
     &["output"],
+    &["flow"],
 ];
 
 /// The large-file workflow (`src/workflow/`), lowest first.

@@ -9,13 +9,15 @@
 //! Two passes keep memory proportional to the number of unique companies, not rows, and let the
 //! mode and bulk plan be chosen knowing how many companies there are. `app` is what a run is
 //! given, `run` what its steps share, `job` what a run is asked and what it reports. The order
-//! itself is `runner`'s (inline) and `workflow`'s (large files).
+//! itself is `flow`'s, for every way a file is run: inline, handed to the large-file workflow,
+//! or assembled from what the workflow's batches bought.
 
 pub mod answer;
 mod app;
 pub mod book;
 pub mod close;
 pub mod enrich;
+pub mod flow;
 pub mod job;
 pub mod journal;
 pub mod kept;

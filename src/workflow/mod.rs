@@ -24,9 +24,56 @@ pub mod batch;
 pub mod hand_off;
 pub mod input;
 
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+
 use crate::config::Config;
+use crate::error::JobError;
+use crate::pipeline::StepFunctions;
+use crate::pipeline::book::AnswerBook;
+use crate::pipeline::flow::LargeFiles;
+use crate::pipeline::job::{Job, JobReport};
+use crate::pipeline::journal::Journal;
+use crate::pipeline::run::Run;
+use crate::pipeline::scan::Scan;
+use crate::pipeline::summary::LeadspaceCounts;
 
 /// Whether a file goes to the workflow rather than being enriched inline.
 pub fn is_large(config: &Config, size: u64, rows: u64) -> bool {
     config.workflow.as_ref().is_some_and(|w| size > w.min_bytes || rows > w.min_rows)
+}
+
+/// The workflow as the run's skeleton (`pipeline::flow`) uses it.
+pub struct Workflow<'a> {
+    pub config: &'a Config,
+    pub step_functions: &'a StepFunctions,
+}
+
+#[async_trait]
+impl LargeFiles for Workflow<'_> {
+    fn is_large(&self, size: u64, rows: u64) -> bool {
+        is_large(self.config, size, rows)
+    }
+
+    async fn running(&self, bucket: &str, key: &str, etag: &str) -> Result<Option<String>, JobError> {
+        hand_off::running_execution(self.step_functions, bucket, key, etag).await
+    }
+
+    fn being_enriched_by(&self, job: &Job, execution: String) -> JobReport {
+        hand_off::being_enriched_by(job, execution)
+    }
+
+    async fn hand_off(
+        &self,
+        run: &Run<'_>,
+        scan: &Scan,
+        journal: &Journal,
+        book: AnswerBook,
+        held: &HashSet<usize>,
+        cost: LeadspaceCounts,
+    ) -> Result<JobReport, JobError> {
+        let hand_off = hand_off::HandOff { run, step_functions: self.step_functions, scan, journal };
+        hand_off.start(book, held, cost).await
+    }
 }
