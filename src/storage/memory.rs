@@ -102,6 +102,8 @@ struct State {
     calls: HashMap<Op, usize>,
     /// Other writers' changes, each waiting for the next request of its kind.
     interlopers: Vec<Interloper>,
+    /// Every request on this key fails (S3 refusing one object), until cleared.
+    refused: Option<String>,
 }
 
 struct Interloper {
@@ -154,6 +156,9 @@ impl State {
             }
         }
         *self.calls.entry(op).or_default() += 1;
+        if self.refused.as_deref() == Some(key) {
+            return Err(service(op, bucket, key, "503 SlowDown: a key refused by MemoryStore::refuse"));
+        }
         match self.failures.get_mut(&op) {
             Some(left) if *left > 0 => {
                 *left -= 1;
@@ -241,6 +246,11 @@ impl MemoryStore {
     /// How many requests of `op` were made, failed ones included.
     pub fn calls(&self, op: Op) -> usize {
         self.state().calls.get(&op).copied().unwrap_or(0)
+    }
+
+    /// Every request on `key` fails as S3's 503 until `refuse(None)`.
+    pub fn refuse(&self, key: Option<&str>) {
+        self.state().refused = key.map(str::to_string);
     }
 
     /// Every request made, of any kind.

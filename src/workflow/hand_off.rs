@@ -128,35 +128,41 @@ pub fn being_enriched_by(job: &Job, arn: String) -> JobReport {
 /// A large file leaving the inline path for the workflow.
 pub struct HandOff<'r, 'a> {
     pub run: &'r Run<'a>,
-    pub step_functions: &'r StepFunctions,
     pub scan: &'r Scan,
     pub journal: &'r Journal,
 }
 
+/// What the hand-off left in S3 for an execution named `input.run`.
+pub struct Staged {
+    pub input: ExecutionInput,
+    /// Companies staged for the batches.
+    pub companies: u64,
+    /// Companies already answered (earlier runs, the previous version).
+    pub known: u64,
+}
+
 impl HandOff<'_, '_> {
     /// Stages the companies still without an answer (and not in a bulk an earlier run has in
-    /// flight) and starts the workflow. `cost` is what collecting earlier bulks took.
-    pub async fn start(
+    /// flight) for the execution `name`: the previous version's answers go into the journal
+    /// (the last step reads only the journal), `cost` (what collecting earlier bulks took) into
+    /// the figures, the rest into the staged companies. Nothing here is Step Functions'.
+    pub async fn stage(
         &self,
+        name: &str,
         book: AnswerBook,
         held: &HashSet<usize>,
         cost: LeadspaceCounts,
-    ) -> Result<JobReport, JobError> {
+    ) -> Result<Staged, JobError> {
         let (run, scan) = (self.run, self.scan);
         let (app, job) = (run.app, run.job);
         run.ensure_lease()?;
-        let base = execution_base_name(&job.bucket, &job.key, &run.meta.etag);
-        let name = match find_slot(self.step_functions, &base).await? {
-            Slot::Free(name) => name,
-            Slot::Running(arn) => return Ok(being_enriched_by(job, arn)),
-        };
-        let work = work_prefix(&app.config, &name);
+        let work = work_prefix(&app.config, name);
         let input = ExecutionInput {
             action: "assemble".into(),
             bucket: job.bucket.clone(),
             key: job.key.clone(),
             etag: run.meta.etag.clone(),
-            run: name.clone(),
+            run: name.to_string(),
             work_bucket: run.paths.bucket.clone(),
             companies_key: format!("{work}companies.jsonl"),
             answers_prefix: format!("{work}batches/"),
@@ -169,7 +175,6 @@ impl HandOff<'_, '_> {
             map_error: None,
         };
 
-        // The last step reads only the journal: answers kept from the previous version go in.
         let carried: Vec<(u128, Enrichment, i64)> = book
             .previous_version_companies()
             .iter()
@@ -206,13 +211,32 @@ impl HandOff<'_, '_> {
             }
         }
         upload.finish(lines).await?;
+        Ok(Staged { input, companies: staged, known: book.known() as u64 })
+    }
 
-        let payload = serde_json::to_string(&input).map_err(|e| internal_error("start an execution", e))?;
-        let started = self
-            .step_functions
+    /// Stages the companies and starts an execution of `step_functions` for them, unless one
+    /// for this file version is running already.
+    pub async fn start(
+        &self,
+        step_functions: &StepFunctions,
+        book: AnswerBook,
+        held: &HashSet<usize>,
+        cost: LeadspaceCounts,
+    ) -> Result<JobReport, JobError> {
+        let run = self.run;
+        let (app, job) = (run.app, run.job);
+        let base = execution_base_name(&job.bucket, &job.key, &run.meta.etag);
+        let name = match find_slot(step_functions, &base).await? {
+            Slot::Free(name) => name,
+            Slot::Running(arn) => return Ok(being_enriched_by(job, arn)),
+        };
+        let staged = self.stage(&name, book, held, cost).await?;
+        let input = &staged.input;
+        let payload = serde_json::to_string(input).map_err(|e| internal_error("start an execution", e))?;
+        let started = step_functions
             .client
             .start_execution()
-            .state_machine_arn(&self.step_functions.state_machine_arn)
+            .state_machine_arn(&step_functions.state_machine_arn)
             .name(&name)
             .input(payload)
             .send()
@@ -223,13 +247,13 @@ impl HandOff<'_, '_> {
             source: Source { bucket: job.bucket.clone(), key: job.key.clone() },
             execution_arn: started.execution_arn.clone(),
             answers_prefix: input.answers_prefix.clone(),
-            rows: scan.rows,
-            companies_total: scan.companies.len() as u64,
-            companies_known: book.known() as u64,
+            rows: input.rows,
+            companies_total: input.companies,
+            companies_known: staged.known,
             started_at: now_utc(),
             started_at_epoch_seconds: now_seconds(),
         };
-        let record_key = format!("{work}{RUNNING_RECORD}");
+        let record_key = format!("{}{RUNNING_RECORD}", work_prefix(&app.config, &name));
         let written = match serde_json::to_vec(&record) {
             Ok(body) => app.store.put(&input.work_bucket, &record_key, body, "application/json").await.err(),
             Err(_) => None,
@@ -237,26 +261,32 @@ impl HandOff<'_, '_> {
         if let Some(error) = written {
             tracing::warn!(error = %error_chain(&error), "could not record the running execution for status");
         }
-        tracing::info!(
-            companies = staged,
-            known = book.known(),
-            rows = scan.rows,
-            batch_size = input.batch_size,
-            max_concurrency = input.max_concurrency,
-            "handed to the Step Functions workflow"
-        );
-        Ok(JobReport {
-            message: Some(format!(
-                "{} rows and {staged} companies handed to the Step Functions execution {}; the output and summary \
-                 are written when it finishes",
-                scan.rows, started.execution_arn
-            )),
-            execution_arn: Some(started.execution_arn),
-            status: Some(RunStatus::Running),
-            output_key: Some(run.paths.output_key.clone()),
-            summary_key: Some(run.paths.summary_key.clone()),
-            ..JobReport::new(job, Outcome::Enriched)
-        })
+        Ok(handed_off(run, &staged, started.execution_arn))
+    }
+}
+
+/// What the hand-off answers: the file is being enriched by `execution_arn`.
+pub fn handed_off(run: &Run<'_>, staged: &Staged, execution_arn: String) -> JobReport {
+    let input = &staged.input;
+    tracing::info!(
+        companies = staged.companies,
+        known = staged.known,
+        rows = input.rows,
+        batch_size = input.batch_size,
+        max_concurrency = input.max_concurrency,
+        "handed to the Step Functions workflow"
+    );
+    JobReport {
+        message: Some(format!(
+            "{} rows and {} companies handed to the Step Functions execution {execution_arn}; the output and summary \
+             are written when it finishes",
+            input.rows, staged.companies
+        )),
+        execution_arn: Some(execution_arn),
+        status: Some(RunStatus::Running),
+        output_key: Some(run.paths.output_key.clone()),
+        summary_key: Some(run.paths.summary_key.clone()),
+        ..JobReport::new(run.job, Outcome::Enriched)
     }
 }
 

@@ -73,7 +73,9 @@ impl LargeFiles for Workflow<'_> {
         held: &HashSet<usize>,
         cost: LeadspaceCounts,
     ) -> Result<JobReport, JobError> {
-        let hand_off = hand_off::HandOff { run, step_functions: self.step_functions, scan, journal };
-        hand_off.start(book, held, cost).await
+        hand_off::HandOff { run, scan, journal }.start(self.step_functions, book, held, cost).await
     }
 }
+
+#[cfg(test)]
+mod whole_runs;
