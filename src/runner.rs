@@ -155,7 +155,7 @@ mod tests {
     async fn a_lease_held_for_another_version_is_a_retryable_error_never_a_skip() {
         let store = Arc::new(MemoryStore::new());
         put(&store, "incoming/a.csv", "Company\nContoso\n").await;
-        let marker = serde_json::json!({"renewed_at_epoch_seconds": crate::pipeline::journal::now_seconds(),
+        let marker = serde_json::json!({"renewed_at_epoch_seconds": crate::pipeline::answers::journal::now_seconds(),
                                         "etag": "\"another version\""});
         store
             .put_if_absent(BUCKET, "enriched/_state/leases/a.csv.lease", marker.to_string().into_bytes())

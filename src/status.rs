@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::JobError;
 use crate::pipeline::App;
-use crate::pipeline::journal::now_seconds;
+use crate::pipeline::answers::journal::now_seconds;
 use crate::pipeline::lease::running;
 use crate::pipeline::paths::{OutputPaths, SUMMARY_SUFFIX, state_prefix};
 use crate::pipeline::progress::{Progress, Source};

@@ -12,11 +12,11 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::App;
-use super::answer::{Answers, answer_the_rest, collect_earlier_bulks, journal_of, known_answers};
-use super::book::AnswerBook;
+use super::answers::book::AnswerBook;
+use super::answers::journal::Journal;
+use super::answers::{Answers, answer_the_rest, collect_earlier_bulks, journal_of, known_answers};
 use super::close::{self, read_summary};
 use super::job::{Job, JobReport, Outcome};
-use super::journal::Journal;
 use super::lease::{Acquired, Lease};
 use super::output::{Enriched, finish};
 use super::paths::{OutputPaths, ignore_reason};

@@ -1,10 +1,10 @@
 //! The steps of one run, one module each, in the order a run takes them:
 //!
 //! `paths` (where results and state go) → `lease` (one invocation per object) → `scan` (pass 1:
-//! mapping, unique companies) → `answer` (the journal, kept answers, the cache, then Leadspace
-//! through `enrich`, every purchase in the `journal` as it arrives, what is known in the `book`,
-//! `kept` for the next version) → `output` (pass 2, rows with their answers) → `close` (the
-//! `summary`, last; a failed summary; a dry run's estimate).
+//! mapping, unique companies) → `answers` (the journal, kept answers, the cache, then Leadspace
+//! through `answers::enrich`, every purchase in `answers::journal` as it arrives, what is known
+//! in `answers::book`, `answers::kept` for the next version) → `output` (pass 2, rows with their
+//! answers) → `close` (the `summary`, last; a failed summary; a dry run's estimate).
 //!
 //! Two passes keep memory proportional to the number of unique companies, not rows, and let the
 //! mode and bulk plan be chosen knowing how many companies there are. `app` is what a run is
@@ -12,15 +12,11 @@
 //! itself is `flow`'s, for every way a file is run: inline, handed to the large-file workflow,
 //! or assembled from what the workflow's batches bought.
 
-pub mod answer;
+pub mod answers;
 mod app;
-pub mod book;
 pub mod close;
-pub mod enrich;
 pub mod flow;
 pub mod job;
-pub mod journal;
-pub mod kept;
 pub mod lease;
 pub mod output;
 pub mod paths;

@@ -3,10 +3,10 @@
 
 use std::borrow::Cow;
 
-use super::answer::keep_answers;
+use super::answers::journal::Journal;
+use super::answers::keep_answers;
 use super::close;
 use super::job::{JobReport, Outcome};
-use super::journal::Journal;
 use super::report::Profile;
 use super::run::Run;
 use super::scan::{NO_COMPANY, Scan, open, read_error};

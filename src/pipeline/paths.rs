@@ -11,7 +11,6 @@
 //! - `_state/work/<execution>/`: a large file's staged companies and batch figures.
 
 use crate::config::Config;
-use crate::mapping::FieldMapping;
 
 /// What a summary's key adds to its output's key.
 pub const SUMMARY_SUFFIX: &str = ".summary.json";
@@ -118,21 +117,6 @@ pub fn work_prefix(config: &Config, run: &str) -> String {
     format!("{}work/{run}/", state_prefix(config))
 }
 
-/// Names one version of an object as read with one field mapping from one Leadspace: answers
-/// bought under one are never applied under another.
-pub fn version_id(etag: &str, mapping: &FieldMapping, base_url: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(super::journal::FORMAT.to_le_bytes())
-        .chain_update(etag)
-        .chain_update([0])
-        .chain_update(mapping.to_json().to_string())
-        .chain_update([0])
-        .chain_update(base_url.trim_end_matches('/'))
-        .finalize();
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
 /// A name for an input key too long to take our additions within S3's 1024 bytes: as much of
 /// the name as fits, a digest of the whole name (so that two long names never share an
 /// output, and every run finds the same one), and the extension, so that the format shows.
@@ -187,15 +171,5 @@ mod tests {
         assert_eq!(paths.journal_prefix("v1"), "enriched/_state/journal/x/y.csv/v1/");
         assert_eq!(paths.kept_answers_key(), "enriched/_state/answers/x/y.csv.jsonl.gz");
         assert_eq!(work_prefix(&config(), "run-1"), "enriched/_state/work/run-1/");
-    }
-
-    #[test]
-    fn a_version_is_its_etag_its_mapping_and_its_leadspace() {
-        let mapping = |column: &str| FieldMapping::from_json(&format!(r#"{{"company_name": "{column}"}}"#)).unwrap();
-        let base = version_id("\"e1\"", &mapping("Account Name"), "https://apigw.leadspace.com");
-        assert_eq!(base, version_id("\"e1\"", &mapping("Account Name"), "https://apigw.leadspace.com/"));
-        assert_ne!(base, version_id("\"e2\"", &mapping("Account Name"), "https://apigw.leadspace.com"));
-        assert_ne!(base, version_id("\"e1\"", &mapping("Parent Company"), "https://apigw.leadspace.com"));
-        assert_ne!(base, version_id("\"e1\"", &mapping("Account Name"), "https://emulator.local"));
     }
 }

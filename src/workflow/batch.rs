@@ -9,9 +9,9 @@ use crate::company::CompanyTable;
 use crate::error::{Ended, JobError, judge_stop};
 use crate::leadspace::{CallContext, LeadspaceError};
 use crate::pipeline::App;
-use crate::pipeline::answer::{Answers, answer_companies};
-use crate::pipeline::book::AnswerBook;
-use crate::pipeline::journal::{Journal, is_final};
+use crate::pipeline::answers::book::AnswerBook;
+use crate::pipeline::answers::journal::{Journal, is_final};
+use crate::pipeline::answers::{Answers, answer_companies};
 use crate::pipeline::summary::LeadspaceCounts;
 
 /// What a batch answers the Map (the state machine reads nothing of it; it shows in the console).

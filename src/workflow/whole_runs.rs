@@ -19,9 +19,9 @@ use super::input::{BatchEvent, BatchInput, ExecutionInput, StagedCompany};
 use crate::config::Config;
 use crate::leadspace::model::{EnrichRequest, EnrichedCompany, EnrichmentData, EnrichmentResult};
 use crate::leadspace::{BulkResults, CallContext, Enricher, LeadspaceError};
-use crate::pipeline::book::AnswerBook;
+use crate::pipeline::answers::book::AnswerBook;
+use crate::pipeline::answers::journal::Journal;
 use crate::pipeline::flow::{LargeFiles, Source, run_file};
-use crate::pipeline::journal::Journal;
 use crate::pipeline::run::Run;
 use crate::pipeline::scan::Scan;
 use crate::pipeline::summary::LeadspaceCounts;
@@ -445,7 +445,7 @@ async fn killed_then_redelivered(text: &str, at: usize) -> Option<(Option<String
     if let Some(marker) = inner.peek(BUCKET, lease) {
         inner.set_now(inner.now() - 3600);
         inner.put(BUCKET, lease, marker, "application/json").await.unwrap();
-        inner.set_now(crate::pipeline::journal::now_seconds() as u64);
+        inner.set_now(crate::pipeline::answers::journal::now_seconds() as u64);
     }
     let healthy = app(inner.clone(), leadspace.clone());
     for _ in 0..3 {

@@ -445,6 +445,21 @@ impl AnswerJournal for Journal {
     }
 }
 
+/// Names one version of an object as read with one field mapping from one Leadspace: answers
+/// bought under one are never applied under another.
+pub fn version_id(etag: &str, mapping: &crate::mapping::FieldMapping, base_url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(FORMAT.to_le_bytes())
+        .chain_update(etag)
+        .chain_update([0])
+        .chain_update(mapping.to_json().to_string())
+        .chain_update([0])
+        .chain_update(base_url.trim_end_matches('/'))
+        .finalize();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,5 +718,17 @@ mod tests {
         assert_eq!(book.answer(0), Some((&enriched("C"), 1_000)));
         let reused = book.reused();
         assert_eq!((reused.previous_version, reused.journal), (1, 0), "even when this run wrote them");
+    }
+
+    #[test]
+    fn a_version_is_its_etag_its_mapping_and_its_leadspace() {
+        let mapping = |column: &str| {
+            crate::mapping::FieldMapping::from_json(&format!(r#"{{"company_name": "{column}"}}"#)).unwrap()
+        };
+        let base = version_id("\"e1\"", &mapping("Account Name"), "https://apigw.leadspace.com");
+        assert_eq!(base, version_id("\"e1\"", &mapping("Account Name"), "https://apigw.leadspace.com/"));
+        assert_ne!(base, version_id("\"e2\"", &mapping("Account Name"), "https://apigw.leadspace.com"));
+        assert_ne!(base, version_id("\"e1\"", &mapping("Parent Company"), "https://apigw.leadspace.com"));
+        assert_ne!(base, version_id("\"e1\"", &mapping("Account Name"), "https://emulator.local"));
     }
 }

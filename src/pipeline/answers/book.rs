@@ -2,8 +2,8 @@
 //! was bought, and where it came from (this version's journal, the previous version, the cache,
 //! or this run), for the summary's `reused` figures.
 
-use super::summary::{Reused, utc_from_seconds};
 use crate::enrichment::Enrichment;
+use crate::pipeline::summary::{Reused, utc_from_seconds};
 
 /// Where a known answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,11 +16,11 @@ use serde_json::Value;
 
 use super::book::{AnswerBook, Origin};
 use super::journal::{AnswerLine, FORMAT, is_final, now_seconds, push_answer_line};
-use super::paths::OutputPaths;
 use crate::company::Companies;
 use crate::enrichment::Enrichment;
 use crate::error::JobError;
 use crate::mapping::FieldMapping;
+use crate::pipeline::paths::OutputPaths;
 use crate::storage::{ObjectStore, OutputUpload, PART_SIZE, StorageError};
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -3,15 +3,24 @@
 //! ANSWER_MAX_AGE_DAYS), bulks an earlier run left in flight, the cross-run cache, and only then
 //! Leadspace. Fresh final answers go to the journal as they arrive and to the cache at the end.
 //! Answers stay unjudged here; MIN_CONFIDENCE is applied when they are written.
+//!
+//! Everything about answers lives in this folder: `book` (what is known of each company),
+//! `journal` (every purchase written down as it arrives), `kept` (the answers kept for the next
+//! version), `enrich` (buying from Leadspace in bounded bulks); this module is their entry point.
+
+pub mod book;
+pub mod enrich;
+pub mod journal;
+pub mod kept;
 
 use std::collections::HashSet;
 
+use self::book::{AnswerBook, Origin};
+use self::enrich::{Collected, EnrichPlan, collect_pending, enrich_companies};
+use self::journal::version_id;
+use self::journal::{AnswerJournal, Journal, PendingBulk, now_seconds};
+use self::kept::KeptFilter;
 use super::App;
-use super::book::{AnswerBook, Origin};
-use super::enrich::{Collected, EnrichPlan, collect_pending, enrich_companies};
-use super::journal::{AnswerJournal, Journal, PendingBulk, now_seconds};
-use super::kept::{self, KeptFilter};
-use super::paths::version_id;
 use super::run::Run;
 use super::scan::Scan;
 use super::summary::Reused;
