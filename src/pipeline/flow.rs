@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::App;
 use super::answers::book::AnswerBook;
 use super::answers::journal::Journal;
-use super::answers::{Answers, answer_the_rest, collect_earlier_bulks, journal_of, known_answers};
+use super::answers::{Answering, Answers, HandedOver};
 use super::close::{self, read_summary};
 use super::job::{Job, JobReport, Outcome};
 use super::lease::{Acquired, Lease};
@@ -280,26 +280,15 @@ async fn buy(
                    Set DATA_SHARING_CONSENT=true to record consent to send the mapped fields outside this AWS account";
         return close::fail(run, why, Some(&scan)).await;
     }
-    let journal = journal_of(run, &scan, &format!("run-{:016x}", rand::random::<u64>()));
-    // The token is read while the journal is: the first request then goes without waiting.
-    let (known, ()) = tokio::join!(known_answers(run, &scan, &journal), app.enricher.prepare());
-    let (mut book, pending) = known?;
-    let call = run.call_context(stop_at);
-    progress.follow(book.known() as u64, journal.written(), call.stats.clone());
-    // Before anything is bought, inline or by the workflow's batches.
-    let collected = collect_earlier_bulks(app, &journal, &scan.companies, pending, &call, &mut book).await;
-
+    let answering = Answering::open(run, &scan, stop_at, progress).await?;
     if let Some(large) = large
         && large.is_large(run.meta.size, scan.rows)
-        && collected.stopped_by.is_none()
-        && book.known() < book.len()
+        && answering.has_more_to_buy()
     {
-        let cost = LeadspaceCounts::from(call.stats.as_ref());
-        return large.hand_off(run, &scan, &journal, book, &collected.held, cost).await;
+        let HandedOver { journal, book, held, cost } = answering.hand_over();
+        return large.hand_off(run, &scan, &journal, book, &held, cost).await;
     }
-
-    let answered = answer_the_rest(app, app.enricher.as_ref(), &journal, &scan.companies, book, collected, &call).await;
-    progress.stop_following();
+    let (answered, journal, call) = answering.buy_the_rest(progress).await;
     tracing::info!(elapsed_ms = run.elapsed_ms(), "answers ready");
     let Answers { answers, bought_at, stopped_by, leadspace_down, cache, reused } = answered;
     let enriched = Enriched {

@@ -21,9 +21,10 @@ use self::journal::version_id;
 use self::journal::{AnswerJournal, Journal, PendingBulk, now_seconds};
 use self::kept::KeptFilter;
 use super::App;
+use super::progress::ProgressCell;
 use super::run::Run;
 use super::scan::Scan;
-use super::summary::Reused;
+use super::summary::{LeadspaceCounts, Reused};
 use crate::cache::CacheCounts;
 use crate::company::Companies;
 use crate::enrichment::{Enrichment, RowStatus};
@@ -42,6 +43,70 @@ pub struct Answers {
     /// `None` when the cache is off.
     pub cache: Option<CacheCounts>,
     pub reused: Reused,
+}
+
+/// A run's answers from start to end, the one way in: `open` reads what earlier runs left and
+/// collects the bulks they left in flight; then either `hand_over` (a large file, to the
+/// workflow) or `buy_the_rest`.
+pub struct Answering<'r, 'a> {
+    run: &'r Run<'a>,
+    scan: &'r Scan,
+    journal: Journal,
+    book: AnswerBook,
+    collected: Collected,
+    call: CallContext,
+}
+
+/// What a hand-off takes over: what is known, and what Leadspace still holds.
+pub struct HandedOver {
+    pub journal: Journal,
+    pub book: AnswerBook,
+    pub held: HashSet<usize>,
+    /// What collecting earlier bulks cost.
+    pub cost: LeadspaceCounts,
+}
+
+impl<'r, 'a> Answering<'r, 'a> {
+    /// This version's journal, the previous version's kept answers and the bulks earlier runs
+    /// left in flight, collected before anything is bought; Leadspace calls stop at `stop_at`.
+    /// `progress` follows the answers as they arrive.
+    pub async fn open(
+        run: &'r Run<'a>,
+        scan: &'r Scan,
+        stop_at: Option<tokio::time::Instant>,
+        progress: &ProgressCell,
+    ) -> Result<Self, JobError> {
+        let app = run.app;
+        let journal = journal_of(run, scan, &format!("run-{:016x}", rand::random::<u64>()));
+        // The token is read while the journal is: the first request then goes without waiting.
+        let (known, ()) = tokio::join!(known_answers(run, scan, &journal), app.enricher.prepare());
+        let (mut book, pending) = known?;
+        let call = run.call_context(stop_at);
+        progress.follow(book.known() as u64, journal.written(), call.stats.clone());
+        let collected = collect_earlier_bulks(app, &journal, &scan.companies, pending, &call, &mut book).await;
+        Ok(Answering { run, scan, journal, book, collected, call })
+    }
+
+    /// Whether companies are left to buy and nothing stopped the run from buying them.
+    pub fn has_more_to_buy(&self) -> bool {
+        self.collected.stopped_by.is_none() && self.book.known() < self.book.len()
+    }
+
+    pub fn hand_over(self) -> HandedOver {
+        let cost = LeadspaceCounts::from(self.call.stats.as_ref());
+        HandedOver { journal: self.journal, book: self.book, held: self.collected.held, cost }
+    }
+
+    /// The cache, then Leadspace for the rest; every answer, the journal it is in, and the
+    /// calls' figures.
+    pub async fn buy_the_rest(self, progress: &ProgressCell) -> (Answers, Journal, CallContext) {
+        let Answering { run, scan, journal, book, collected, call } = self;
+        let app = run.app;
+        let answers =
+            answer_the_rest(app, app.enricher.as_ref(), &journal, &scan.companies, book, collected, &call).await;
+        progress.stop_following();
+        (answers, journal, call)
+    }
 }
 
 /// What an unanswered company in a bulk still in flight is told.
@@ -70,7 +135,7 @@ fn plan_of(app: &App) -> EnrichPlan {
 }
 
 /// Collects the bulks an earlier run left in flight (see `enrich::collect_pending`).
-pub async fn collect_earlier_bulks(
+async fn collect_earlier_bulks(
     app: &App,
     journal: &dyn AnswerJournal,
     companies: &(impl Companies + ?Sized),
@@ -139,14 +204,14 @@ pub async fn answer_the_rest(
 
 /// The answer journal of this version of the object, read with the mapping pass 1 resolved,
 /// from this LEADSPACE_BASE_URL; `writer` names this run's entries.
-pub fn journal_of(run: &Run<'_>, scan: &Scan, writer: &str) -> Journal {
+fn journal_of(run: &Run<'_>, scan: &Scan, writer: &str) -> Journal {
     let version = version_id(&run.meta.etag, scan.mapping.description(), &run.app.config.base_url);
     Journal::new(run.app.store.clone(), &run.paths.bucket, &run.paths.journal_prefix(&version), writer)
 }
 
 /// What earlier runs left: this version's journal (and the bulks it has in flight), then the
 /// previous version's kept answers. `force` starts a new journal and reuses nothing.
-pub async fn known_answers(
+async fn known_answers(
     run: &Run<'_>,
     scan: &Scan,
     journal: &Journal,
