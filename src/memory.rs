@@ -7,8 +7,8 @@ pub const MAP_AT_LEAST_BYTES: i32 = 128 * 1024;
 /// Keeps large allocations out of the heap. glibc raises its mapping threshold each time a
 /// mapped block is freed (up to 32 MiB), after which the run's large, short-lived buffers
 /// (downloaded bulk results, journal entries, output parts) are carved out of the heap, and the
-/// holes they leave between long-lived answers are never given back: a million-row file peaked
-/// 23 MiB higher that way. Fixing the threshold also stops the dynamic adjustment. Must be
+/// holes they leave between long-lived answers are never given back (docs/benchmarks.md has
+/// what that cost). Fixing the threshold also stops the dynamic adjustment. Must be
 /// called before any other thread exists, as glibc's allocator settings are process-wide.
 /// `false` when glibc refused (the defaults stay: more memory, nothing else); `true` elsewhere
 /// than glibc, whose allocators have no such threshold.

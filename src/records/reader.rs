@@ -25,9 +25,8 @@ const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 const CHANNEL_CHUNKS: usize = 4;
 /// Records handed back to be read into again (`RowStream::recycle`): as many as can be in use
 /// at once (the chunks in the channel, the one being filled and the one being used), so that a
-/// burst of handed-back chunks is kept rather than dropped. With two chunks, 43% of c's rows
-/// were read into new records (callgrind, where threads take turns and bursts are the rule).
-/// They are the records in flight anyway: keeping them holds no more than reading did.
+/// burst of handed-back chunks is kept rather than dropped. They are the records in flight
+/// anyway: keeping them holds no more than reading did (figures: docs/benchmarks.md).
 const MAX_SPARE_RECORDS: usize = CHUNK_ROWS * (CHANNEL_CHUNKS + 2);
 /// ... and at most about this many bytes of rows: spare records of long rows are not kept.
 const MAX_SPARE_BYTES: usize = 4 * 1024 * 1024;

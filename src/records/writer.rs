@@ -3,8 +3,8 @@
 //! multipart part), so memory is bounded by the part size.
 //!
 //! An answer's columns are encoded into each of its rows as the row is written, from the answer
-//! itself, into a buffer the writer reuses: holding every company's encoded answer instead cost
-//! a second copy of all the answers (38 MiB for 200,000 companies) for a few percent less CPU.
+//! itself, into a buffer the writer reuses: holding every company's encoded answer instead would
+//! be a second copy of all the answers, for a few percent less CPU.
 
 use std::borrow::Cow;
 use std::io::{self, Write};

@@ -17,11 +17,8 @@ pub use memory::{MemoryStore, Op};
 pub use s3::S3Store;
 pub use upload::OutputUpload;
 
-/// Multipart parts must be at least 5 MiB except the last. Parts are the least S3 allows:
-/// memory holds the one being written and the ones in flight, and a larger part bought no speed
-/// (a million-row file's output: 80 parts of 5 MiB, 2 at a time, instead of 50 of 8 MiB, 3 at
-/// a time, 17 MiB less at the peak; one at a time since, see `upload.rs`). 10,000 parts still
-/// allow a 48 GiB output.
+/// Parts are the least S3 allows: memory holds the one being written and the one in flight, and
+/// a larger part bought no speed (docs/benchmarks.md). 10,000 parts still allow a 48 GiB output.
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
 /// S3 refuses a multipart part under 5 MiB, but the last.
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;

@@ -24,11 +24,7 @@ pub struct OutputUpload {
 
 /// Parts uploaded at once, beside the one being written. One: a run writes its output and its
 /// kept answers side by side, so two objects' parts are on their way at the end of a large
-/// file, and each part in flight is 5 MiB at the run's peak. Two at a time took c's peak from
-/// 123 to 127 MiB (three runs each, once pass 2 had become faster than moto took its parts)
-/// for 5% less wall time there. On a Lambda function's fraction of a vCPU, writing a part's rows
-/// should take longer than uploading it, so one in flight should not slow it (not measured on
-/// AWS).
+/// file, and each part in flight is 5 MiB at the run's peak (figures: docs/benchmarks.md).
 const PARTS_IN_FLIGHT: usize = 1;
 
 impl OutputUpload {
