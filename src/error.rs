@@ -28,10 +28,10 @@ pub enum JobError {
     #[error("Leadspace is unavailable ({0}); its rows are written as failed, and a retry sends only those")]
     LeadspaceUnavailable(String),
     #[error(
-        "the answer journal could not be written ({0}); what was bought is in the output and a retry collects it, \
-         buying only what is missing"
+        "the answer journal could not be written; what was bought is in the output and a retry collects it, buying \
+         only what is missing"
     )]
-    JournalUnavailable(String),
+    JournalUnavailable(#[source] StorageError),
     #[error("could not {action} in Step Functions")]
     Workflow {
         action: &'static str,

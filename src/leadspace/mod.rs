@@ -52,9 +52,9 @@ pub enum LeadspaceError {
     )]
     ForeignResultUrl { origin: String },
     #[error(
-        "the answer journal could not be written ({0}); enrichment stopped so that no answer is bought without being kept"
+        "the answer journal could not be written; enrichment stopped so that no answer is bought without being kept"
     )]
-    JournalUnavailable(String),
+    JournalUnavailable(#[source] crate::storage::StorageError),
     #[error("the run stopped before the Lambda deadline, leaving time to write what is done")]
     DeadlineReached,
     #[error(

@@ -25,6 +25,7 @@ use super::run::Run;
 use super::scan::{Scan, scan};
 use super::summary::{LeadspaceCounts, Summary};
 use crate::cache::CacheCounts;
+use crate::chain::error_chain;
 use crate::error::{Ended, JobError, judge_stop};
 use crate::records::Format;
 
@@ -294,7 +295,7 @@ async fn buy(
     let enriched = Enriched {
         answers,
         bought_at,
-        stopped: stopped_by.as_ref().map(ToString::to_string),
+        stopped: stopped_by.as_ref().map(|stop| error_chain(stop)),
         leadspace: LeadspaceCounts::from(call.stats.as_ref()),
         cache,
         reused,

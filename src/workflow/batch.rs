@@ -83,7 +83,7 @@ pub async fn enrich_batch(
     };
     let stopped = match &stopped_by {
         Some(LeadspaceError::DeadlineReached) | None => None,
-        Some(stop) => Some(stop.to_string()),
+        Some(stop) => Some(crate::chain::error_chain(stop)),
     };
     let answered = answers.iter().filter(|a| is_final(a.status)).count() as u64;
     let stats = PartStats { leadspace, cache, stopped, answered };

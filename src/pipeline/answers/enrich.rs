@@ -92,9 +92,9 @@ impl Stop {
         self.stopped.load(Ordering::SeqCst)
     }
 
-    fn journal_failed(&self, error: &crate::storage::StorageError) {
-        tracing::error!(error = %crate::error::error_chain(error), "the answer journal could not be written");
-        self.stop(LeadspaceError::JournalUnavailable(crate::error::error_chain(error)));
+    fn journal_failed(&self, error: crate::storage::StorageError) {
+        tracing::error!(error = %crate::error::error_chain(&error), "the answer journal could not be written");
+        self.stop(LeadspaceError::JournalUnavailable(error));
     }
 
     fn into_reason(self) -> Option<LeadspaceError> {
@@ -152,7 +152,7 @@ async fn run_bulk(
         let bulk = submitted?;
         if let Err(error) = journal.submitted(&bulk, digests).await {
             // Bought but not written down: collect it, and buy nothing more.
-            stop.journal_failed(&error);
+            stop.journal_failed(error);
         }
         match enricher.collect_bulk(&bulk, call).await {
             Ok(results) => return Ok((bulk, results)),
@@ -250,7 +250,7 @@ async fn enrich_round(
                             run_bulk(enricher, journal, companies, batch, &digests, call, stop).await?;
                         let answered = read_records(std::mem::take(&mut results.records), &members());
                         if let Err(error) = journal.answered(Some(&id), &for_journal(&answered, companies)).await {
-                            stop.journal_failed(&error);
+                            stop.journal_failed(error);
                         }
                         // Written down: the place for another bulk's results is free.
                         drop(results);
@@ -266,7 +266,7 @@ async fn enrich_round(
                         if let Some(group) = take_group(false)
                             && let Err(error) = journal.answered(None, &borrowed(&group)).await
                         {
-                            stop.journal_failed(&error);
+                            stop.journal_failed(error);
                         }
                         Ok(answered)
                     }
@@ -329,7 +329,7 @@ async fn enrich_round(
     if let Some(group) = take_group(true)
         && let Err(error) = journal.answered(None, &borrowed(&group)).await
     {
-        stop.journal_failed(&error);
+        stop.journal_failed(error);
     }
     if let Some(reason) = stop.into_reason() {
         outcome.stopped_by.get_or_insert(reason);
@@ -386,7 +386,7 @@ pub async fn collect_pending(
             Some(Ok(mut results)) => {
                 let answered = read_records(std::mem::take(&mut results.records), &members);
                 if let Err(error) = journal.answered(Some(&bulk.bulk), &for_journal(&answered, companies)).await {
-                    stop.journal_failed(&error);
+                    stop.journal_failed(error);
                 }
                 drop(results);
                 for (company, answer, _) in answered {
