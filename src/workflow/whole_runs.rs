@@ -31,12 +31,14 @@ use crate::storage::{Body, ListedObject, MemoryStore, ObjectMeta, ObjectStore, S
 const BUCKET: &str = "b";
 const KEY: &str = "incoming/accounts.csv";
 
-/// Leadspace in memory: every record matched, billed when it is submitted.
+/// Leadspace in memory: every record matched, billed when it is submitted; a bulk's results
+/// are ready `ready_after` after it.
 #[derive(Default)]
 struct Leadspace {
     billed: Mutex<HashMap<String, u32>>,
     bulks: Mutex<HashMap<String, Vec<EnrichRequest>>>,
     next: AtomicUsize,
+    ready_after: std::time::Duration,
 }
 
 impl Leadspace {
@@ -83,7 +85,9 @@ impl Enricher for Leadspace {
         self.bulks.lock().unwrap().insert(id.clone(), records.to_vec());
         Ok(id)
     }
-    async fn collect_bulk(&self, bulk: &str, _: &CallContext) -> Result<BulkResults, LeadspaceError> {
+    async fn collect_bulk(&self, bulk: &str, call: &CallContext) -> Result<BulkResults, LeadspaceError> {
+        call.check(self.ready_after, false)?;
+        tokio::time::sleep(self.ready_after).await;
         let records = self.bulks.lock().unwrap().get(bulk).cloned().ok_or(LeadspaceError::BulkNotFound)?;
         Ok(BulkResults::new(records.iter().map(answer).collect()))
     }
@@ -474,4 +478,24 @@ async fn a_kill_at_any_write_is_finished_by_the_redelivery_without_buying_twice(
         assert!(twice.len() <= allowed, "killed at write {at} ({interrupted}): billed twice {twice:?}");
     }
     assert!(kills >= 10, "the run has writes to be killed at: {kills}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_with_bulks_in_flight_leaves_them_to_the_next_run_which_buys_nothing_again() {
+    let mut w = world(&file(20, false)).await;
+    let slow = Arc::new(Leadspace { ready_after: std::time::Duration::from_secs(10), ..Leadspace::default() });
+    w.app = app(w.store.clone(), slow.clone());
+    let stop_at = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(5));
+
+    let cut = run_file(&w.app, &job(), Source::Buy { stop_at, large: Some(&w.executions) }).await.unwrap();
+
+    assert_eq!(cut.outcome, Outcome::Enriched);
+    let (status, rows, unanswered) = summary_of(&w.store);
+    assert_eq!((status.as_str(), rows, unanswered), ("partial", 20, 20), "bought, not yet answered");
+    let bought = slow.total();
+    assert!(bought > 0, "bulks were in flight at the deadline");
+    let next = deliver(&w.app, &job(), &w.executions).await.unwrap();
+    assert_eq!(next.outcome, Outcome::Enriched);
+    assert_eq!(summary_of(&w.store), ("complete".into(), 20, 0));
+    assert_eq!((slow.total(), slow.twice()), (20, vec![]), "what was in flight was collected, not bought again");
 }
