@@ -517,8 +517,16 @@ fn force_event(env: &TestEnv) -> Value {
     json!({"action": "enrich", "bucket": env.bucket, "key": "incoming/big.csv.gz", "force": true})
 }
 
-#[tokio::test]
-async fn a_redelivery_after_every_batch_bought_leaves_the_file_to_its_execution() {
+/// A large file whose batches have bought every company, its last step not yet run.
+struct Bought {
+    env: TestEnv,
+    state_machine: String,
+    app: App,
+    execution: String,
+    assemble_payload: Value,
+}
+
+async fn bought_by_the_batches() -> Bought {
     let env = TestEnv::new().await;
     let state_machine = create_state_machine(&env).await;
     env.put("incoming/big.csv.gz", big_file()).await;
@@ -527,6 +535,12 @@ async fn a_redelivery_after_every_batch_bought_leaves_the_file_to_its_execution(
     let execution = response["results"][0]["execution_arn"].as_str().expect("handed off").to_string();
     let (_, assemble_payload) = play_map(&env, &app, execution_input(&env, &execution).await).await;
     assert_eq!(env.emulator.stats().records_received, 210, "the batches bought every company");
+    Bought { env, state_machine, app, execution, assemble_payload }
+}
+
+#[tokio::test]
+async fn a_redelivery_after_every_batch_bought_leaves_the_file_to_its_execution() {
+    let Bought { env, app, execution, assemble_payload, .. } = bought_by_the_batches().await;
 
     // The same event again, before the last step has taken the lease: every answer is in the
     // journal, but the execution owns the version until it ends.
@@ -547,13 +561,7 @@ async fn a_redelivery_after_every_batch_bought_leaves_the_file_to_its_execution(
 
 #[tokio::test]
 async fn a_last_step_that_finds_the_version_complete_keeps_that_output() {
-    let env = TestEnv::new().await;
-    let state_machine = create_state_machine(&env).await;
-    env.put("incoming/big.csv.gz", big_file()).await;
-    let app = app_with(&env, &workflow_vars(&state_machine));
-    let response = invoke(&app, env.s3_event("incoming/big.csv.gz")).await;
-    let execution = response["results"][0]["execution_arn"].as_str().expect("handed off").to_string();
-    let (_, assemble_payload) = play_map(&env, &app, execution_input(&env, &execution).await).await;
+    let Bought { env, state_machine, app, assemble_payload, .. } = bought_by_the_batches().await;
     // Another path completed this version meanwhile (here: the same function without the
     // workflow configured, as an older deploy would run it), and cleared the journal.
     let inline = App { step_functions: None, ..app_with(&env, &workflow_vars(&state_machine)) };
