@@ -46,6 +46,11 @@ struct Reply {
     sent_at: Instant,
 }
 
+/// A URL as far as its path: a query may carry what is not ours to log.
+fn without_query(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or_default().to_string()
+}
+
 impl LeadspaceClient {
     pub fn new(
         base_url: &str,
@@ -58,6 +63,8 @@ impl LeadspaceClient {
             .timeout(policy.request_timeout)
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("leadspace-enrich/", env!("CARGO_PKG_VERSION")))
+            // A redirect would re-send the mapped customer fields (307, 308) to wherever it names.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let pacer = Pacer::new(tps);
         let poll_timing = PollTiming::new(policy.poll_first_delay, policy.poll_max_delay);
@@ -147,6 +154,15 @@ impl LeadspaceClient {
                             "429 rate limit exceeded".to_string()
                         }
                         500..=599 => format!("HTTP {}", status.as_u16()),
+                        300..=399 => {
+                            let location = response.headers().get(reqwest::header::LOCATION);
+                            let location = location.and_then(|l| l.to_str().ok()).map(without_query);
+                            return Err(LeadspaceError::Redirected {
+                                status: status.as_u16(),
+                                endpoint,
+                                location: location.unwrap_or_else(|| "nowhere (no Location header)".into()),
+                            });
+                        }
                         other => return Err(LeadspaceError::Unexpected { status: other, endpoint }),
                     }
                 }

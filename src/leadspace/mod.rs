@@ -41,6 +41,11 @@ pub enum LeadspaceError {
     RetriesExhausted { attempts: u32, last: String },
     #[error("Leadspace answered HTTP {status} to {endpoint}, which means this client sent something wrong")]
     Unexpected { status: u16, endpoint: &'static str },
+    #[error(
+        "Leadspace answered HTTP {status} to {endpoint}, a redirect to {location}; redirects are not followed, since \
+         they would send the mapped fields elsewhere: check LEADSPACE_BASE_URL"
+    )]
+    Redirected { status: u16, endpoint: &'static str, location: String },
     #[error("the bulk job's results did not arrive within {seconds} s")]
     PollTimedOut { seconds: u64 },
     #[error("Leadspace no longer knows the bulk job (404 while polling)")]

@@ -381,3 +381,47 @@ async fn lambdas_retry_of_a_forced_request_collects_what_its_first_attempt_bough
     try_invoke_as(&app, forced(&env, "incoming/a.csv"), "request-2").await.expect("a new force");
     assert_eq!(env.emulator.stats().records_received, 60, "a new request forces anew");
 }
+
+/// A server that counts the requests it gets and answers each with `status` and `location`.
+async fn answering(status: u16, location: Option<String>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let (counted, location) = (counted.clone(), location.clone());
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut response = axum::http::Response::builder().status(status);
+            if let Some(location) = location {
+                response = response.header("location", location);
+            }
+            response.body(axum::body::Body::from("{\"whatever\": true}")).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), hits)
+}
+
+#[tokio::test]
+async fn a_redirect_from_leadspace_is_an_error_naming_where_it_pointed_and_nothing_follows_it() {
+    use leadspace_enrich::leadspace::{CallContext, Enricher, LeadspaceError};
+    let (elsewhere, elsewhere_hits) = answering(200, None).await;
+    for status in [301, 302, 307, 308] {
+        let (leadspace, _) = answering(status, Some(format!("{elsewhere}/collect?x=1"))).await;
+        let request = leadspace_enrich::company::CompanyQuery { name: "Contoso".into(), ..Default::default() }
+            .to_request("c0".into());
+
+        let result = client(&leadspace, 5_000).single(&request, &CallContext::default()).await;
+
+        match result {
+            Err(error @ LeadspaceError::Redirected { .. }) => {
+                let message = error.to_string();
+                assert!(message.contains(&format!("{elsewhere}/collect")) && !message.contains("x=1"), "{message}");
+            }
+            other => panic!("HTTP {status}: {other:?}"),
+        }
+    }
+    assert_eq!(elsewhere_hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no mapped field went elsewhere");
+}
