@@ -8,7 +8,8 @@ use serde::Serialize;
 use crate::error::JobError;
 use crate::pipeline::App;
 use crate::pipeline::lease::is_held;
-use crate::pipeline::paths::{OutputPaths, REPORT_SUFFIX, ignore_reason, work_prefix};
+use crate::pipeline::paths::{OutputPaths, REPORT_SUFFIX, SUMMARY_SUFFIX, ignore_reason, work_prefix};
+use crate::records::Format;
 use crate::storage::ObjectStore;
 use crate::workflow::hand_off::{Slot, execution_base_name, find_slot};
 
@@ -35,6 +36,10 @@ pub async fn delete_enrichment(app: &App, bucket: &str, key: &str, dry_run: bool
     // Only an input has results: any other key would name another file's, or the state itself.
     if let Some(why) = ignore_reason(config, bucket, key) {
         report.refused = Some(format!("{why}: it has no enrichment to delete"));
+        return Ok(report);
+    }
+    if let Some(why) = not_an_input(store, bucket, key).await? {
+        report.refused = Some(why);
         return Ok(report);
     }
     if let Some(why) = in_progress(app, &paths, bucket, key).await? {
@@ -84,9 +89,33 @@ pub async fn delete_enrichment(app: &App, bucket: &str, key: &str, dry_run: bool
     if dry_run {
         return Ok(report);
     }
+    // A run may have taken the object while this listed what to remove.
+    if let Some(why) = in_progress(app, &paths, bucket, key).await? {
+        report.removed.clear();
+        report.refused = Some(why);
+        return Ok(report);
+    }
     store.delete_many(out, &report.removed).await?;
     tracing::info!(removed = report.removed.len(), "enrichment deleted");
     Ok(report)
+}
+
+/// Why `key` is not an input whose results could be deleted, if it is not: results belong to
+/// an existing object of a supported format, and a key named like a result (`x.csv.summary.json`)
+/// would map onto another file's results (`x.csv`'s summary).
+async fn not_an_input(store: &dyn ObjectStore, bucket: &str, key: &str) -> Result<Option<String>, JobError> {
+    if key.ends_with(SUMMARY_SUFFIX) || key.ends_with(REPORT_SUFFIX) {
+        return Ok(Some(format!(
+            "the key ends in {SUMMARY_SUFFIX} or {REPORT_SUFFIX}, a result's name: name the input whose results to delete"
+        )));
+    }
+    if let Err(unsupported) = Format::detect(key) {
+        return Ok(Some(format!("{unsupported}: such a file has no enrichment to delete")));
+    }
+    if store.head(bucket, key).await?.is_none() {
+        return Ok(Some("the object does not exist: only an existing input's results are deleted".into()));
+    }
+    Ok(None)
 }
 
 /// Why the object cannot be deleted now, if it cannot: a live lease (an inline run, a workflow's
@@ -105,4 +134,58 @@ async fn in_progress(app: &App, paths: &OutputPaths, bucket: &str, key: &str) ->
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::leadspace::model::{EnrichRequest, EnrichmentResult};
+    use crate::leadspace::{BulkResults, CallContext, Enricher, LeadspaceError};
+    use crate::storage::{MemoryStore, Op};
+
+    /// A delete never asks Leadspace anything.
+    struct NoLeadspace;
+
+    #[async_trait]
+    impl Enricher for NoLeadspace {
+        async fn single(&self, _: &EnrichRequest, _: &CallContext) -> Result<EnrichmentResult, LeadspaceError> {
+            unreachable!("Leadspace was called")
+        }
+        async fn submit_bulk(&self, _: &[EnrichRequest], _: &CallContext) -> Result<String, LeadspaceError> {
+            unreachable!("Leadspace was called")
+        }
+        async fn collect_bulk(&self, _: &str, _: &CallContext) -> Result<BulkResults, LeadspaceError> {
+            unreachable!("Leadspace was called")
+        }
+    }
+
+    fn app(store: Arc<MemoryStore>) -> App {
+        let config = Config::from_lookup(|name| (name == "LEADSPACE_SECRET_ID").then(|| "s".to_string()))
+            .expect("a configuration");
+        let leadspace = Arc::new(NoLeadspace);
+        App { config, store, enricher: leadspace.clone(), batch_enricher: leadspace, cache: None, step_functions: None }
+    }
+
+    #[tokio::test]
+    async fn a_run_that_takes_the_object_while_delete_lists_it_keeps_everything() {
+        let store = Arc::new(MemoryStore::new());
+        store.put("b", "incoming/a.csv", b"Company\nContoso\n".to_vec(), "text/csv").await.unwrap();
+        store.put("b", "enriched/a.csv", b"out".to_vec(), "text/csv").await.unwrap();
+        store.put("b", "enriched/a.csv.summary.json", b"{}".to_vec(), "application/json").await.unwrap();
+        // A delivery takes the lease between delete's first look at it and the removal.
+        let marker = format!(r#"{{"renewed_at_epoch_seconds": {}, "etag": "\"e\""}}"#, store.now());
+        store.write_before_next(Op::List, "b", "enriched/_state/leases/a.csv.lease", marker.into_bytes());
+
+        let report = delete_enrichment(&app(store.clone()), "b", "incoming/a.csv", false).await.unwrap();
+
+        assert!(report.refused.is_some() && report.removed.is_empty(), "{report:?}");
+        assert!(
+            store.peek("b", "enriched/a.csv").is_some() && store.peek("b", "enriched/a.csv.summary.json").is_some()
+        );
+    }
 }

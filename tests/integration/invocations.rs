@@ -279,3 +279,27 @@ async fn delete_refuses_keys_that_are_not_inputs_and_leaves_a_nested_files_journ
     let keys = env.keys().await;
     assert!(keys.contains(&nested_journal.to_string()), "b.csv's journal stays: {keys:?}");
 }
+
+#[tokio::test]
+async fn delete_by_a_key_that_names_another_files_results_removes_nothing() {
+    let env = TestEnv::new().await;
+    let app = env.app(&[]);
+    env.put("incoming/crafted/victim.csv", firms_csv(2)).await;
+    invoke(&app, env.enrich_event("incoming/crafted/victim.csv")).await;
+    let delete = |key: &str| serde_json::json!({"action": "delete", "bucket": env.bucket, "key": key});
+
+    for key in [
+        "incoming/crafted/victim.csv.summary.json",
+        "incoming/crafted/victim.csv.report.html",
+        "incoming/crafted/never-uploaded.csv",
+        "incoming/crafted/victim.xlsx",
+    ] {
+        let refused = invoke(&app, delete(key)).await;
+        assert!(refused["refused"].as_str().is_some(), "{key}: {refused}");
+        assert!(refused["removed"].as_array().unwrap().is_empty(), "{key}: {refused}");
+    }
+
+    for kept in ["enriched/crafted/victim.csv.summary.json", "enriched/crafted/victim.csv.report.html"] {
+        assert!(env.get(kept).await.is_some(), "victim.csv's {kept} stays");
+    }
+}
