@@ -337,6 +337,23 @@ impl Config {
         (self.answer_max_age_days > 0).then(|| (self.answer_max_age_days * 86_400) as i64)
     }
 
+    /// Why the function refuses to act on `bucket`, if it does: with SOURCE_BUCKET set, only it
+    /// and OUTPUT_BUCKET are the function's. IAM grants the same two; this is the check a caller
+    /// with lambda:InvokeFunction meets first, whatever the role may reach. Without
+    /// SOURCE_BUCKET (a local run), any bucket is acted on.
+    pub fn foreign_bucket(&self, bucket: &str) -> Option<String> {
+        let source = self.source_bucket.as_deref()?;
+        let output = self.output_bucket.as_deref();
+        if bucket == source || output == Some(bucket) {
+            return None;
+        }
+        let allowed = match output {
+            Some(output) if output != source => format!("{source:?} (SOURCE_BUCKET) and {output:?} (OUTPUT_BUCKET)"),
+            _ => format!("{source:?} (SOURCE_BUCKET)"),
+        };
+        Some(format!("the bucket {bucket:?} is not this function's: it acts only on {allowed}"))
+    }
+
     /// The bucket results go to for an object found in `source_bucket`.
     pub fn output_bucket_for<'a>(&'a self, source_bucket: &'a str) -> &'a str {
         self.output_bucket.as_deref().unwrap_or(source_bucket)

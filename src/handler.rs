@@ -73,6 +73,9 @@ async fn answer(
     stop_at: Option<Instant>,
     request_id: Option<&str>,
 ) -> Result<Response, HandlerError> {
+    if let Some(why) = foreign_bucket(&app.config, &invocation) {
+        return Err(HandlerError::InvalidEvent(why));
+    }
     match invocation {
         Invocation::Jobs(jobs) => {
             let mut results = Vec::with_capacity(jobs.len());
@@ -123,6 +126,18 @@ async fn answer(
             Ok(Response::Status { bucket, enrichments: found })
         }
     }
+}
+
+/// Why the invocation names a bucket that is not the function's, if it does.
+fn foreign_bucket(config: &crate::config::Config, invocation: &Invocation) -> Option<String> {
+    let buckets: Vec<&str> = match invocation {
+        Invocation::Jobs(jobs) => jobs.iter().map(|job| job.bucket.as_str()).collect(),
+        Invocation::Refresh { bucket, .. } => bucket.iter().map(String::as_str).collect(),
+        Invocation::Status { bucket, .. } | Invocation::Delete { bucket, .. } => vec![bucket.as_str()],
+        Invocation::Batch(batch) => vec![batch.input.work_bucket.as_str()],
+        Invocation::Assemble(input) => vec![input.bucket.as_str(), input.work_bucket.as_str()],
+    };
+    buckets.into_iter().find_map(|bucket| config.foreign_bucket(bucket))
 }
 
 /// When to stop starting Leadspace work: `margin` before the deadline, but never more than a

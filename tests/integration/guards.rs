@@ -171,3 +171,33 @@ async fn a_dry_run_with_a_bad_mapping_leaves_a_complete_summary_alone() {
     assert_eq!(response["results"][0]["outcome"], "failed", "{response}");
     assert_eq!(env.summary("enriched/a.csv.summary.json").await["status"], "complete", "a dry run writes nothing");
 }
+
+#[tokio::test]
+async fn every_action_refuses_a_bucket_that_is_not_the_functions_naming_the_allowed_ones() {
+    let env = TestEnv::new().await;
+    let other = TestEnv::new().await;
+    other.put("incoming/a.csv", "Company\nContoso\n").await;
+    let app = env.app(&[("SOURCE_BUCKET", env.bucket.as_str())]);
+    let b = other.bucket.as_str();
+    let batch_input = json!({"work_bucket": b, "answers_prefix": "enriched/_state/work/x/batches/",
+                             "journal_prefix": "enriched/_state/journal/a.csv/0123456789abcdef/", "run": "x"});
+    let payloads = [
+        json!({"action": "enrich", "bucket": b, "key": "incoming/a.csv"}),
+        json!({"action": "refresh", "bucket": b, "prefix": "incoming/"}),
+        json!({"action": "status", "bucket": b}),
+        json!({"action": "delete", "bucket": b, "key": "incoming/a.csv"}),
+        json!({"BatchInput": batch_input, "Items": [{"company": 0, "company_name": "Contoso"}]}),
+        other.s3_event("incoming/a.csv"),
+    ];
+    for payload in payloads {
+        let error = leadspace_enrich::handler::handle(&app, payload.clone(), None).await.expect_err("refused");
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("{b:?}")) && message.contains(&format!("{:?} (SOURCE_BUCKET)", env.bucket)),
+            "{payload}: {message}"
+        );
+        assert!(!error.is_retryable(), "{payload}: a foreign bucket is not a passing fault");
+    }
+    assert_eq!(env.emulator.stats().records_received, 0);
+    assert_eq!(other.keys().await, ["incoming/a.csv"], "nothing written to the other bucket");
+}
