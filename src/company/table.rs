@@ -73,12 +73,14 @@ impl Companies for [CompanyQuery] {
     }
 }
 
-#[derive(Default)]
 pub struct CompanyTable {
-    /// Company numbers, found by their digest (already uniformly spread: its low bits are the
-    /// hash). A slot holds the number alone, four bytes, where a map keyed by the digest would
-    /// hold both, padded to 32.
+    /// Company numbers, found by their digest's hash under `seed`. A slot holds the number
+    /// alone, four bytes, where a map keyed by the digest would hold both, padded to 32.
     index: HashTable<u32>,
+    /// Drawn at random for each table. The digest is public (fixed keys, so that journals and
+    /// the cache stay readable across runs): hashed without a secret, names an uploader chose
+    /// to collide would make every insert walk one long probe sequence.
+    seed: IndexSeed,
     /// Every query, packed (`CompanyQuery::pack_into`), end to end in number order.
     queries: String,
     /// Where each company's packed query ends in `queries`, by number.
@@ -87,9 +89,33 @@ pub struct CompanyTable {
     digests: Vec<u128>,
 }
 
-/// The hash of a digest: its low 64 bits.
-fn hash_of(digest: u128) -> u64 {
-    digest as u64
+#[derive(Clone, Copy)]
+struct IndexSeed(u64, u64);
+
+impl IndexSeed {
+    fn random() -> Self {
+        IndexSeed(rand::random(), rand::random())
+    }
+
+    /// The digest's hash in the index: both halves keyed, multiplied, and folded (foldhash's
+    /// mixing), so digests an uploader made to share any 64 bits still spread.
+    fn hash_of(self, digest: u128) -> u64 {
+        let (low, high) = (digest as u64 ^ self.0, (digest >> 64) as u64 ^ self.1);
+        let product = u128::from(low) * u128::from(high);
+        product as u64 ^ (product >> 64) as u64
+    }
+}
+
+impl Default for CompanyTable {
+    fn default() -> Self {
+        CompanyTable {
+            index: HashTable::new(),
+            seed: IndexSeed::random(),
+            queries: String::new(),
+            query_ends: Vec::new(),
+            digests: Vec::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for CompanyTable {
@@ -103,9 +129,9 @@ impl CompanyTable {
     pub fn intern(&mut self, query: &CompanyQuery) -> u32 {
         let next = self.len() as u32;
         let digest = query.key_digest();
-        let digests = &self.digests;
+        let (digests, seed) = (&self.digests, self.seed);
         let same = |&id: &u32| digests[id as usize] == digest;
-        match self.index.entry(hash_of(digest), same, |&id| hash_of(digests[id as usize])) {
+        match self.index.entry(seed.hash_of(digest), same, |&id| seed.hash_of(digests[id as usize])) {
             Entry::Occupied(found) => *found.get(),
             Entry::Vacant(slot) => {
                 slot.insert(next);
@@ -145,7 +171,7 @@ impl Companies for CompanyTable {
     }
 
     fn find(&self, digest: u128) -> Option<usize> {
-        self.index.find(hash_of(digest), |&id| self.digests[id as usize] == digest).map(|&id| id as usize)
+        self.index.find(self.seed.hash_of(digest), |&id| self.digests[id as usize] == digest).map(|&id| id as usize)
     }
 
     fn request(&self, company: usize) -> EnrichRequest {
@@ -219,5 +245,24 @@ mod tests {
         table.intern(&CompanyQuery { name: "Northwind".into(), website: Some(String::new()), ..Default::default() });
         assert_eq!((table.query(0), table.query(1)), (full, bare));
         assert_eq!(table.query(2).website.as_deref(), Some(""), "an empty value is not an absent one");
+    }
+
+    #[test]
+    fn digests_made_to_share_64_bits_spread_over_the_index_and_tables_hash_apart() {
+        // What a hash flood precomputes: many digests with one half in common.
+        let seed = IndexSeed::random();
+        let shared_low: std::collections::HashSet<u64> =
+            (0..10_000_u128).map(|i| seed.hash_of((i << 64) | 0xdead_beef)).collect();
+        let shared_high: std::collections::HashSet<u64> =
+            (0..10_000_u128).map(|i| seed.hash_of((0xdead_beef << 64) | i)).collect();
+        assert!(shared_low.len() > 9_990 && shared_high.len() > 9_990, "{} {}", shared_low.len(), shared_high.len());
+        // Each table draws its own seed: what collides in one does not in another.
+        let (a, b) = (IndexSeed::random(), IndexSeed::random());
+        assert!((0..100_u128).filter(|&i| a.hash_of(i) == b.hash_of(i)).count() < 2);
+        // Identity stays the fixed digest: a company interned twice is found once.
+        let mut table = CompanyTable::default();
+        let query = CompanyQuery { name: "Contoso".into(), ..Default::default() };
+        assert_eq!(table.intern(&query), table.intern(&query));
+        assert_eq!(table.lookup(&query), Some(0));
     }
 }
