@@ -18,6 +18,7 @@ use crate::status::{EnrichmentStatus, enrichments};
 use crate::trigger::{Invocation, parse_event};
 use crate::workflow::assemble::assemble;
 use crate::workflow::batch::{BatchAnswer, BatchError, enrich_batch};
+use crate::workflow::trust::{check_assemble, check_batch};
 
 /// What an invocation answers, serialised as the Lambda response.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -103,6 +104,10 @@ async fn answer(
             Ok(Response::Reports { results })
         }
         Invocation::Batch(batch) => {
+            // Without consent the batch refuses on its own, before it reads anything.
+            if app.config.data_sharing_consent {
+                check_batch(app, &batch.input).await.map_err(HandlerError::job)?;
+            }
             let span = tracing::info_span!("batch", companies = batch.items.len());
             match enrich_batch(app, batch, stop_at).instrument(span).await {
                 Ok(answer) => Ok(Response::Batch(answer)),
@@ -111,6 +116,7 @@ async fn answer(
             }
         }
         Invocation::Assemble(input) => {
+            check_assemble(app, &input).await.map_err(HandlerError::job)?;
             let span = tracing::info_span!("assemble", bucket = %input.bucket, key = %input.key);
             let report = assemble(app, *input).instrument(span).await.map_err(HandlerError::job)?;
             Ok(Response::Reports { results: vec![report] })

@@ -43,7 +43,7 @@ const PIPELINE_LAYERS: &[&[&str]] = &[
 ];
 
 /// The large-file workflow (`src/workflow/`), lowest first.
-const WORKFLOW_LAYERS: &[&[&str]] = &[&["input"], &["hand_off", "batch", "assemble"], &["whole_runs"]];
+const WORKFLOW_LAYERS: &[&[&str]] = &[&["input"], &["hand_off", "batch", "assemble"], &["trust"], &["whole_runs"]];
 
 fn layer_of(layers: &[&[&str]], module: &str) -> Option<usize> {
     layers.iter().position(|layer| layer.contains(&module))

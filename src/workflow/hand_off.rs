@@ -44,7 +44,7 @@ pub fn execution_base_name(bucket: &str, key: &str, etag: &str) -> String {
 /// execution of the same version takes a number.
 const MAX_ATTEMPTS: u32 = 50;
 
-fn execution_arn(state_machine_arn: &str, name: &str) -> String {
+pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
     format!("{}:{name}", state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
 }
 

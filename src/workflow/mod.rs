@@ -23,6 +23,7 @@ pub mod assemble;
 pub mod batch;
 pub mod hand_off;
 pub mod input;
+pub mod trust;
 
 use std::collections::HashSet;
 

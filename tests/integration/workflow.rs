@@ -600,3 +600,67 @@ async fn a_force_while_the_batches_run_is_refused_and_clears_nothing() {
     assert_eq!(summary["rows"]["not_attempted"], 0, "{summary}");
     assert_each_company_billed_once(&env, 210);
 }
+
+// Hand-written workflow payloads (issue 28): every name is derived from the file, the
+// execution must be running, and it must have been started with that very input.
+
+#[tokio::test]
+async fn a_last_step_payload_pointing_at_other_files_results_is_refused_before_it_acts() {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    env.put("incoming/other.csv", "Id,Company\n1,Contoso\n").await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+    invoke(&app, env.enrich_event("incoming/other.csv")).await;
+    let input = handed_off(&env, &app).await;
+    let before = env.keys().await;
+
+    let mut attacks = Vec::new();
+    for (field, value) in [
+        ("journal_prefix", json!("enriched/")),
+        ("answers_prefix", json!("enriched/")),
+        ("work_bucket", json!("someone-elses-bucket")),
+        ("companies_key", json!("enriched/other.csv")),
+        ("run", json!("big_csv_gz-0000000000000000-1")),
+    ] {
+        let mut payload = input.clone();
+        payload[field] = value;
+        attacks.push((field, payload));
+    }
+    let mut not_started = input.clone();
+    not_started["run"] = json!(format!("{}9", input["run"].as_str().unwrap()));
+    attacks.push(("an execution that does not exist", not_started));
+
+    for (what, payload) in attacks {
+        let error = try_invoke(&app, payload).await.expect_err(what);
+        assert!(!error.is_retryable(), "{what}: {error}");
+    }
+    assert_eq!(env.keys().await, before, "nothing was written, moved or deleted");
+    assert!(env.get("enriched/other.csv.summary.json").await.is_some(), "other.csv's results stay");
+}
+
+#[tokio::test]
+async fn a_batch_payload_that_is_not_its_executions_buys_nothing() {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+    let input = handed_off(&env, &app).await;
+    let genuine = first_batch(&env, &input, 10).await;
+
+    let mut elsewhere = genuine.clone();
+    elsewhere["BatchInput"]["answers_prefix"] = json!("enriched/");
+    let mut made_up = genuine.clone();
+    made_up["BatchInput"]["run"] = json!("made-up-execution-1");
+    for (what, payload) in [("answers elsewhere", elsewhere), ("a made-up execution", made_up)] {
+        let error = try_invoke(&app, payload).await.expect_err(what);
+        assert!(!error.is_retryable(), "{what}: {error}");
+    }
+    assert_eq!(env.emulator.stats().records_received, 0, "no record was bought");
+
+    let executions = state_machine.replacen(":stateMachine:", ":execution:", 1);
+    stop(&env, &format!("{executions}:{}", input["run"].as_str().unwrap())).await;
+    let error = try_invoke(&app, genuine).await.expect_err("its execution has ended");
+    assert!(error.to_string().contains("not running"), "{error}");
+    assert_eq!(env.emulator.stats().records_received, 0);
+}
