@@ -315,3 +315,27 @@ fn the_dashboard_shows_only_metrics_that_exist_and_the_queries_select_what_the_l
         }
     }
 }
+
+#[test]
+fn kms_grants_hold_only_through_s3_and_old_input_versions_expire() {
+    let template = template();
+    let mut found = Vec::new();
+    statements(&template["Resources"]["EnrichFunction"]["Properties"]["Policies"], &mut found);
+    statements(&template["Resources"]["LargeFileWorkflowRole"]["Properties"]["Policies"], &mut found);
+    let kms: Vec<&Value> = found.iter().filter(|s| format!("{:?}", s["Action"]).contains("kms:")).collect();
+    assert!(kms.len() >= 2, "the KMS grants were found: {}", kms.len());
+    for statement in kms {
+        let via = tagged(&statement["Condition"]["StringEquals"]["kms:ViaService"]);
+        assert_eq!(via, ("Sub".into(), "s3.${AWS::Region}.amazonaws.com".into()), "{statement:?}");
+    }
+
+    let parameter = &template["Parameters"]["InputVersionRetentionDays"];
+    assert_eq!(parameter["Type"], "Number", "a parameter says how long old input versions are kept");
+    let rules = list(&template["Resources"]["CustomerDataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]);
+    let inputs = rules.iter().find(|r| tagged(&r["Prefix"]) == ("Ref".into(), "InputPrefix".into()));
+    let inputs = inputs.expect("a lifecycle rule for the input prefix");
+    assert_eq!(
+        tagged(&inputs["NoncurrentVersionExpiration"]["NoncurrentDays"]),
+        ("Ref".into(), "InputVersionRetentionDays".into())
+    );
+}
