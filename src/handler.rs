@@ -96,6 +96,13 @@ async fn answer(
                 ));
             };
             let prefix = prefix.unwrap_or_else(|| config.input_prefix.clone());
+            // Listing elsewhere would answer with key names that are not the function's to show.
+            if !prefix.starts_with(config.input_prefix.as_str()) {
+                return Err(HandlerError::InvalidEvent(format!(
+                    "a refresh's \"prefix\" must lie under INPUT_PREFIX ({:?}); {prefix:?} does not",
+                    config.input_prefix
+                )));
+            }
             let span = tracing::info_span!("refresh", bucket = %bucket, prefix = %prefix);
             let results = refresh(app, &bucket, &prefix, force, stop_at, request_id)
                 .instrument(span)

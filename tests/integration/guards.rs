@@ -201,3 +201,20 @@ async fn every_action_refuses_a_bucket_that_is_not_the_functions_naming_the_allo
     assert_eq!(env.emulator.stats().records_received, 0);
     assert_eq!(other.keys().await, ["incoming/a.csv"], "nothing written to the other bucket");
 }
+
+#[tokio::test]
+async fn a_refresh_outside_the_input_prefix_is_refused_and_lists_nothing() {
+    let env = TestEnv::new().await;
+    env.put("private/payroll-2026.csv", "Company\nContoso\n").await;
+    let app = env.app(&[]);
+
+    // An empty prefix is the default, INPUT_PREFIX.
+    let default = invoke(&app, json!({"action": "refresh", "bucket": env.bucket, "prefix": ""})).await;
+    assert!(!default.to_string().contains("payroll"), "{default}");
+    for prefix in ["private/", "inc"] {
+        let payload = json!({"action": "refresh", "bucket": env.bucket, "prefix": prefix});
+        let error = leadspace_enrich::handler::handle(&app, payload, None).await.expect_err(prefix);
+        let message = error.to_string();
+        assert!(message.contains("INPUT_PREFIX") && !message.contains("payroll"), "{prefix:?}: {message}");
+    }
+}
