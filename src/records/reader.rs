@@ -22,6 +22,11 @@ const CHUNK_ROWS: usize = 1024;
 /// ... and at most about this many bytes of rows (of JSON lines, what they hold once parsed), so
 /// that a file of huge cells cannot fill memory with a thousand of them.
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// What the CSV parser keeps for each field beside its bytes (where the field ends): a row of
+/// nothing but delimiters is megabytes of this and no bytes of fields, and is counted so.
+const FIELD_COST: usize = std::mem::size_of::<usize>();
+/// A header of more names than this fails the file: each name is a string held for the whole run.
+pub const MAX_HEADER_FIELDS: usize = 10_000;
 const CHANNEL_CHUNKS: usize = 4;
 /// Records handed back to be read into again (`RowStream::recycle`): as many as can be in use
 /// at once (the chunks in the channel, the one being filled and the one being used), so that a
@@ -296,6 +301,13 @@ impl Parser<'_> {
         if !reader.read_byte_record(&mut record).map_err(csv_error)? {
             return Err(malformed("the file has no header row".into()));
         }
+        if record.len() > MAX_HEADER_FIELDS {
+            return Err(malformed(format!(
+                "the header row has {} columns, more than {MAX_HEADER_FIELDS}: check that the file's delimiter is what \
+                 separates its columns",
+                record.len()
+            )));
+        }
         let columns = record.iter().map(|name| self.text(name).into_owned()).collect();
         self.layout(Layout::Csv { columns, delimiter })?;
 
@@ -317,7 +329,9 @@ impl Parser<'_> {
                     csv::StringRecord::from(self.decode_fields(record.as_slice(), record.iter()))
                 }
             };
-            if let Some(full) = chunk.push(Row::Csv(row), size) {
+            // What the row holds once read (decoded text can be longer than its bytes).
+            let cost = row.as_byte_record().as_slice().len() + row.len() * FIELD_COST;
+            if let Some(full) = chunk.push(Row::Csv(row), cost) {
                 self.send(Message::Rows(full))?;
             }
         }
@@ -1019,5 +1033,40 @@ mod tests {
         let (_, rows) = read_all(text, CSV).await.unwrap();
         assert_eq!(rows.len(), 5000);
         assert_eq!(fields(&rows[4999]), ["4999"]);
+    }
+
+    /// Every chunk as the stream hands it over.
+    async fn chunks_of(bytes: &'static [u8]) -> Vec<Vec<Row>> {
+        let mut stream = RowStream::open(Box::new(bytes), CSV, u64::MAX).await.unwrap();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = stream.next_chunk().await {
+            chunks.push(chunk.unwrap());
+        }
+        chunks
+    }
+
+    #[tokio::test]
+    async fn rows_of_nothing_but_delimiters_count_what_the_parser_keeps_for_each_field() {
+        // Ten rows of a million empty fields: no field bytes, 8 MB of field ends each.
+        let mut text = b"Company,Notes\nContoso,x\n".to_vec();
+        for _ in 0..10 {
+            text.extend(std::iter::repeat_n(b',', 1_000_000));
+            text.push(b'\n');
+        }
+        let chunks = chunks_of(Box::leak(text.into_boxed_slice())).await;
+        let rows: usize = chunks.iter().map(Vec::len).sum();
+        assert_eq!(rows, 11, "every row comes through");
+        let flood = |chunk: &Vec<Row>| chunk.iter().filter(|row| matches!(row, Row::Csv(r) if r.len() > 1000)).count();
+        let per_chunk: Vec<usize> = chunks.iter().map(flood).collect();
+        assert!(per_chunk.iter().all(|&n| n <= 2), "a chunk's budget holds two such rows at most: {per_chunk:?}");
+    }
+
+    #[tokio::test]
+    async fn a_header_of_more_columns_than_can_be_held_fails_the_file_saying_why() {
+        let mut text = b"Company".to_vec();
+        text.extend(std::iter::repeat_n(b',', MAX_HEADER_FIELDS));
+        text.extend_from_slice(b"\nContoso\n");
+        let error = read_all(Box::leak(text.into_boxed_slice()), CSV).await.expect_err("refused");
+        assert!(error.to_string().contains("header row has 10001 columns"), "{error}");
     }
 }
