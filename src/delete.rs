@@ -1,17 +1,18 @@
 //! `{"action": "delete", "bucket", "key", "dry_run"}`: removes everything the function wrote for
 //! one input (its output, summary and report, and its working state: journals, kept answers,
 //! lease, workflow files), never the input itself. Refused while a run of the object is in
-//! progress. The cross-run cache is shared by every file and is left alone.
+//! progress: a live lease, or a Step Functions execution of any of its versions. The cross-run cache is shared by every file and is left alone.
 
 use serde::Serialize;
 
 use crate::error::JobError;
 use crate::pipeline::App;
 use crate::pipeline::lease::is_held;
-use crate::pipeline::paths::{OutputPaths, REPORT_SUFFIX, SUMMARY_SUFFIX, ignore_reason, work_prefix};
+use crate::pipeline::paths::{OutputPaths, REPORT_SUFFIX, SUMMARY_SUFFIX, ignore_reason, state_prefix, work_prefix};
 use crate::records::Format;
 use crate::storage::ObjectStore;
 use crate::workflow::hand_off::{Slot, execution_base_name, find_slot};
+use crate::workflow::input::{RUNNING_RECORD, RunningRecord};
 
 /// What a delete answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -125,12 +126,30 @@ async fn in_progress(app: &App, paths: &OutputPaths, bucket: &str, key: &str) ->
     if is_held(store, &paths.bucket, &paths.lease_key(), app.config.lease_heartbeat).await? {
         return Ok(Some("a run of this object is in progress; delete it once the run has ended".into()));
     }
-    if let (Some(step_functions), Some(meta)) = (&app.step_functions, store.head(bucket, key).await?) {
+    let Some(step_functions) = &app.step_functions else { return Ok(None) };
+    let running = |arn: &str| {
+        format!("the Step Functions execution {arn} is enriching this object; delete it once the execution has ended")
+    };
+    if let Some(meta) = store.head(bucket, key).await? {
         let base = execution_base_name(bucket, key, &meta.etag);
         if let Slot::Running(arn) = find_slot(step_functions, &base).await? {
-            return Ok(Some(format!(
-                "the Step Functions execution {arn} is enriching this object; delete it once the execution has ended"
-            )));
+            return Ok(Some(running(&arn)));
+        }
+    }
+    // An execution of an earlier version may still run (the file was uploaded again meanwhile):
+    // each hand-off leaves a record in its work folder naming the file.
+    let work = format!("{}work/", state_prefix(&app.config));
+    for listed in store.list(&paths.bucket, &work).await?.into_iter().filter(|o| o.key.ends_with(RUNNING_RECORD)) {
+        let Some(body) = store.get_small(&paths.bucket, &listed.key).await? else { continue };
+        let Ok(record) = serde_json::from_slice::<RunningRecord>(&body) else { continue };
+        if record.source.bucket != bucket || record.source.key != key {
+            continue;
+        }
+        let described = step_functions.client.describe_execution().execution_arn(&record.execution_arn).send().await;
+        match described {
+            Ok(execution) if execution.status != aws_sdk_sfn::types::ExecutionStatus::Running => {}
+            // Running, or it cannot be told: nothing is removed from under it.
+            _ => return Ok(Some(running(&record.execution_arn))),
         }
     }
     Ok(None)

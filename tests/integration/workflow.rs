@@ -664,3 +664,25 @@ async fn a_batch_payload_that_is_not_its_executions_buys_nothing() {
     assert!(error.to_string().contains("not running"), "{error}");
     assert_eq!(env.emulator.stats().records_received, 0);
 }
+
+#[tokio::test]
+async fn delete_waits_for_an_execution_of_an_earlier_version_of_the_file() {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+    let input = handed_off(&env, &app).await;
+    invoke(&app, first_batch(&env, &input, 40).await).await;
+    // A new upload while the execution for the first version still runs.
+    env.put("incoming/big.csv.gz", gzip(b"Id;Company\r\n1;Contoso\r\n")).await;
+    let journal = input["journal_prefix"].as_str().unwrap().to_string();
+    let paid = env.keys().await.into_iter().filter(|k| k.starts_with(&journal)).count();
+    assert!(paid > 0, "the batch's answers are journalled");
+
+    let delete = json!({"action": "delete", "bucket": env.bucket, "key": "incoming/big.csv.gz"});
+    let refused = invoke(&app, delete).await;
+
+    assert!(refused["refused"].as_str().is_some_and(|why| why.contains("execution")), "{refused}");
+    let left = env.keys().await.into_iter().filter(|k| k.starts_with(&journal)).count();
+    assert_eq!(left, paid, "the running execution's journal is left alone");
+}
