@@ -8,11 +8,10 @@ use serde::Serialize;
 use crate::error::JobError;
 use crate::pipeline::App;
 use crate::pipeline::lease::is_held;
-use crate::pipeline::paths::{OutputPaths, REPORT_SUFFIX, SUMMARY_SUFFIX, ignore_reason, state_prefix, work_prefix};
+use crate::pipeline::paths::{OutputPaths, REPORT_SUFFIX, SUMMARY_SUFFIX, ignore_reason, work_prefix};
 use crate::records::Format;
 use crate::storage::ObjectStore;
-use crate::workflow::hand_off::{Slot, execution_base_name, find_slot};
-use crate::workflow::input::{RUNNING_RECORD, RunningRecord};
+use crate::workflow::hand_off::{Slot, execution_base_name, find_slot, recorded_executions};
 
 /// What a delete answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -120,7 +119,7 @@ async fn not_an_input(store: &dyn ObjectStore, bucket: &str, key: &str) -> Resul
 }
 
 /// Why the object cannot be deleted now, if it cannot: a live lease (an inline run, a workflow's
-/// hand-off or last step), or a Step Functions execution enriching its current version.
+/// hand-off or last step), or a Step Functions execution enriching any of its versions.
 async fn in_progress(app: &App, paths: &OutputPaths, bucket: &str, key: &str) -> Result<Option<String>, JobError> {
     let store: &dyn ObjectStore = app.store.as_ref();
     if is_held(store, &paths.bucket, &paths.lease_key(), app.config.lease_heartbeat).await? {
@@ -137,19 +136,11 @@ async fn in_progress(app: &App, paths: &OutputPaths, bucket: &str, key: &str) ->
         }
     }
     // An execution of an earlier version may still run (the file was uploaded again meanwhile):
-    // each hand-off leaves a record in its work folder naming the file.
-    let work = format!("{}work/", state_prefix(&app.config));
-    for listed in store.list(&paths.bucket, &work).await?.into_iter().filter(|o| o.key.ends_with(RUNNING_RECORD)) {
-        let Some(body) = store.get_small(&paths.bucket, &listed.key).await? else { continue };
-        let Ok(record) = serde_json::from_slice::<RunningRecord>(&body) else { continue };
-        if record.source.bucket != bucket || record.source.key != key {
-            continue;
-        }
-        let described = step_functions.client.describe_execution().execution_arn(&record.execution_arn).send().await;
-        match described {
-            Ok(execution) if execution.status != aws_sdk_sfn::types::ExecutionStatus::Running => {}
-            // Running, or it cannot be told: nothing is removed from under it.
-            _ => return Ok(Some(running(&record.execution_arn))),
+    // each hand-off leaves a record in its work folder naming the file. One that cannot be
+    // described counts as running: nothing is removed from under it.
+    for (record, is_running) in recorded_executions(app, bucket).await? {
+        if record.source.key == key && is_running != Some(false) {
+            return Ok(Some(running(&record.execution_arn)));
         }
     }
     Ok(None)

@@ -14,7 +14,8 @@ use crate::pipeline::paths::{OutputPaths, SUMMARY_SUFFIX, state_prefix};
 use crate::pipeline::progress::{Progress, Source};
 use crate::pipeline::summary::now_utc;
 use crate::pipeline::summary::{RowCounts, RunStatus, Summary};
-use crate::workflow::input::{PartStats, RUNNING_RECORD, RunningRecord};
+use crate::workflow::hand_off::recorded_executions;
+use crate::workflow::input::PartStats;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Location {
@@ -92,28 +93,10 @@ async fn runs(app: &App, source_bucket: &str) -> Result<Vec<EnrichmentStatus>, J
 /// Large files whose Step Functions execution is running, from the record each hand-off leaves
 /// in its work folder and the figures its batches have written so far.
 async fn workflow_runs(app: &App, source_bucket: &str) -> Result<Vec<EnrichmentStatus>, JobError> {
-    let Some(step_functions) = &app.step_functions else {
-        return Ok(Vec::new());
-    };
     let (store, bucket) = (app.store.as_ref(), app.config.output_bucket_for(source_bucket));
-    let work = format!("{}work/", state_prefix(&app.config));
     let mut runs = Vec::new();
-    for listed in store.list(bucket, &work).await?.into_iter().filter(|o| o.key.ends_with(RUNNING_RECORD)) {
-        let Some(body) = store.get_small(bucket, &listed.key).await? else { continue };
-        let Ok(record) = serde_json::from_slice::<RunningRecord>(&body) else { continue };
-        if record.source.bucket != source_bucket {
-            continue;
-        }
-        let described = step_functions.client.describe_execution().execution_arn(&record.execution_arn).send().await;
-        match described {
-            Ok(execution) if execution.status == aws_sdk_sfn::types::ExecutionStatus::Running => {}
-            // Ended (its last step wrote the summary) or unknown: the summary tells.
-            Ok(_) => continue,
-            Err(error) => {
-                tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&error), "could not describe a running execution");
-                continue;
-            }
-        }
+    // Running ones only: an ended execution's last step wrote the summary, which tells.
+    for (record, _) in recorded_executions(app, source_bucket).await?.into_iter().filter(|(_, r)| *r == Some(true)) {
         let (mut answered, mut requests) = (0, 0);
         for part in store.list(bucket, &record.answers_prefix).await? {
             let Some(body) = store.get_small(bucket, &part.key).await? else { continue };

@@ -12,16 +12,16 @@ use crate::chain::error_chain;
 use crate::company::Companies;
 use crate::enrichment::Enrichment;
 use crate::error::JobError;
-use crate::pipeline::StepFunctions;
 use crate::pipeline::answers::book::AnswerBook;
 use crate::pipeline::answers::journal::Journal;
 use crate::pipeline::answers::journal::now_seconds;
 use crate::pipeline::job::{Job, JobReport, Outcome};
-use crate::pipeline::paths::work_prefix;
+use crate::pipeline::paths::{state_prefix, work_prefix};
 use crate::pipeline::progress::Source;
 use crate::pipeline::run::Run;
 use crate::pipeline::scan::Scan;
 use crate::pipeline::summary::{LeadspaceCounts, RunStatus, now_utc};
+use crate::pipeline::{App, StepFunctions};
 use crate::storage::{OutputUpload, PART_SIZE};
 
 /// `<file name, as far as the execution name allows>-<digest of bucket, key and ETag>-<attempt>`:
@@ -72,6 +72,8 @@ pub enum Slot {
     Free(String),
     /// An execution for this file version is running (a redelivered event).
     Running(String),
+    /// Every attempt's name is taken by an execution that has ended.
+    Exhausted,
 }
 
 /// The name for a new execution of this file version, or the one already running.
@@ -89,12 +91,7 @@ pub async fn find_slot(workflow: &StepFunctions, base: &str) -> Result<Slot, Job
             Err(error) => return Err(workflow_error("describe an execution", error)),
         }
     }
-    Err(JobError::Workflow {
-        action: "start an execution",
-        transient: false,
-        source: format!("this file version already has {MAX_ATTEMPTS} executions; upload it again to start over")
-            .into(),
-    })
+    Ok(Slot::Exhausted)
 }
 
 /// The execution enriching this file version, if one is running: it owns the version until it
@@ -105,13 +102,39 @@ pub async fn running_execution(
     key: &str,
     etag: &str,
 ) -> Result<Option<String>, JobError> {
-    match find_slot(workflow, &execution_base_name(bucket, key, etag)).await {
-        Ok(Slot::Running(arn)) => Ok(Some(arn)),
-        Ok(Slot::Free(_)) => Ok(None),
-        // Every attempt is used and none is running: nothing owns the version.
-        Err(JobError::Workflow { transient: false, action: "start an execution", .. }) => Ok(None),
-        Err(error) => Err(error),
+    match find_slot(workflow, &execution_base_name(bucket, key, etag)).await? {
+        Slot::Running(arn) => Ok(Some(arn)),
+        Slot::Free(_) | Slot::Exhausted => Ok(None),
     }
+}
+
+/// The executions whose hand-off recorded a file of `source_bucket` (results in
+/// `output_bucket`), each with whether it is running: `None` when Step Functions cannot say.
+pub async fn recorded_executions(
+    app: &App,
+    source_bucket: &str,
+) -> Result<Vec<(RunningRecord, Option<bool>)>, JobError> {
+    let Some(step_functions) = &app.step_functions else { return Ok(Vec::new()) };
+    let (store, bucket) = (app.store.as_ref(), app.config.output_bucket_for(source_bucket));
+    let work = format!("{}work/", state_prefix(&app.config));
+    let mut found = Vec::new();
+    for listed in store.list(bucket, &work).await?.into_iter().filter(|o| o.key.ends_with(RUNNING_RECORD)) {
+        let Some(body) = store.get_small(bucket, &listed.key).await? else { continue };
+        let Ok(record) = serde_json::from_slice::<RunningRecord>(&body) else { continue };
+        if record.source.bucket != source_bucket {
+            continue;
+        }
+        let described = step_functions.client.describe_execution().execution_arn(&record.execution_arn).send().await;
+        let running = match described {
+            Ok(execution) => Some(execution.status == aws_sdk_sfn::types::ExecutionStatus::Running),
+            Err(error) => {
+                tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&error), "could not describe a recorded execution");
+                None
+            }
+        };
+        found.push((record, running));
+    }
+    Ok(found)
 }
 
 /// What a delivery of a version that an execution is enriching answers: it is certainly being
@@ -229,6 +252,16 @@ impl HandOff<'_, '_> {
         let name = match find_slot(step_functions, &base).await? {
             Slot::Free(name) => name,
             Slot::Running(arn) => return Ok(being_enriched_by(job, arn)),
+            Slot::Exhausted => {
+                return Err(JobError::Workflow {
+                    action: "start an execution",
+                    transient: false,
+                    source: format!(
+                        "this file version already has {MAX_ATTEMPTS} executions; upload it again to start over"
+                    )
+                    .into(),
+                });
+            }
         };
         let staged = self.stage(&name, book, held, cost).await?;
         let input = &staged.input;
