@@ -217,6 +217,21 @@ fn work_files(keys: &[String]) -> Vec<&String> {
     keys.iter().filter(|k| k.starts_with("enriched/_state/work/")).collect()
 }
 
+/// A test's moto bucket and state machine, the big file uploaded, and the function for them.
+struct BigFile {
+    env: TestEnv,
+    state_machine: String,
+    app: App,
+}
+
+async fn big_file_uploaded() -> BigFile {
+    let env = TestEnv::new().await;
+    let state_machine = create_state_machine(&env).await;
+    env.put("incoming/big.csv.gz", big_file()).await;
+    let app = app_with(&env, &workflow_vars(&state_machine));
+    BigFile { env, state_machine, app }
+}
+
 #[tokio::test]
 async fn a_large_file_goes_through_the_workflow_and_comes_out_as_an_inline_run_would() {
     let env = TestEnv::new().await;
@@ -367,10 +382,7 @@ async fn handed_off(env: &TestEnv, app: &App) -> Value {
 
 #[tokio::test]
 async fn a_retried_or_redriven_last_step_keeps_the_output_it_wrote() {
-    let env = TestEnv::new().await;
-    let state_machine = create_state_machine(&env).await;
-    env.put("incoming/big.csv.gz", big_file()).await;
-    let app = app_with(&env, &workflow_vars(&state_machine));
+    let BigFile { env, app, .. } = big_file_uploaded().await;
     let input = handed_off(&env, &app).await;
     let played = run_execution(&env, &app, input.clone()).await;
     assert_eq!(played.assembled["results"][0]["status"], "complete");
@@ -385,10 +397,7 @@ async fn a_retried_or_redriven_last_step_keeps_the_output_it_wrote() {
 
 #[tokio::test]
 async fn a_retried_batch_keeps_its_earlier_answers_and_pays_nothing_again() {
-    let env = TestEnv::new().await;
-    let state_machine = create_state_machine(&env).await;
-    env.put("incoming/big.csv.gz", big_file()).await;
-    let app = app_with(&env, &workflow_vars(&state_machine));
+    let BigFile { env, app, .. } = big_file_uploaded().await;
     let input = handed_off(&env, &app).await;
     let payload = first_batch(&env, &input, 40).await;
     invoke(&app, payload.clone()).await;
@@ -485,10 +494,7 @@ async fn a_batch_sends_nothing_without_data_sharing_consent() {
 
 #[tokio::test]
 async fn status_shows_a_large_file_running_while_its_batches_buy() {
-    let env = TestEnv::new().await;
-    let state_machine = create_state_machine(&env).await;
-    env.put("incoming/big.csv.gz", big_file()).await;
-    let app = app_with(&env, &workflow_vars(&state_machine));
+    let BigFile { env, app, .. } = big_file_uploaded().await;
     let input = handed_off(&env, &app).await;
     let status = || invoke(&app, json!({"action": "status", "bucket": env.bucket, "key": "incoming/big.csv.gz"}));
 
@@ -527,10 +533,7 @@ struct Bought {
 }
 
 async fn bought_by_the_batches() -> Bought {
-    let env = TestEnv::new().await;
-    let state_machine = create_state_machine(&env).await;
-    env.put("incoming/big.csv.gz", big_file()).await;
-    let app = app_with(&env, &workflow_vars(&state_machine));
+    let BigFile { env, state_machine, app } = big_file_uploaded().await;
     let response = invoke(&app, env.s3_event("incoming/big.csv.gz")).await;
     let execution = response["results"][0]["execution_arn"].as_str().expect("handed off").to_string();
     let (_, assemble_payload) = play_map(&env, &app, execution_input(&env, &execution).await).await;
@@ -580,10 +583,7 @@ async fn a_last_step_that_finds_the_version_complete_keeps_that_output() {
 
 #[tokio::test]
 async fn a_force_while_the_batches_run_is_refused_and_clears_nothing() {
-    let env = TestEnv::new().await;
-    let state_machine = create_state_machine(&env).await;
-    env.put("incoming/big.csv.gz", big_file()).await;
-    let app = app_with(&env, &workflow_vars(&state_machine));
+    let BigFile { env, app, .. } = big_file_uploaded().await;
     let input = handed_off(&env, &app).await;
     invoke(&app, first_batch(&env, &input, 40).await).await;
     assert_eq!(env.emulator.stats().records_received, 40);
@@ -641,10 +641,7 @@ async fn a_last_step_payload_pointing_at_other_files_results_is_refused_before_i
 
 #[tokio::test]
 async fn a_batch_payload_that_is_not_its_executions_buys_nothing() {
-    let env = TestEnv::new().await;
-    let state_machine = create_state_machine(&env).await;
-    env.put("incoming/big.csv.gz", big_file()).await;
-    let app = app_with(&env, &workflow_vars(&state_machine));
+    let BigFile { env, state_machine, app } = big_file_uploaded().await;
     let input = handed_off(&env, &app).await;
     let genuine = first_batch(&env, &input, 10).await;
 
@@ -667,10 +664,7 @@ async fn a_batch_payload_that_is_not_its_executions_buys_nothing() {
 
 #[tokio::test]
 async fn delete_waits_for_an_execution_of_an_earlier_version_of_the_file() {
-    let env = TestEnv::new().await;
-    let state_machine = create_state_machine(&env).await;
-    env.put("incoming/big.csv.gz", big_file()).await;
-    let app = app_with(&env, &workflow_vars(&state_machine));
+    let BigFile { env, app, .. } = big_file_uploaded().await;
     let input = handed_off(&env, &app).await;
     invoke(&app, first_batch(&env, &input, 40).await).await;
     // A new upload while the execution for the first version still runs.
